@@ -1,0 +1,78 @@
+"""Where the database is: option > PAI_CATALOG_DB > the user's synced file > the shipped one."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from catalog.errors import UsageError
+
+ENV_DB = "PAI_CATALOG_DB"
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+@dataclass(frozen=True)
+class DbTarget:
+    """A database to open: an SQLAlchemy URL, and the file path when it is SQLite."""
+
+    url: str
+    path: Path | None
+
+    @property
+    def display(self) -> str:
+        """How to name the database in messages: the path, or the URL without its password."""
+        if self.path is not None:
+            return str(self.path)
+        return _PASSWORD.sub(r"\1***@", self.url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.path is not None
+
+
+def user_db_path() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pai-catalog" / "catalog.db"
+
+
+def shipped_db_path() -> Path:
+    """The catalog built from public documentation that ships inside the package."""
+    from importlib import resources
+
+    try:
+        return Path(str(resources.files("catalog.data"))) / "catalog.db"
+    except ModuleNotFoundError:  # a checkout on sys.path without an install
+        return Path(__file__).resolve().parents[1] / "data" / "catalog.db"
+
+
+def parse_target(value: str) -> DbTarget:
+    """Turn a path or an SQLAlchemy URL into a target."""
+    value = value.strip()
+    if not value:
+        raise UsageError("The database name is empty; give a file path or an SQLAlchemy URL.")
+    if value.startswith("sqlite:"):
+        match = re.fullmatch(r"sqlite(?:\+pysqlite)?:///(.+)", value)
+        if match is None or match.group(1).startswith(":memory:"):
+            raise UsageError(f"Cannot use {value!r}: give an SQLite URL with a file path.")
+        return _file_target(Path(match.group(1)))
+    if "://" in value:
+        return DbTarget(url=value, path=None)
+    return _file_target(Path(value))
+
+
+def _file_target(path: Path) -> DbTarget:
+    path = path.expanduser().absolute()
+    return DbTarget(url=f"sqlite:///{path}", path=path)
+
+
+def resolve_target(option: str | None = None, *, write: bool = False) -> DbTarget:
+    """The database a command uses; reads fall back to the shipped file, writes never do."""
+    value = option or os.environ.get(ENV_DB)
+    if value:
+        return parse_target(value)
+    user = user_db_path()
+    if write or user.exists():
+        return _file_target(user)
+    return _file_target(shipped_db_path())
