@@ -1,0 +1,196 @@
+"""Write-side database access: engines, migrations to head, and schema checks."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import exc as sa_exc
+
+from catalog.config import DbTarget, resolve_target
+from catalog.errors import DatabaseError
+
+
+def migrations_dir() -> str:
+    """Where the Alembic scripts are: inside the installed package, or beside it in a checkout."""
+    try:
+        return str(resources.files("catalog.migrations"))
+    except ModuleNotFoundError:  # a checkout on sys.path without an install
+        return str(Path(__file__).resolve().parents[1] / "migrations")
+
+
+def _alembic_config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", migrations_dir())
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(migrations_dir())
+    heads = script.get_heads()
+    if len(heads) != 1:
+        raise DatabaseError(f"The migrations have {len(heads)} heads; expected exactly one.")
+    return str(heads[0])
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.close()
+
+
+def make_engine(target: DbTarget) -> Engine:
+    """An engine for writing; for SQLite, the file's folder is created if needed."""
+    if target.path is not None:
+        target.path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(target.url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _translate(exc: Exception, target: DbTarget) -> DatabaseError:
+    original = getattr(exc, "orig", exc)
+    if isinstance(original, sqlite3.DatabaseError) and "not a database" in str(original):
+        return DatabaseError(
+            f"{target.display} is not an SQLite database (it may be corrupt); "
+            "point --db at a catalog file or move this one away."
+        )
+    return DatabaseError(f"Cannot use the database {target.display}: {original}")
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, target: DbTarget, revision: str = "head") -> None:
+    """Migrate the database to ``revision`` in one transaction."""
+    from alembic import command
+
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), revision)
+    except sa_exc.SQLAlchemyError as exc:
+        raise _translate(exc, target) from None
+
+
+def downgrade(engine: Engine, target: DbTarget, revision: str) -> None:
+    from alembic import command
+
+    try:
+        with engine.begin() as conn:
+            command.downgrade(_alembic_config(conn), revision)
+    except sa_exc.SQLAlchemyError as exc:
+        raise _translate(exc, target) from None
+
+
+def schema_differences(engine: Engine) -> list[Any]:
+    """What differs between the models and the database (empty when they agree)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from catalog.models import Base
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+@contextmanager
+def writable(target: DbTarget) -> Iterator[Engine]:
+    """An engine on a database at migration head, created or upgraded as needed."""
+    engine = make_engine(target)
+    try:
+        if current_revision_safe(engine, target) != head_revision():
+            upgrade(engine, target)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def current_revision_safe(engine: Engine, target: DbTarget) -> str | None:
+    try:
+        if not inspect(engine).has_table("alembic_version") and _has_foreign_tables(engine):
+            raise DatabaseError(
+                f"{target.display} is a database but not a pai-catalog one "
+                "(it has tables and no alembic_version); point --db at another file."
+            )
+        return current_revision(engine)
+    except sa_exc.SQLAlchemyError as exc:
+        raise _translate(exc, target) from None
+
+
+def _has_foreign_tables(engine: Engine) -> bool:
+    return bool(inspect(engine).get_table_names())
+
+
+def _existing(option: str | None) -> DbTarget:
+    target = resolve_target(option)
+    if target.path is not None and not target.path.is_file():
+        raise DatabaseError(f"No database at {target.path}; create it with 'pai-catalog db upgrade'.")
+    return target
+
+
+def upgrade_command(option: str | None, revision: str = "head") -> str:
+    """``db upgrade``: create or migrate the (writable) database; says what it did."""
+    target = resolve_target(option, write=True)
+    engine = make_engine(target)
+    try:
+        before = current_revision_safe(engine, target)
+        upgrade(engine, target, revision)
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        return f"{target.display}: already at revision {after}"
+    return f"{target.display}: upgraded from {before or 'an empty database'} to revision {after}"
+
+
+def current_command(option: str | None) -> str:
+    """``db current``: the database's revision beside the code's head."""
+    target = _existing(option)
+    engine = make_engine(target)
+    try:
+        revision = current_revision_safe(engine, target)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    state = "at head" if revision == head else f"head is {head}"
+    return f"{target.display}: revision {revision or 'none'} ({state})"
+
+
+def check_command(option: str | None) -> str:
+    """``db check``: fail unless the database is at head and matches the models."""
+    target = _existing(option)
+    engine = make_engine(target)
+    try:
+        revision = current_revision_safe(engine, target)
+        head = head_revision()
+        if revision != head:
+            raise DatabaseError(
+                f"{target.display} is at revision {revision or 'none'}, not head {head}; "
+                "run 'pai-catalog db upgrade'."
+            )
+        differences = schema_differences(engine)
+    except sa_exc.SQLAlchemyError as exc:
+        raise _translate(exc, target) from None
+    finally:
+        engine.dispose()
+    if differences:
+        shown = "; ".join(str(d) for d in differences[:5])
+        raise DatabaseError(f"{target.display} differs from the models: {shown}.")
+    return f"{target.display}: revision {revision}, schema matches the models"

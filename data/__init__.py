@@ -1,0 +1,1 @@
+"""The shipped catalog database (installed as catalog.data)."""

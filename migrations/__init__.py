@@ -1,0 +1,1 @@
+"""Alembic migrations for the pai-image-catalog schema (installed as catalog.migrations)."""
