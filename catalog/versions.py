@@ -56,7 +56,7 @@ class Version:
         """The same version as a ``semantic_version.Version`` (for range specs)."""
         import semantic_version
 
-        major, minor, patch = (self.release + (0, 0, 0))[:3]
+        major, minor, patch = (*self.release, 0, 0, 0)[:3]
         pre = () if self.pre is None else (_PHASE_NAMES[self.pre[0]], str(self.pre[1]))
         extra = tuple(str(n) for n in self.release[3:])
         return semantic_version.Version(
@@ -136,7 +136,9 @@ def compare(a: str | None, b: str | None) -> int:
 
 _RANGE_CHARS = re.compile(r"[<>=!~^*,]|\s")
 # A requested version: numbers, then a glued or separated suffix (2.1.0rc1, 1.15PAI, 2.1.0-accl).
-_REQUEST_RE = re.compile(r"^[vV]?\d+(\.\d+)*([A-Za-z][A-Za-z0-9.]*|[-+_][A-Za-z0-9][A-Za-z0-9.\-]*)?$")
+_REQUEST_RE = re.compile(
+    r"^[vV]?\d+(\.\d+)*([A-Za-z][A-Za-z0-9.]*|[-+_][A-Za-z0-9][A-Za-z0-9.\-]*)?$"
+)
 
 
 @dataclass(frozen=True)
