@@ -141,7 +141,9 @@ def _has_foreign_tables(engine: Engine) -> bool:
 def _existing(option: str | None) -> DbTarget:
     target = resolve_target(option)
     if target.path is not None and not target.path.is_file():
-        raise DatabaseError(f"No database at {target.path}; create it with 'pai-catalog db upgrade'.")
+        raise DatabaseError(
+            f"No database at {target.path}; create it with 'pai-catalog db upgrade'."
+        )
     return target
 
 

@@ -81,9 +81,7 @@ class ImageVersion(Base):
 
     __tablename__ = "image_version"
     __table_args__ = (
-        CheckConstraint(
-            "parse_status IN ('ok', 'partial', 'unrecognized')", name="parse_status"
-        ),
+        CheckConstraint("parse_status IN ('ok', 'partial', 'unrecognized')", name="parse_status"),
         Index(
             "ix_image_version_resolve",
             "framework_key",

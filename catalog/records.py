@@ -1,0 +1,151 @@
+"""ListImages records: validate API JSON into ApiImage values, from pages or import files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from catalog.errors import InputError
+
+# API field -> column name; every field may be missing.
+API_FIELDS = {
+    "ImageId": "image_id",
+    "Name": "name",
+    "Description": "description",
+    "ImageUri": "uri",
+    "Accessibility": "accessibility",
+    "WorkspaceId": "workspace_id",
+    "UserId": "user_id",
+    "ParentUserId": "parent_user_id",
+    "GmtCreateTime": "gmt_create_time",
+    "GmtModifiedTime": "gmt_modified_time",
+    "Size": "size",
+    "SourceId": "source_id",
+    "SourceType": "source_type",
+}
+MAX_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class ApiImage:
+    """One image as the API listed it: its fields by column name and its labels in order."""
+
+    key: str  # ImageId, or "uri:<ImageUri>" when the API gave no id
+    fields: Mapping[str, Any] = field(hash=False)
+    labels: tuple[tuple[str, str | None], ...] = ()
+
+    @property
+    def uri(self) -> str | None:
+        value = self.fields.get("uri")
+        return value if isinstance(value, str) else None
+
+    @property
+    def content_hash(self) -> str:
+        payload = json.dumps(
+            {"fields": dict(self.fields), "labels": sorted(self.labels, key=lambda kv: kv[0])},
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _text(value: Any, where: str, name: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InputError(f"{where}: {name} must be a string, not {type(value).__name__}.")
+    return str(value)
+
+
+def _size(value: Any, where: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: Size must be a number of bytes, not {value!r}.") from None
+
+
+def parse_image(obj: Any, where: str) -> ApiImage:
+    """Validate one element of ``Images``; raises InputError saying where and what."""
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: an image must be a JSON object, not {type(obj).__name__}.")
+    fields: dict[str, Any] = {}
+    for api_name, column in API_FIELDS.items():
+        raw = obj.get(api_name)
+        fields[column] = _size(raw, where) if column == "size" else _text(raw, where, api_name)
+    labels: dict[str, str | None] = {}
+    raw_labels = obj.get("Labels") or []
+    if not isinstance(raw_labels, list):
+        raise InputError(f"{where}: Labels must be a list of {{Key, Value}} objects.")
+    for index, label in enumerate(raw_labels):
+        if not isinstance(label, dict) or not isinstance(label.get("Key"), str):
+            raise InputError(f"{where}: Labels[{index}] has no Key string.")
+        # A repeated key keeps its last value, as a dict of labels would.
+        labels[label["Key"]] = _text(label.get("Value"), where, f"Labels[{index}].Value")
+    image_id = (fields["image_id"] or "").strip()
+    uri = (fields["uri"] or "").strip()
+    if not image_id and not uri:
+        raise InputError(f"{where}: the image has neither ImageId nor ImageUri.")
+    return ApiImage(key=image_id or f"uri:{uri}", fields=fields, labels=tuple(labels.items()))
+
+
+def parse_body(body: Any, where: str) -> tuple[list[ApiImage], int | None]:
+    """A ListImages response body, or a bare list of images -> (images, TotalCount)."""
+    if isinstance(body, list):
+        items, total = body, None
+    elif isinstance(body, dict) and "Images" in body:
+        items, total = body.get("Images") or [], body.get("TotalCount")
+        if not isinstance(items, list):
+            raise InputError(f"{where}: Images must be a list.")
+        if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
+            raise InputError(f"{where}: TotalCount must be an integer, not {total!r}.")
+    else:
+        raise InputError(
+            f'{where}: expected a ListImages response ({{"Images": [...]}}) or a list of images.'
+        )
+    return [parse_image(item, f"{where}: Images[{i}]") for i, item in enumerate(items)], total
+
+
+def dedupe(images: Iterable[ApiImage]) -> list[ApiImage]:
+    """One record per image key; a later record of the same image wins."""
+    by_key: dict[str, ApiImage] = {}
+    for image in images:
+        by_key.pop(image.key, None)
+        by_key[image.key] = image
+    return list(by_key.values())
+
+
+def load_files(paths: Iterable[Path]) -> list[ApiImage]:
+    """Read import files as one complete listing; refuse pages that do not add up."""
+    images: list[ApiImage] = []
+    totals: set[int] = set()
+    for path in paths:
+        try:
+            body = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InputError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path} is not valid JSON ({exc}); nothing was imported.") from None
+        page, total = parse_body(body, str(path))
+        images.extend(page)
+        if total is not None:
+            totals.add(total)
+    unique = dedupe(images)
+    if len(totals) > 1:
+        shown = ", ".join(str(t) for t in sorted(totals)[:MAX_SHOWN])
+        raise InputError(
+            f"The files disagree on TotalCount ({shown}); import pages of one listing together."
+        )
+    if totals and len(unique) != (expected := totals.pop()):
+        raise InputError(
+            f"The files hold {len(unique)} distinct images but TotalCount says {expected}; "
+            "import every page of the listing so that removals are not guessed."
+        )
+    return unique

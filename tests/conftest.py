@@ -1,0 +1,68 @@
+"""Shared fixtures: databases migrated to head in tmp_path, and API-shaped listings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog import db, readdb
+from catalog.config import parse_target
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "pai-api"
+
+
+def api_image(
+    image_id: str,
+    uri: str,
+    labels: dict[str, str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """One ListImages element, as the API would send it."""
+    record: dict[str, Any] = {"ImageId": image_id, "ImageUri": uri, "Name": uri.rsplit("/", 1)[-1]}
+    record.update(fields)
+    record["Labels"] = [{"Key": k, "Value": v} for k, v in (labels or {}).items()]
+    return record
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test reads the developer's own catalog or environment."""
+    monkeypatch.delenv("PAI_CATALOG_DB", raising=False)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    yield
+    readdb.forget()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """An empty catalog database, built by running the migrations to head."""
+    path = tmp_path / "catalog.db"
+    target = parse_target(str(path))
+    engine = db.make_engine(target)
+    db.upgrade(engine, target)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def write_listing(tmp_path: Path) -> Callable[..., Path]:
+    """Write a ListImages body to a file and return its path."""
+    counter = iter(range(10_000))
+
+    def write(
+        images: list[dict[str, Any]], total: int | None = -1, name: str | None = None
+    ) -> Path:
+        body: dict[str, Any] = {"RequestId": "test", "Images": images}
+        if total is not None:
+            body["TotalCount"] = len(images) if total == -1 else total
+        path = tmp_path / (name or f"listing-{next(counter)}.json")
+        path.write_text(json.dumps(body), encoding="utf-8")
+        return path
+
+    return write
