@@ -1,0 +1,28 @@
+"""pai-image-catalog: an offline, queryable catalog of Alibaba Cloud PAI's official images."""
+
+from catalog.errors import (
+    AmbiguousError,
+    CatalogError,
+    DatabaseError,
+    InputError,
+    NotFoundError,
+    UsageError,
+)
+from catalog.query import ImageInfo, list_images, list_versions, retrieve, show
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousError",
+    "CatalogError",
+    "DatabaseError",
+    "ImageInfo",
+    "InputError",
+    "NotFoundError",
+    "UsageError",
+    "__version__",
+    "list_images",
+    "list_versions",
+    "retrieve",
+    "show",
+]

@@ -1,0 +1,117 @@
+"""Renderers: one per output format, rows streamed to a text stream."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import enum
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO
+
+
+class Format(str, enum.Enum):
+    TABLE = "table"
+    JSON = "json"
+    NL = "nl"
+    CSV = "csv"
+
+
+def as_dict(item: Any) -> dict[str, Any]:
+    """A row as a plain dict: dataclasses and mappings both work."""
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return {f.name: _plain(getattr(item, f.name)) for f in dataclasses.fields(item)}
+    return {key: _plain(value) for key, value in dict(item).items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return (
+            json.dumps(value, ensure_ascii=False)
+            if isinstance(value, dict)
+            else ",".join(map(str, value))
+        )
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def render(
+    rows: Iterable[Any], fmt: Format, out: TextIO, columns: Sequence[str] | None = None
+) -> int:
+    """Write ``rows`` in ``fmt``; only ``columns`` (all fields if None). Returns the row count."""
+    dicts = (as_dict(row) for row in rows)
+    if columns is not None:
+        dicts = ({name: row.get(name) for name in columns} for row in dicts)
+    if fmt is Format.JSON:
+        return _json(dicts, out)
+    if fmt is Format.NL:
+        count = 0
+        for row in dicts:
+            count += 1
+            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        return count
+    if fmt is Format.CSV:
+        return _csv(dicts, out, columns)
+    return _table(list(dicts), out, columns)
+
+
+def _json(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
+    count = 0
+    out.write("[")
+    for count, row in enumerate(rows, 1):
+        out.write(
+            ("," if count > 1 else "") + "\n  " + json.dumps(row, ensure_ascii=False, default=str)
+        )
+    out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def _csv(rows: Iterable[dict[str, Any]], out: TextIO, columns: Sequence[str] | None) -> int:
+    writer: csv.DictWriter[str] | None = None
+    count = 0
+    for row in rows:
+        count += 1
+        if writer is None:
+            writer = csv.DictWriter(out, fieldnames=list(columns or row), lineterminator="\n")
+            writer.writeheader()
+        writer.writerow({key: _cell(value) for key, value in row.items()})
+    if writer is None and columns:
+        out.write(",".join(columns) + "\n")
+    return count
+
+
+def _table(rows: list[dict[str, Any]], out: TextIO, columns: Sequence[str] | None) -> int:
+    names = list(columns or (rows[0] if rows else []))
+    if not names:
+        return 0
+    cells = [[_cell(row.get(name)) for name in names] for row in rows]
+    widths = [max([len(name), *(len(line[i]) for line in cells)]) for i, name in enumerate(names)]
+    out.write("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for line in cells:
+        out.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")
+    return len(rows)
+
+
+def render_record(item: Any, out: TextIO) -> None:
+    """One record as aligned ``field: value`` lines (labels one per line)."""
+    row = as_dict(item)
+    width = max(len(key) for key in row)
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out.write(f"{key.ljust(width)}:\n")
+            for label, label_value in value.items():
+                out.write(f"  {label} = {'' if label_value is None else label_value}\n")
+        else:
+            out.write(f"{key.ljust(width)}: {_cell(value)}\n")

@@ -1,0 +1,441 @@
+"""All reads: retrieve one image, list images and versions, show one image; no network."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from catalog import versions
+from catalog.config import resolve_target
+from catalog.errors import AmbiguousError, NotFoundError, UsageError
+from catalog.readdb import Reader, reader
+
+SCOPES = ("training", "inference", "develop")
+MAX_LISTED = 25
+
+_COLUMNS = """v.id, v.image_id, v.region, v.name, v.uri, v.framework, v.framework_version,
+    v.accelerator, v.python_version, v.cuda_version, v.os_version, v.scopes, v.official,
+    v.parse_status, v.gmt_create_time, v.version_key, v.version_class, v.valid_to"""
+_ORDER = "v.version_class DESC, v.version_key DESC, v.gmt_create_time DESC, v.uri ASC"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One image, with the PAI SDK's ImageInfo fields first."""
+
+    image_name: str | None
+    image_uri: str | None
+    framework_name: str | None
+    framework_version: str | None
+    image_scope: str | None
+    accelerator_type: str | None
+    python_version: str | None
+    image_id: str
+    region: str
+    cuda_version: str | None
+    os_version: str | None
+    labels: Mapping[str, str | None] = field(default_factory=dict, hash=False)
+    scopes: tuple[str, ...] = ()
+    official: bool = False
+    parse_status: str = "ok"
+    created: str | None = None
+    removed: bool = False
+
+
+@dataclass(frozen=True)
+class _Filters:
+    framework_key: str | None = None
+    accelerator: str | None = None
+    scope: str | None = None
+    region: str | None = None
+    python: str | None = None
+    cuda: str | None = None
+    os: str | None = None
+    include_removed: bool = False
+    as_of: datetime | None = None
+
+    def where(self) -> tuple[str, str, dict[str, Any]]:
+        """(join, where, params) selecting candidate image versions."""
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        for column, name in (
+            ("framework_key", "framework_key"),
+            ("accelerator", "accelerator"),
+            ("region", "region"),
+            ("python_version", "python"),
+            ("cuda_version", "cuda"),
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(f"v.{column} = :{name}")
+                params[name] = value
+        if self.os is not None:
+            clauses.append("lower(v.os_version) LIKE :os")
+            params["os"] = self.os.replace("%", "").replace("_", "") + "%"
+        if self.as_of is not None:
+            clauses.append("v.valid_from <= :as_of AND (v.valid_to IS NULL OR v.valid_to > :as_of)")
+            params["as_of"] = self.as_of
+        elif self.include_removed:
+            clauses.append("v.is_latest")
+        else:
+            clauses.append("v.valid_to IS NULL")
+        join = ""
+        if self.scope is not None:
+            join = "JOIN image_scope s ON s.version_id = v.id AND s.scope = :scope"
+            params["scope"] = self.scope
+        return join, " AND ".join(clauses), params
+
+
+def _norm_python(value: str | None) -> str | None:
+    if not value:
+        return None
+    text = re.sub(r"^(python|py)", "", value.strip().lower())
+    if re.fullmatch(r"\d{2,3}", text):
+        text = f"{text[0]}.{text[1:]}"
+    match = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.\d+)?", text)
+    if match is None:
+        raise UsageError(f"{value!r} is not a Python version; write it like 3.10 or py310.")
+    return match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
+
+
+def _norm_cuda(value: str | None) -> str | None:
+    if not value:
+        return None
+    text = re.sub(r"^(cuda|cu)", "", value.strip().lower())
+    if re.fullmatch(r"\d{3,4}", text):
+        text = f"{text[:-1]}.{text[-1]}"
+    match = re.fullmatch(r"(\d+)\.(\d+)(?:\.\d+)?", text)
+    if match is None:
+        raise UsageError(f"{value!r} is not a CUDA version; write it like 12.1 or cu121.")
+    return f"{match.group(1)}.{match.group(2)}"
+
+
+def _norm_scope(value: str | None) -> str | None:
+    if value is None:
+        return None
+    scope = value.strip().lower()
+    if scope not in SCOPES:
+        raise UsageError(f"Unknown scope {value!r}; use one of {', '.join(SCOPES)}.")
+    return scope
+
+
+def _norm_as_of(value: datetime | str | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(
+                f"{value!r} is not an ISO 8601 date or time; write it like 2026-01-31 "
+                "or 2026-01-31T12:00:00Z."
+            ) from None
+    if moment is not None and moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _filters(
+    framework_name: str | None,
+    accelerator_type: str | None,
+    image_scope: str | None,
+    region: str | None,
+    python_version: str | None,
+    cuda_version: str | None,
+    os: str | None,
+    include_removed: bool,
+    as_of: datetime | str | None,
+) -> _Filters:
+    return _Filters(
+        framework_key=framework_name.strip().lower() if framework_name else None,
+        accelerator=accelerator_type.strip().upper() if accelerator_type else None,
+        scope=_norm_scope(image_scope),
+        region=region.strip().lower() if region else None,
+        python=_norm_python(python_version),
+        cuda=_norm_cuda(cuda_version),
+        os=os.strip().lower() if os else None,
+        include_removed=include_removed,
+        as_of=_norm_as_of(as_of),
+    )
+
+
+def catalog_age(db: Reader) -> str:
+    """'synced 2026-11-27 (1 day ago)', or that it has never been synced."""
+    last = db.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'")
+    if last is None:
+        return "the catalog has never been synced"
+    moment = last if isinstance(last, datetime) else datetime.fromisoformat(str(last))
+    days = (datetime.now(timezone.utc).replace(tzinfo=None) - moment).days
+    return f"catalog last updated {moment:%Y-%m-%d} ({days} day{'s' if days != 1 else ''} ago)"
+
+
+def _labels(db: Reader, version_id: int) -> dict[str, str | None]:
+    rows = db.rows(
+        "SELECT key, value FROM image_label WHERE version_id = :id ORDER BY key", {"id": version_id}
+    )
+    return {row["key"]: row["value"] for row in rows}
+
+
+def _info(db: Reader, row: Mapping[str, Any], scope: str | None, labels: bool) -> ImageInfo:
+    scopes = tuple(row["scopes"].split(",")) if row["scopes"] else ()
+    return ImageInfo(
+        image_name=row["name"],
+        image_uri=row["uri"],
+        framework_name=row["framework"],
+        framework_version=row["framework_version"],
+        image_scope=scope or (scopes[0] if scopes else None),
+        accelerator_type=row["accelerator"],
+        python_version=row["python_version"],
+        image_id=row["image_id"],
+        region=row["region"],
+        cuda_version=row["cuda_version"],
+        os_version=row["os_version"],
+        labels=_labels(db, row["id"]) if labels else {},
+        scopes=scopes,
+        official=bool(row["official"]),
+        parse_status=row["parse_status"],
+        created=row["gmt_create_time"],
+        removed=row["valid_to"] is not None,
+    )
+
+
+def _select(
+    db: Reader,
+    f: _Filters,
+    extra: str = "",
+    params: Mapping[str, Any] | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    join, where, base = f.where()
+    sql = f"SELECT {_COLUMNS} FROM image_version v {join} WHERE {where} {extra} ORDER BY {_ORDER}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return db.rows(sql, {**base, **(params or {})})
+
+
+def _version_clause(request: versions.VersionRequest) -> tuple[str, dict[str, Any]]:
+    if request.kind == "exact":
+        return "AND v.version_key = :vkey", {"vkey": request.key}
+    if request.kind == "prefix":
+        return "AND v.version_key >= :vlow AND v.version_key < :vhigh", {
+            "vlow": request.key,
+            "vhigh": request.key + "~",
+        }
+    return "", {}
+
+
+def _known_frameworks(db: Reader, f: _Filters) -> list[str]:
+    state = _Filters(include_removed=f.include_removed, as_of=f.as_of)
+    _, where, params = state.where()
+    rows = db.rows(
+        f"SELECT DISTINCT v.framework FROM image_version v WHERE {where} "
+        "AND v.framework IS NOT NULL ORDER BY v.framework",
+        params,
+    )
+    return [row["framework"] for row in rows]
+
+
+def _explain_missing(
+    db: Reader, f: _Filters, framework_name: str, request: versions.VersionRequest
+) -> NotFoundError:
+    age = catalog_age(db)
+    known = _known_frameworks(db, f)
+    if f.framework_key not in {name.lower() for name in known}:
+        close = difflib.get_close_matches(f.framework_key or "", [k.lower() for k in known], n=1)
+        hint = ""
+        if close:
+            hint = f" Did you mean {next(k for k in known if k.lower() == close[0])!r}?"
+        return NotFoundError(
+            f"Unknown framework {framework_name!r}.{hint} Known frameworks: "
+            f"{', '.join(known) or 'none'} ({age})."
+        )
+    available = list_versions_for(db, f)
+    where = _describe(f)
+    if not available:
+        return NotFoundError(f"No {framework_name} image {where} ({age}).")
+    shown = ", ".join(available[:MAX_LISTED])
+    more = f" and {len(available) - MAX_LISTED} more" if len(available) > MAX_LISTED else ""
+    return NotFoundError(
+        f"No {framework_name} version matches {request.text!r} {where}; available versions: "
+        f"{shown}{more} ({age})."
+    )
+
+
+def _describe(f: _Filters) -> str:
+    parts = [
+        f"{label} {value}"
+        for label, value in (
+            ("for accelerator", f.accelerator),
+            ("scope", f.scope),
+            ("region", f.region),
+            ("python", f.python),
+            ("cuda", f.cuda),
+            ("os", f.os),
+        )
+        if value
+    ]
+    return ", ".join(parts) if parts else "in the catalog"
+
+
+def list_versions_for(db: Reader, f: _Filters) -> list[str]:
+    """Distinct versions in semantic order, highest first; unparseable ones last."""
+    join, where, params = f.where()
+    rows = db.rows(
+        f"SELECT v.framework_version, max(v.version_key) AS k FROM image_version v {join} "
+        f"WHERE {where} AND v.framework_version IS NOT NULL "
+        "GROUP BY v.framework_version ORDER BY k DESC, v.framework_version DESC",
+        params,
+    )
+    return [row["framework_version"] for row in rows]
+
+
+def retrieve(
+    framework_name: str,
+    framework_version: str = "latest",
+    accelerator_type: str = "CPU",
+    image_scope: str = "training",
+    *,
+    region: str | None = None,
+    python_version: str | None = None,
+    cuda_version: str | None = None,
+    os: str | None = None,
+    as_of: datetime | str | None = None,
+    db: str | None = None,
+) -> ImageInfo:
+    """The best image for a framework and version request, like the PAI SDK's ``retrieve``."""
+    if not framework_name or not framework_name.strip():
+        raise UsageError("Give a framework name, such as PyTorch or TensorFlow.")
+    try:
+        request = versions.parse_request(framework_version)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; ask for latest, 2.1.0, 2.1 or a range like >=2.0,<2.2.") from None
+    f = _filters(
+        framework_name,
+        accelerator_type,
+        image_scope,
+        region,
+        python_version,
+        cuda_version,
+        os,
+        False,
+        as_of,
+    )
+    handle = reader(resolve_target(db))
+    clause, params = _version_clause(request)
+    if request.kind == "range":
+        rows = [r for r in _select(handle, f) if request.matches(r["framework_version"])]
+        rows = rows[:1]
+    else:
+        rows = _select(handle, f, clause, params, limit=1)
+    if not rows:
+        raise _explain_missing(handle, f, framework_name, request)
+    best = rows[0]
+    if f.region is None:
+        _check_one_region(handle, f, best)
+    return _info(handle, best, f.scope, labels=True)
+
+
+def _check_one_region(db: Reader, f: _Filters, best: Mapping[str, Any]) -> None:
+    rows = _select(
+        db,
+        f,
+        "AND v.version_key = :top AND v.version_class = :cls AND v.region <> :region",
+        {"top": best["version_key"], "cls": best["version_class"], "region": best["region"]},
+    )
+    regions = sorted({best["region"], *(row["region"] for row in rows)})
+    if len(regions) > 1:
+        raise AmbiguousError(
+            f"{best['framework']} {best['framework_version']} is in {len(regions)} regions "
+            f"({', '.join(regions[:5])}{', ...' if len(regions) > 5 else ''}); "
+            "choose one with region= (--region)."
+        )
+
+
+def list_images(
+    framework_name: str | None = None,
+    *,
+    framework_version: str | None = None,
+    image_scope: str | None = None,
+    accelerator_type: str | None = None,
+    region: str | None = None,
+    python_version: str | None = None,
+    cuda_version: str | None = None,
+    os: str | None = None,
+    include_removed: bool = False,
+    as_of: datetime | str | None = None,
+    labels: bool = False,
+    db: str | None = None,
+) -> list[ImageInfo]:
+    """Every image matching the filters, highest version first."""
+    f = _filters(
+        framework_name,
+        accelerator_type,
+        image_scope,
+        region,
+        python_version,
+        cuda_version,
+        os,
+        include_removed,
+        as_of,
+    )
+    handle = reader(resolve_target(db))
+    try:
+        request = versions.parse_request(framework_version)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; ask for latest, 2.1.0, 2.1 or a range like >=2.0,<2.2.") from None
+    clause, params = ("", {}) if request.kind == "latest" else _version_clause(request)
+    rows = _select(handle, f, clause, params)
+    if request.kind == "range":
+        rows = [r for r in rows if request.matches(r["framework_version"])]
+    return [_info(handle, row, f.scope, labels) for row in rows]
+
+
+def list_versions(
+    framework_name: str,
+    *,
+    image_scope: str | None = None,
+    accelerator_type: str | None = None,
+    region: str | None = None,
+    include_removed: bool = False,
+    as_of: datetime | str | None = None,
+    db: str | None = None,
+) -> list[str]:
+    """The framework's versions, highest first (prereleases after releases)."""
+    f = _filters(
+        framework_name,
+        accelerator_type,
+        image_scope,
+        region,
+        None,
+        None,
+        None,
+        include_removed,
+        as_of,
+    )
+    handle = reader(resolve_target(db))
+    found = list_versions_for(handle, f)
+    if not found:
+        raise _explain_missing(handle, f, framework_name, versions.parse_request("latest"))
+    return found
+
+
+def show(uri_or_id: str, *, region: str | None = None, db: str | None = None) -> ImageInfo:
+    """One image by URI or ImageId, removed ones included."""
+    handle = reader(resolve_target(db))
+    f = _Filters(region=region.strip().lower() if region else None, include_removed=True)
+    rows = _select(
+        handle, f, "AND (v.uri = :needle OR v.image_id = :needle)", {"needle": uri_or_id.strip()}
+    )
+    if not rows:
+        raise NotFoundError(f"No image with URI or ImageId {uri_or_id!r} ({catalog_age(handle)}).")
+    regions = sorted({row["region"] for row in rows})
+    if len(regions) > 1:
+        raise AmbiguousError(
+            f"{uri_or_id!r} is in {len(regions)} regions ({', '.join(regions[:5])}); "
+            "choose one with --region."
+        )
+    return _info(handle, rows[0], None, labels=True)

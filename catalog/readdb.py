@@ -1,0 +1,135 @@
+"""Read-only database access: stdlib sqlite3 for files, SQLAlchemy only for server URLs."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from catalog.config import DbTarget
+from catalog.errors import DatabaseError
+
+# The migration revision this code reads; tests check it against the migrations' head.
+SCHEMA_REVISION = "0002"
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+_OPEN: dict[str, Reader] = {}
+
+
+class Reader:
+    """Runs SELECTs with ``:name`` parameters and returns rows as dicts."""
+
+    def __init__(self, target: DbTarget) -> None:
+        self.target = target
+        self._sqlite: sqlite3.Connection | None = None
+        self._engine: Any = None
+        if target.path is not None:
+            self._sqlite = _open_sqlite(target.path)
+        else:
+            self._engine = _open_engine(target)
+        self._check_revision()
+
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        params = dict(params or {})
+        try:
+            if self._sqlite is not None:
+                for name, value in params.items():
+                    if isinstance(value, datetime):
+                        params[name] = value.strftime(_SQLITE_TIME)
+                cursor = self._sqlite.execute(sql, params)
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            from sqlalchemy import text
+
+            with self._engine.connect() as conn:
+                return [dict(row._mapping) for row in conn.execute(text(sql), params)]
+        except sqlite3.DatabaseError as exc:
+            raise _sqlite_error(exc, self.target) from None
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        rows = self.rows(sql, params)
+        return next(iter(rows[0].values())) if rows else None
+
+    def _check_revision(self) -> None:
+        try:
+            revision = self.scalar("SELECT version_num FROM alembic_version")
+        except DatabaseError as exc:
+            raise DatabaseError(
+                f"{self.target.display} is not a pai-catalog database (no schema revision); "
+                "run 'pai-catalog db upgrade' on it or point --db at a catalog."
+            ) from exc
+        if revision != SCHEMA_REVISION:
+            raise DatabaseError(
+                f"{self.target.display} is at schema revision {revision}, this pai-catalog reads "
+                f"{SCHEMA_REVISION}; run 'pai-catalog db upgrade' (or upgrade pai-catalog)."
+            )
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def _open_sqlite(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise DatabaseError(
+            f"No catalog database at {path}; run 'pai-catalog import' or 'pai-catalog sync', "
+            "or point --db / PAI_CATALOG_DB at a catalog file."
+        )
+    base = "file:" + quote(str(path))
+    try:
+        conn = sqlite3.connect(base + "?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        # A WAL file in a read-only folder cannot get its -shm file: nobody can write
+        # there either, so reading it as immutable is safe.
+        try:
+            conn = sqlite3.connect(base + "?immutable=1", uri=True, check_same_thread=False)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _sqlite_error(exc, DbTarget(url="", path=path)) from None
+    except sqlite3.DatabaseError as exc:
+        raise _sqlite_error(exc, DbTarget(url="", path=path)) from None
+    return conn
+
+
+def _open_engine(target: DbTarget) -> Any:
+    from sqlalchemy import create_engine
+    from sqlalchemy import exc as sa_exc
+
+    try:
+        return create_engine(target.url)
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
+        raise DatabaseError(f"Cannot open {target.display}: {exc}") from None
+
+
+def _sqlite_error(exc: sqlite3.DatabaseError, target: DbTarget) -> DatabaseError:
+    message = str(exc)
+    if "not a database" in message or "malformed" in message:
+        return DatabaseError(
+            f"{target.display} is corrupt or not an SQLite database ({message}); "
+            "restore it from a copy or point --db at another file."
+        )
+    return DatabaseError(f"Cannot read {target.display}: {message}.")
+
+
+def reader(target: DbTarget) -> Reader:
+    """A shared reader per database, so repeated lookups skip the open and the checks."""
+    key = target.url
+    existing = _OPEN.get(key)
+    if existing is None:
+        existing = _OPEN[key] = Reader(target)
+    return existing
+
+
+def forget(target: DbTarget | None = None) -> None:
+    """Close cached readers (all, or one database's), e.g. after the file was replaced."""
+    keys: Sequence[str] = list(_OPEN) if target is None else [target.url]
+    for key in keys:
+        found = _OPEN.pop(key, None)
+        if found is not None:
+            found.close()
