@@ -351,7 +351,7 @@ def _check_one_region(db: Reader, f: _Filters, best: Mapping[str, Any]) -> None:
         raise AmbiguousError(
             f"{best['framework']} {best['framework_version']} is in {len(regions)} regions "
             f"({', '.join(regions[:5])}{', ...' if len(regions) > 5 else ''}); "
-            "choose one with region= (--region)."
+            f"choose one with region= (--region) ({catalog_age(db)})."
         )
 
 

@@ -255,9 +255,10 @@ def test_no_image_for_that_accelerator(db: str) -> None:
 def test_several_regions_ask_for_one(db: str) -> None:
     with pytest.raises(AmbiguousError) as caught:
         catalog.retrieve("deepspeed", accelerator_type="GPU", db=db)
-    assert str(caught.value) == (
-        "DeepSpeed 0.14.0 is in 2 regions (cn-beijing, cn-hangzhou); "
-        "choose one with region= (--region)."
+    assert re.fullmatch(
+        r"DeepSpeed 0\.14\.0 is in 2 regions \(cn-beijing, cn-hangzhou\); "
+        r"choose one with region= \(--region\) " + AGE + r"\.",
+        str(caught.value),
     )
     assert image_id(db, "deepspeed", accelerator_type="GPU", region="CN-Beijing") == "ds-bj"
 
@@ -315,3 +316,25 @@ def test_show_by_uri_and_ambiguous_show(db: str) -> None:
     assert info.image_id == "pt-2120"
     with pytest.raises(NotFoundError, match="No image with URI or ImageId 'nope'"):
         catalog.show("nope", db=db)
+
+
+def test_as_of_answers_as_the_catalog_stood(
+    db_path: Path, write_listing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = str(db_path)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")  # 2026-01-01
+    import_files([write_listing(hangzhou())], "cn-hangzhou", db_option=db)
+    later = [img for img in hangzhou() if img["ImageId"] != "pt-2100"]
+    later.append(
+        api_image("pt-2130", f"{HZ}/pytorch:2.13.0-gpu-py312-cu126-ubuntu24.04",
+                  fw("PyTorch", "2.13.0", "GPU", "training"))
+    )  # fmt: skip
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1769904000")  # 2026-02-01
+    import_files([write_listing(later)], "cn-hangzhou", db_option=db)
+    assert image_id(db, "pytorch", accelerator_type="GPU") == "pt-2130"
+    assert image_id(db, "pytorch", accelerator_type="GPU", as_of="2026-01-15") == "pt-2100"
+    assert image_id(db, "pytorch", "2.10", "GPU", as_of="2026-01-15T12:00:00+08:00") == "pt-2100"
+    with pytest.raises(NotFoundError):
+        catalog.retrieve("pytorch", "2.10", "GPU", db=db)
+    with pytest.raises(NotFoundError, match="Known frameworks: none"):
+        catalog.retrieve("pytorch", accelerator_type="GPU", as_of="2025-12-31", db=db)
