@@ -25,3 +25,32 @@ class NotFoundError(CatalogError):
 
 class AmbiguousError(CatalogError):
     """The request matches images in several places and needs narrowing."""
+
+
+class CredentialsError(CatalogError):
+    """No usable Alibaba Cloud credentials were found, or a credentials file is malformed."""
+
+
+class ApiError(CatalogError):
+    """The PAI API answered with an error, or not at all, after every allowed attempt."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class AuthError(ApiError):
+    """The API refused the credentials or the permission: retrying will not help."""
+
+
+class CrawlError(CatalogError):
+    """The listing kept changing, or did not add up, through every allowed crawl."""
+
+
+class SafetyError(CatalogError):
+    """A run was refused to protect the catalog (mass removal); nothing was written."""
+
+
+class LockedError(CatalogError):
+    """Another sync holds the database's lock."""
