@@ -1,5 +1,6 @@
 """pai-image-catalog: an offline, queryable catalog of Alibaba Cloud PAI's official images."""
 
+from catalog.config import __version__
 from catalog.errors import (
     AmbiguousError,
     CatalogError,
@@ -9,8 +10,6 @@ from catalog.errors import (
     UsageError,
 )
 from catalog.query import ImageInfo, list_images, list_versions, retrieve, show
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousError",

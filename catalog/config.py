@@ -9,8 +9,8 @@ from pathlib import Path
 
 from catalog.errors import UsageError
 
+__version__ = "0.1.0"
 ENV_DB = "PAI_CATALOG_DB"
-_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,33 @@ class DbTarget:
         """How to name the database in messages: the path, or the URL without its password."""
         if self.path is not None:
             return str(self.path)
-        return _PASSWORD.sub(r"\1***@", self.url)
+        return hide_password(self.url)
 
     @property
     def is_sqlite(self) -> bool:
         return self.path is not None
+
+
+_SECRET_PARAMS = {"password", "passwd", "pwd", "secret", "token", "sslpassword"}
+
+
+def hide_password(url: str) -> str:
+    """The URL with any password (in the user part or the query) replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    location, slash, tail = rest.partition("/")
+    # The host follows the last "@": a password may itself contain "@".
+    user_info, at, host = location.rpartition("@")
+    if at and ":" in user_info:
+        location = user_info.split(":", 1)[0] + ":***@" + host
+    path, question, query = tail.partition("?")
+    if question:
+        pairs = [pair.partition("=") for pair in query.split("&")]
+        query = "&".join(
+            k + (eq and "=") + ("***" if k.lower() in _SECRET_PARAMS else v) for k, eq, v in pairs
+        )
+    return f"{scheme}://{location}{slash}{path}{question}{query}"
 
 
 def user_db_path() -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -12,15 +11,26 @@ from typing import Any
 from catalog import versions
 from catalog.config import resolve_target
 from catalog.errors import AmbiguousError, NotFoundError, UsageError
+from catalog.filters import (
+    Filters,
+    build_of,
+    describe,
+    make_filters,
+    requested_build,
+    version_clause,
+)
 from catalog.readdb import Reader, reader
 
-SCOPES = ("training", "inference", "develop")
 MAX_LISTED = 25
 
 _COLUMNS = """v.id, v.image_id, v.region, v.name, v.uri, v.framework, v.framework_version,
     v.accelerator, v.python_version, v.cuda_version, v.os_version, v.scopes, v.official,
     v.parse_status, v.gmt_create_time, v.version_key, v.version_class, v.valid_to"""
-_ORDER = "v.version_class DESC, v.version_key DESC, v.gmt_create_time DESC, v.uri ASC"
+# Newest image first among equal versions; an image without a time after every dated one.
+_ORDER = (
+    "v.version_class DESC, v.version_key DESC, (v.gmt_create_time IS NULL) ASC, "
+    "v.gmt_create_time DESC, v.uri ASC"
+)
 
 
 @dataclass(frozen=True)
@@ -44,123 +54,6 @@ class ImageInfo:
     parse_status: str = "ok"
     created: str | None = None
     removed: bool = False
-
-
-@dataclass(frozen=True)
-class _Filters:
-    framework_key: str | None = None
-    accelerator: str | None = None
-    scope: str | None = None
-    region: str | None = None
-    python: str | None = None
-    cuda: str | None = None
-    os: str | None = None
-    include_removed: bool = False
-    as_of: datetime | None = None
-
-    def where(self) -> tuple[str, str, dict[str, Any]]:
-        """(join, where, params) selecting candidate image versions."""
-        clauses: list[str] = []
-        params: dict[str, Any] = {}
-        for column, name in (
-            ("framework_key", "framework_key"),
-            ("accelerator", "accelerator"),
-            ("region", "region"),
-            ("python_version", "python"),
-            ("cuda_version", "cuda"),
-        ):
-            value = getattr(self, name)
-            if value is not None:
-                clauses.append(f"v.{column} = :{name}")
-                params[name] = value
-        if self.os is not None:
-            clauses.append("lower(v.os_version) LIKE :os")
-            params["os"] = self.os.replace("%", "").replace("_", "") + "%"
-        if self.as_of is not None:
-            clauses.append("v.valid_from <= :as_of AND (v.valid_to IS NULL OR v.valid_to > :as_of)")
-            params["as_of"] = self.as_of
-        elif self.include_removed:
-            clauses.append("v.is_latest")
-        else:
-            clauses.append("v.valid_to IS NULL")
-        join = ""
-        if self.scope is not None:
-            join = "JOIN image_scope s ON s.version_id = v.id AND s.scope = :scope"
-            params["scope"] = self.scope
-        return join, " AND ".join(clauses), params
-
-
-def _norm_python(value: str | None) -> str | None:
-    if not value:
-        return None
-    text = re.sub(r"^(python|py)", "", value.strip().lower())
-    if re.fullmatch(r"\d{2,3}", text):
-        text = f"{text[0]}.{text[1:]}"
-    match = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.\d+)?", text)
-    if match is None:
-        raise UsageError(f"{value!r} is not a Python version; write it like 3.10 or py310.")
-    return match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
-
-
-def _norm_cuda(value: str | None) -> str | None:
-    if not value:
-        return None
-    text = re.sub(r"^(cuda|cu)", "", value.strip().lower())
-    if re.fullmatch(r"\d{3,4}", text):
-        text = f"{text[:-1]}.{text[-1]}"
-    match = re.fullmatch(r"(\d+)\.(\d+)(?:\.\d+)?", text)
-    if match is None:
-        raise UsageError(f"{value!r} is not a CUDA version; write it like 12.1 or cu121.")
-    return f"{match.group(1)}.{match.group(2)}"
-
-
-def _norm_scope(value: str | None) -> str | None:
-    if value is None:
-        return None
-    scope = value.strip().lower()
-    if scope not in SCOPES:
-        raise UsageError(f"Unknown scope {value!r}; use one of {', '.join(SCOPES)}.")
-    return scope
-
-
-def _norm_as_of(value: datetime | str | None) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise UsageError(
-                f"{value!r} is not an ISO 8601 date or time; write it like 2026-01-31 "
-                "or 2026-01-31T12:00:00Z."
-            ) from None
-    if moment is not None and moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
-
-
-def _filters(
-    framework_name: str | None,
-    accelerator_type: str | None,
-    image_scope: str | None,
-    region: str | None,
-    python_version: str | None,
-    cuda_version: str | None,
-    os: str | None,
-    include_removed: bool,
-    as_of: datetime | str | None,
-) -> _Filters:
-    return _Filters(
-        framework_key=framework_name.strip().lower() if framework_name else None,
-        accelerator=accelerator_type.strip().upper() if accelerator_type else None,
-        scope=_norm_scope(image_scope),
-        region=region.strip().lower() if region else None,
-        python=_norm_python(python_version),
-        cuda=_norm_cuda(cuda_version),
-        os=os.strip().lower() if os else None,
-        include_removed=include_removed,
-        as_of=_norm_as_of(as_of),
-    )
 
 
 def catalog_age(db: Reader) -> str:
@@ -205,7 +98,7 @@ def _info(db: Reader, row: Mapping[str, Any], scope: str | None, labels: bool) -
 
 def _select(
     db: Reader,
-    f: _Filters,
+    f: Filters,
     extra: str = "",
     params: Mapping[str, Any] | None = None,
     limit: int | None = None,
@@ -217,19 +110,8 @@ def _select(
     return db.rows(sql, {**base, **(params or {})})
 
 
-def _version_clause(request: versions.VersionRequest) -> tuple[str, dict[str, Any]]:
-    if request.kind == "exact":
-        return "AND v.version_key = :vkey", {"vkey": request.key}
-    if request.kind == "prefix":
-        return "AND v.version_key >= :vlow AND v.version_key < :vhigh", {
-            "vlow": request.key,
-            "vhigh": request.key + "~",
-        }
-    return "", {}
-
-
-def _known_frameworks(db: Reader, f: _Filters) -> list[str]:
-    state = _Filters(include_removed=f.include_removed, as_of=f.as_of)
+def _known_frameworks(db: Reader, f: Filters) -> list[str]:
+    state = Filters(include_removed=f.include_removed, as_of=f.as_of)
     _, where, params = state.where()
     rows = db.rows(
         f"SELECT DISTINCT v.framework FROM image_version v WHERE {where} "
@@ -240,7 +122,7 @@ def _known_frameworks(db: Reader, f: _Filters) -> list[str]:
 
 
 def _explain_missing(
-    db: Reader, f: _Filters, framework_name: str, request: versions.VersionRequest
+    db: Reader, f: Filters, framework_name: str, request: versions.VersionRequest
 ) -> NotFoundError:
     age = catalog_age(db)
     known = _known_frameworks(db, f)
@@ -254,7 +136,7 @@ def _explain_missing(
             f"{', '.join(known) or 'none'} ({age})."
         )
     available = list_versions_for(db, f)
-    where = _describe(f)
+    where = describe(f)
     if not available:
         return NotFoundError(f"No {framework_name} image {where} ({age}).")
     shown = ", ".join(available[:MAX_LISTED])
@@ -265,32 +147,35 @@ def _explain_missing(
     )
 
 
-def _describe(f: _Filters) -> str:
-    parts = [
-        f"{label} {value}"
-        for label, value in (
-            ("for accelerator", f.accelerator),
-            ("scope", f.scope),
-            ("region", f.region),
-            ("python", f.python),
-            ("cuda", f.cuda),
-            ("os", f.os),
-        )
-        if value
-    ]
-    return ", ".join(parts) if parts else "in the catalog"
+def list_versions_for(db: Reader, f: Filters) -> list[str]:
+    """Distinct versions in semantic order, highest first; unparseable ones last.
 
-
-def list_versions_for(db: Reader, f: _Filters) -> list[str]:
-    """Distinct versions in semantic order, highest first; unparseable ones last."""
+    Spellings of one version (2.7 and 2.7.0) are listed once, in their longest spelling;
+    build variants (1.15PAI) are listed after their release.
+    """
     join, where, params = f.where()
     rows = db.rows(
-        f"SELECT v.framework_version, max(v.version_key) AS k FROM image_version v {join} "
-        f"WHERE {where} AND v.framework_version IS NOT NULL "
-        "GROUP BY v.framework_version ORDER BY k DESC, v.framework_version DESC",
+        f"SELECT DISTINCT v.framework_version, v.version_key FROM image_version v {join} "
+        f"WHERE {where} AND v.framework_version IS NOT NULL",
         params,
     )
-    return [row["framework_version"] for row in rows]
+    best: dict[tuple[str, str], str] = {}
+    for row in rows:
+        text, key = row["framework_version"], row["version_key"]
+        group = (key, build_of(text) or "") if key.startswith(versions.KEY_PARSED) else (key, "")
+        if len(text) > len(best.get(group, "")):
+            best[group] = text
+    ordered = sorted(
+        best.items(), key=lambda item: (item[0][0], _Reverse(item[0][1])), reverse=True
+    )
+    return [text for _, text in ordered]
+
+
+class _Reverse(str):
+    """Sorts backwards, so that under reverse=True build variants follow their release."""
+
+    def __lt__(self, other: str) -> bool:
+        return str.__gt__(self, other)
 
 
 def retrieve(
@@ -313,7 +198,7 @@ def retrieve(
         request = versions.parse_request(framework_version)
     except ValueError as exc:
         raise UsageError(f"{exc}; ask for latest, 2.1.0, 2.1 or a range like >=2.0,<2.2.") from None
-    f = _filters(
+    f = make_filters(
         framework_name,
         accelerator_type,
         image_scope,
@@ -325,12 +210,17 @@ def retrieve(
         as_of,
     )
     handle = reader(resolve_target(db))
-    clause, params = _version_clause(request)
+    clause, params = version_clause(request)
+    # An image whose URI does not parse cannot be pulled: never an answer.
+    clause += " AND v.parse_status <> 'unrecognized'"
+    wanted_build = requested_build(request)
     if request.kind == "range":
-        rows = [r for r in _select(handle, f) if request.matches(r["framework_version"])]
-        rows = rows[:1]
+        rows = [r for r in _select(handle, f, clause) if request.matches(r["framework_version"])]
     else:
-        rows = _select(handle, f, clause, params, limit=1)
+        rows = _select(handle, f, clause, params, limit=None if wanted_build else 1)
+    if wanted_build:
+        # Asking for 2.1.0-accl prefers that variant among the images of equal version.
+        rows = sorted(rows, key=lambda r: build_of(r["framework_version"]) != wanted_build)
     if not rows:
         raise _explain_missing(handle, f, framework_name, request)
     best = rows[0]
@@ -339,7 +229,7 @@ def retrieve(
     return _info(handle, best, f.scope, labels=True)
 
 
-def _check_one_region(db: Reader, f: _Filters, best: Mapping[str, Any]) -> None:
+def _check_one_region(db: Reader, f: Filters, best: Mapping[str, Any]) -> None:
     rows = _select(
         db,
         f,
@@ -371,7 +261,7 @@ def list_images(
     db: str | None = None,
 ) -> list[ImageInfo]:
     """Every image matching the filters, highest version first."""
-    f = _filters(
+    f = make_filters(
         framework_name,
         accelerator_type,
         image_scope,
@@ -387,7 +277,7 @@ def list_images(
         request = versions.parse_request(framework_version)
     except ValueError as exc:
         raise UsageError(f"{exc}; ask for latest, 2.1.0, 2.1 or a range like >=2.0,<2.2.") from None
-    clause, params = ("", {}) if request.kind == "latest" else _version_clause(request)
+    clause, params = ("", {}) if request.kind == "latest" else version_clause(request)
     rows = _select(handle, f, clause, params)
     if request.kind == "range":
         rows = [r for r in rows if request.matches(r["framework_version"])]
@@ -405,7 +295,7 @@ def list_versions(
     db: str | None = None,
 ) -> list[str]:
     """The framework's versions, highest first (prereleases after releases)."""
-    f = _filters(
+    f = make_filters(
         framework_name,
         accelerator_type,
         image_scope,
@@ -426,7 +316,7 @@ def list_versions(
 def show(uri_or_id: str, *, region: str | None = None, db: str | None = None) -> ImageInfo:
     """One image by URI or ImageId, removed ones included."""
     handle = reader(resolve_target(db))
-    f = _Filters(region=region.strip().lower() if region else None, include_removed=True)
+    f = Filters(region=region.strip().lower() if region else None, include_removed=True)
     rows = _select(
         handle, f, "AND (v.uri = :needle OR v.image_id = :needle)", {"needle": uri_or_id.strip()}
     )
@@ -438,4 +328,5 @@ def show(uri_or_id: str, *, region: str | None = None, db: str | None = None) ->
             f"{uri_or_id!r} is in {len(regions)} regions ({', '.join(regions[:5])}); "
             "choose one with --region."
         )
+    rows.sort(key=lambda row: row["valid_to"] is not None)  # the live image first
     return _info(handle, rows[0], None, labels=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -41,12 +42,20 @@ class Reader:
                 cursor = self._sqlite.execute(sql, params)
                 names = [d[0] for d in cursor.description]
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-            from sqlalchemy import text
-
-            with self._engine.connect() as conn:
-                return [dict(row._mapping) for row in conn.execute(text(sql), params)]
+            return self._server_rows(sql, params)
         except sqlite3.DatabaseError as exc:
             raise _sqlite_error(exc, self.target) from None
+
+    def _server_rows(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        from sqlalchemy import exc as sa_exc
+        from sqlalchemy import text
+
+        try:
+            with self._engine.connect() as conn:
+                return [dict(row._mapping) for row in conn.execute(text(sql), params)]
+        except sa_exc.SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise DatabaseError(f"Cannot read {self.target.display}: {reason}.") from None
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         rows = self.rows(sql, params)
@@ -84,8 +93,12 @@ def _open_sqlite(path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(base + "?mode=ro", uri=True, check_same_thread=False)
         conn.execute("PRAGMA query_only = ON")
         conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-    except sqlite3.OperationalError:
-        # A WAL file in a read-only folder cannot get its -shm file: nobody can write
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or os.access(path.parent, os.W_OK):
+            raise DatabaseError(
+                f"Cannot read {path}: {exc} (a sync may be holding it); try again."
+            ) from None
+        # A WAL database in a read-only folder cannot get its -shm file; nobody can write
         # there either, so reading it as immutable is safe.
         try:
             conn = sqlite3.connect(base + "?immutable=1", uri=True, check_same_thread=False)

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,12 @@ def _text(value: Any, where: str, name: str) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InputError(f"{where}: {name} must be a string, not {type(value).__name__}.")
-    return str(value)
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{where}: {name} is not valid Unicode text.") from None
+    return text
 
 
 def _size(value: Any, where: str) -> int | None:
@@ -67,9 +73,25 @@ def _size(value: Any, where: str) -> int | None:
     try:
         if isinstance(value, bool):
             raise ValueError
-        return int(value)
-    except (TypeError, ValueError):
+        size = int(value)
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{where}: Size must be a number of bytes, not {value!r}.") from None
+    if not 0 <= size < 2**63:
+        raise InputError(f"{where}: Size {value!r} is out of range.")
+    return size
+
+
+def _time(value: str | None) -> str | None:
+    """API times as one sortable form, 2024-01-02T03:04:05.000000Z; other text as given."""
+    if not value:
+        return value
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_image(obj: Any, where: str) -> ApiImage:
@@ -80,6 +102,8 @@ def parse_image(obj: Any, where: str) -> ApiImage:
     for api_name, column in API_FIELDS.items():
         raw = obj.get(api_name)
         fields[column] = _size(raw, where) if column == "size" else _text(raw, where, api_name)
+    for column in ("gmt_create_time", "gmt_modified_time"):
+        fields[column] = _time(fields[column])
     labels: dict[str, str | None] = {}
     raw_labels = obj.get("Labels") or []
     if not isinstance(raw_labels, list):
@@ -88,7 +112,8 @@ def parse_image(obj: Any, where: str) -> ApiImage:
         if not isinstance(label, dict) or not isinstance(label.get("Key"), str):
             raise InputError(f"{where}: Labels[{index}] has no Key string.")
         # A repeated key keeps its last value, as a dict of labels would.
-        labels[label["Key"]] = _text(label.get("Value"), where, f"Labels[{index}].Value")
+        key = _text(label["Key"], where, f"Labels[{index}].Key") or ""
+        labels[key] = _text(label.get("Value"), where, f"Labels[{index}].Value")
     image_id = (fields["image_id"] or "").strip()
     uri = (fields["uri"] or "").strip()
     if not image_id and not uri:

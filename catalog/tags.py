@@ -6,7 +6,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from catalog.uri import ImageRef, parse_uri
 from catalog.versions import parse_version
+
+__all__ = [
+    "KNOWN_FRAMEWORKS",
+    "LIBRARIES",
+    "SCOPES",
+    "ImageRef",
+    "ParsedImage",
+    "TagInfo",
+    "canonical_framework",
+    "parse_image",
+    "parse_tag",
+    "parse_uri",
+]
 
 SCOPES = ("training", "inference", "develop")
 
@@ -64,18 +78,6 @@ _GLUED_RE = re.compile(rf"({'|'.join(_ALIASES)})(\d+(?:\.\d+)*)")
 
 
 @dataclass(frozen=True)
-class ImageRef:
-    """The parts of an image URI; ``error`` says why it did not parse."""
-
-    host: str | None
-    namespace: str | None
-    repository: str | None
-    tag: str | None
-    digest: str | None
-    error: str | None
-
-
-@dataclass(frozen=True)
 class TagInfo:
     """What a tag says on its own, given the main framework when the caller knows it."""
 
@@ -120,43 +122,6 @@ def canonical_framework(name: str) -> str:
     return KNOWN_FRAMEWORKS.get(stripped.lower(), stripped)
 
 
-_PATH_PART_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", re.IGNORECASE)
-_HOST_RE = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?", re.IGNORECASE)
-_TAG_RE = re.compile(r"\w[\w.-]{0,127}")
-_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-f]{32,}", re.IGNORECASE)
-
-
-def _bad_uri(reason: str) -> ImageRef:
-    return ImageRef(None, None, None, None, None, reason)
-
-
-def parse_uri(uri: str) -> ImageRef:
-    """Split ``host/namespace.../repository[:tag][@digest]`` (docker's host rule); never raises."""
-    text = uri.strip() if isinstance(uri, str) else ""
-    if not text:
-        return _bad_uri("the URI is empty")
-    if any(ch.isspace() for ch in text):
-        return _bad_uri(f"the URI {text!r} contains whitespace")
-    name, _, digest = text.partition("@")
-    if "@" in text and not _DIGEST_RE.fullmatch(digest):
-        return _bad_uri(f"the digest in {text!r} is not algorithm:hex")
-    tag: str | None = None
-    if ":" in name.rpartition("/")[2]:
-        name, _, tag = name.rpartition(":")
-        if not _TAG_RE.fullmatch(tag):
-            return _bad_uri(f"the tag in {text!r} is empty or has characters a tag cannot have")
-    parts = name.split("/")
-    host = None
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        host = parts.pop(0)
-        if not _HOST_RE.fullmatch(host):
-            return _bad_uri(f"the registry host in {text!r} is malformed")
-    if not all(_PATH_PART_RE.fullmatch(part) for part in parts):
-        return _bad_uri(f"no valid repository path in {text!r}")
-    namespace = "/".join(parts[:-1]) or None
-    return ImageRef(host, namespace, parts[-1], tag, digest or None, None)
-
-
 def _tokenize(tag: str) -> list[str]:
     tokens = _TOKEN_RE.findall(tag)
     merged: list[str] = []
@@ -173,8 +138,8 @@ def _dotted(match: re.Match[str], py: bool) -> str:
     major, minor, compact = match.group("major", "minor", "compact")
     if compact is None:
         return f"{major}.{minor}"
-    if len(compact) == 1:
-        return compact
+    if len(compact) == 1 or (not py and len(compact) == 2):
+        return compact  # py3 is Python 3; cu12 is CUDA 12, not 1.2
     # Python spells 310 as major 3 + minor 10; CUDA spells 121 as major 12 + minor 1.
     return f"{compact[0]}.{compact[1:]}" if py else f"{compact[:-1]}.{compact[-1]}"
 
@@ -274,9 +239,21 @@ def parse_tag(tag: str, framework: str | None = None) -> TagInfo:
         main = next((name for name in known if name not in LIBRARIES), None)
     own = [c for c in components if main and c[1].lower() == main.lower()]
     version = next((c[2] for c in own if c[2]), None)
+    version_pos = None
     if version is None and versions:
-        version = versions.pop(0)[1]
+        version_pos, version = versions.pop(0)
     build.extend(versions)
+    dev_pos = next(
+        (p for p, text in build if p == (version_pos or 0) + 1 and text.lower() == "dev"), None
+    )
+    if (
+        version is not None
+        and version_pos is not None
+        and dev_pos is not None
+        and version.replace(".", "").isdigit()
+    ):
+        version += "dev"  # 2.12.0-dev is a prerelease; a dev token elsewhere is a flavour
+        build = [(p, text) for p, text in build if p != dev_pos]
     parsed = parse_version(version)
     if version is not None and prereleases and parsed is not None and not parsed.is_prerelease:
         version += prereleases.pop(0)[1]  # 0.9-cpu-rc2 is 0.9rc2
@@ -324,7 +301,9 @@ def _repository_scopes(repository: str) -> tuple[str, ...]:
     return ()
 
 
-def _label_frameworks(labels: Mapping[str, str]) -> list[tuple[str, str | None]]:
+def _label_frameworks(
+    labels: Mapping[str, str], default: str | None
+) -> list[tuple[str, str | None]]:
     found: dict[str, tuple[str, str | None]] = {}
     for key, value in labels.items():
         key, value = str(key).strip(), str(value or "").strip()
@@ -334,7 +313,10 @@ def _label_frameworks(labels: Mapping[str, str]) -> list[tuple[str, str | None]]
             # "XGBoost 1.6.0": the version is the last word, when it looks like one.
             head, _, tail = value.rpartition(" ")
             looks_like_version = bool(re.match(r"[vV]?\d", tail))
-            name, version = (head, tail) if head and looks_like_version else (value, "")
+            if not head and looks_like_version:  # "2.3.0" alone: the repository's framework
+                name, version = default or "", tail
+            else:
+                name, version = (head, tail) if head and looks_like_version else (value, "")
         else:
             continue
         name = canonical_framework(name)
@@ -344,10 +326,13 @@ def _label_frameworks(labels: Mapping[str, str]) -> list[tuple[str, str | None]]
     return list(found.values())
 
 
-def _major_minor(value: str, *, cuda: bool = False) -> str | None:
-    """A label's "12.1.0", "cu121" or "Python 3.10" as "12.1" or "3.10"; other text as given."""
-    if cuda and (match := _CUDA_RE.fullmatch(value.lower())):
+def _major_minor(value: str, *, cuda: bool = False, py: bool = False) -> str | None:
+    """A label's "12.1.0", "cu121", "py310" or "Python 3.10" as "12.1" or "3.10"."""
+    compact = value.lower().replace(" ", "")
+    if cuda and (match := _CUDA_RE.fullmatch(compact)):
         return _dotted(match, py=False)
+    if py and (match := _PY_RE.fullmatch(compact)):
+        return _dotted(match, py=True)
     match = re.search(r"(\d+)(?:\.(\d+))?", value)
     if match is None:
         return value or None
@@ -373,7 +358,7 @@ def _label_fields(low: Mapping[str, str]) -> tuple[str, str | None, str | None, 
     os_text = os_name + low.get("system.dsw.osversion", "") if os_name else low.get("system.os", "")
     return (
         low.get("system.chiptype", "").upper(),
-        _major_minor(python),
+        _major_minor(python, py=True),
         _major_minor(cuda, cuda=True),
         os_text.lower().replace(" ", ""),
     )
@@ -387,7 +372,7 @@ def parse_image(uri: str | None, labels: Mapping[str, str] | None = None) -> Par
     repository = ref.repository or ""
     repo_framework, generic = _repository_framework(repository) if repository else (None, True)
 
-    label_frameworks = _label_frameworks(labels)
+    label_frameworks = _label_frameworks(labels, None if generic else repo_framework)
     main_label: tuple[str, str | None] | None = None
     if label_frameworks:
         wanted = (repo_framework or "").lower()
@@ -410,7 +395,8 @@ def parse_image(uri: str | None, labels: Mapping[str, str] | None = None) -> Par
     if framework == "Python" and python is None and version:
         python = _major_minor(version)
     label_scopes = tuple(s for k, s in _LABEL_SCOPES.items() if low.get(k, "").lower() == "true")
-    repo_scopes = () if label_scopes else _repository_scopes(repository)
+    # Any scope label, even "false", means the labels speak; the repository name is a fallback.
+    repo_scopes = () if any(k in low for k in _LABEL_SCOPES) else _repository_scopes(repository)
 
     if ref.error is not None:
         status, reason = "unrecognized", ref.error

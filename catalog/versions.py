@@ -23,6 +23,7 @@ KEY_UNPARSED = "0"
 _MARK_PRE = "-"
 _MARK_RELEASE = "."
 
+MAX_DIGITS = 30
 CLASS_NONE = 0
 CLASS_PRERELEASE = 1
 CLASS_RELEASE = 2
@@ -95,7 +96,10 @@ def parse_version(text: str | None) -> Version | None:
     match = _VERSION_RE.match(text.strip())
     if match is None:
         return None
-    numbers = tuple(int(part) for part in match.group(1).split("."))
+    parts = match.group(1).split(".")
+    if any(len(part) > MAX_DIGITS for part in parts):
+        return None  # not a version, and int() of thousands of digits is refused anyway
+    numbers = tuple(int(part) for part in parts)
     suffix = match.group(2).lstrip(".-_+")
     pre: tuple[int, int] | None = None
     build: str | None = None
@@ -137,7 +141,9 @@ def compare(a: str | None, b: str | None) -> int:
 _RANGE_CHARS = re.compile(r"[<>=!~^*,]|\s")
 # A requested version: numbers, then a glued or separated suffix (2.1.0rc1, 1.15PAI, 2.1.0-accl).
 _REQUEST_RE = re.compile(
-    r"^[vV]?\d+(\.\d+)*([A-Za-z][A-Za-z0-9.]*|[-+_][A-Za-z0-9][A-Za-z0-9.\-]*)?$"
+    r"^[vV]?\d+(\.\d+)*([A-Za-z][A-Za-z0-9.]*|[-+_][A-Za-z0-9][A-Za-z0-9.\-]*"
+    r"|\.(dev|post|rc|a|b|alpha|beta|pre|preview)\d*)?$",
+    re.IGNORECASE,
 )
 
 

@@ -138,7 +138,7 @@ def build_database(snapshot: Path, database: Path) -> None:
     """Import every region file into a new database through ``pai-catalog import``."""
     tmp = database.with_suffix(".db.tmp")
     tmp.unlink(missing_ok=True)
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(SNAPSHOT_EPOCH), "PAI_CATALOG_DB": str(tmp)}
+    env = {**os.environ, "PAI_CATALOG_BUILD_TIME": str(SNAPSHOT_EPOCH), "PAI_CATALOG_DB": str(tmp)}
     for path in sorted(snapshot.glob("*.json")):
         subprocess.run(
             [sys.executable, "-m", "catalog", "import", str(path), "--region", path.stem],
@@ -148,6 +148,8 @@ def build_database(snapshot: Path, database: Path) -> None:
     import sqlite3
 
     conn = sqlite3.connect(tmp)
+    # A shipped file is read-only: a rollback journal lets it open where no -shm can be made.
+    conn.execute("PRAGMA journal_mode = DELETE")
     conn.execute("VACUUM")
     conn.close()
     tmp.replace(database)

@@ -33,7 +33,7 @@ def api_image(
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No test reads the developer's own catalog or environment."""
     monkeypatch.delenv("PAI_CATALOG_DB", raising=False)
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    monkeypatch.delenv("PAI_CATALOG_BUILD_TIME", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     yield
     readdb.forget()

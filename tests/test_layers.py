@@ -14,12 +14,18 @@ LAYER = {
     "config": 0,
     "versions": 1,
     "records": 1,
+    "signer": 1,
+    "credentials": 1,
+    "uri": 1,
     "tags": 2,
+    "client": 2,
+    "crawl": 2,
     "models": 3,
     "db": 4,
     "store": 5,
     "sync": 6,
     "readdb": 6,
+    "filters": 6,
     "query": 7,
     "output": 7,
     "cli": 8,
@@ -29,12 +35,18 @@ LAYER = {
 # Third-party modules a module may not import at all (even lazily).
 FORBIDDEN = {
     "tags": {"sqlalchemy", "requests", "alembic"},
+    "uri": {"sqlalchemy", "requests", "alembic"},
     "versions": {"sqlalchemy", "requests", "alembic"},
     "records": {"sqlalchemy", "requests", "alembic"},
     "query": {"sqlalchemy", "requests", "alembic"},
     "output": {"sqlalchemy", "requests", "alembic"},
     "cli": {"sqlalchemy", "requests", "alembic"},
     "readdb": {"requests", "alembic"},
+    "filters": {"sqlalchemy", "requests", "alembic"},
+    "signer": {"sqlalchemy", "requests", "alembic"},
+    "crawl": {"sqlalchemy", "requests", "alembic"},
+    "client": {"sqlalchemy", "alembic"},
+    "credentials": {"sqlalchemy", "alembic"},
 }
 
 

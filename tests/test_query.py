@@ -322,14 +322,14 @@ def test_as_of_answers_as_the_catalog_stood(
     db_path: Path, write_listing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = str(db_path)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")  # 2026-01-01
+    monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", "1767225600")  # 2026-01-01
     import_files([write_listing(hangzhou())], "cn-hangzhou", db_option=db)
     later = [img for img in hangzhou() if img["ImageId"] != "pt-2100"]
     later.append(
         api_image("pt-2130", f"{HZ}/pytorch:2.13.0-gpu-py312-cu126-ubuntu24.04",
                   fw("PyTorch", "2.13.0", "GPU", "training"))
     )  # fmt: skip
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1769904000")  # 2026-02-01
+    monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", "1769904000")  # 2026-02-01
     import_files([write_listing(later)], "cn-hangzhou", db_option=db)
     assert image_id(db, "pytorch", accelerator_type="GPU") == "pt-2130"
     assert image_id(db, "pytorch", accelerator_type="GPU", as_of="2026-01-15") == "pt-2100"

@@ -83,3 +83,20 @@ def test_readme_job_on_the_shipped_database() -> None:
         "Error: No tensorflow version matches '0.01' for accelerator CPU, scope training; "
         "available versions: "
     )
+
+
+def test_reading_and_checking_leave_the_shipped_file_alone() -> None:
+    before = SHIPPED.read_bytes()
+    runner = CliRunner()
+    for args in (
+        ["resolve", "xgboost", "--region", "cn-hangzhou"],
+        ["db", "current"],
+        ["db", "check"],
+        ["list"],
+    ):
+        result = runner.invoke(main, ["--db", str(SHIPPED), *args])
+        assert result.exit_code == 0, (args, result.output)
+    assert SHIPPED.read_bytes() == before
+    assert sorted(p.name for p in SHIPPED.parent.iterdir() if p.name.startswith("catalog.db")) == [
+        "catalog.db"
+    ]

@@ -566,8 +566,10 @@ def test_most_tsv_rows_are_fully_read() -> None:
         ("1.0-beta1", "version", "1.0beta1"),
         ("1.0-alpha", "version", "1.0alpha"),
         ("1.0-preview", "version", "1.0preview"),
-        ("1.0-dev", "version", "1.0"),
-        ("1.0-dev", "build_suffix", "dev"),
+        ("1.0-dev", "version", "1.0dev"),  # DESIGN: dev marks a prerelease
+        ("1.0-dev", "build_suffix", None),
+        ("1.0-cpu-dev", "version", "1.0"),  # not right after the version: a flavour
+        ("1.0-cpu-dev", "build_suffix", "dev"),
         ("1.12", "version", "1.12"),
         ("1.0-2.0", "version", "1.0"),
         ("x-1.0-2.0", "build_suffix", "x-2.0"),
@@ -754,8 +756,11 @@ def test_scopes_from_labels() -> None:
     ],
 )
 def test_scopes_inferred_from_repository(repository: str, scopes: tuple[str, ...]) -> None:
-    parsed = parse_image(f"r.example.com/pai/{repository}:1.0", {"system.supported.dsw": "false"})
+    parsed = parse_image(f"r.example.com/pai/{repository}:1.0", {"system.official": "true"})
     assert (parsed.scopes, parsed.scope_inferred) == (scopes, True)
+    # Any scope label, even "false", is the labels speaking: the name no longer decides.
+    labelled = parse_image(f"r.example.com/pai/{repository}:1.0", {"system.supported.dsw": "false"})
+    assert (labelled.scopes, labelled.scope_inferred) == ((), False)
 
 
 def test_no_scope_label_and_no_suffix() -> None:

@@ -1,0 +1,175 @@
+"""What a query asks for: normalized filters and version requests, as SQL conditions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from catalog import versions
+from catalog.errors import UsageError
+
+SCOPES = ("training", "inference", "develop")
+
+
+@dataclass(frozen=True)
+class Filters:
+    framework_key: str | None = None
+    accelerator: str | None = None
+    scope: str | None = None
+    region: str | None = None
+    python: str | None = None
+    cuda: str | None = None
+    os: str | None = None
+    include_removed: bool = False
+    as_of: datetime | None = None
+
+    def where(self) -> tuple[str, str, dict[str, Any]]:
+        """(join, where, params) selecting candidate image versions."""
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        for column, name in (
+            ("framework_key", "framework_key"),
+            ("accelerator", "accelerator"),
+            ("region", "region"),
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(f"v.{column} = :{name}")
+                params[name] = value
+        for column, name in (("python_version", "python"), ("cuda_version", "cuda")):
+            value = getattr(self, name)
+            if value is not None:
+                # "12" asks for any 12.x; "12.1" for exactly that.
+                clauses.append(f"(v.{column} = :{name} OR v.{column} LIKE :{name}_minor)")
+                params[name] = value
+                params[f"{name}_minor"] = f"{value}.%" if "." not in value else value
+        if self.os is not None:
+            clauses.append("lower(v.os_version) LIKE :os")
+            params["os"] = self.os.replace("%", "").replace("_", "") + "%"
+        if self.as_of is not None:
+            clauses.append("v.valid_from <= :as_of AND (v.valid_to IS NULL OR v.valid_to > :as_of)")
+            params["as_of"] = self.as_of
+        elif self.include_removed:
+            clauses.append("v.is_latest")
+        else:
+            clauses.append("v.valid_to IS NULL")
+        join = ""
+        if self.scope is not None:
+            join = "JOIN image_scope s ON s.version_id = v.id AND s.scope = :scope"
+            params["scope"] = self.scope
+        return join, " AND ".join(clauses), params
+
+
+def _norm_python(value: str | None) -> str | None:
+    if not value:
+        return None
+    text = re.sub(r"^(python|py)", "", value.strip().lower())
+    if re.fullmatch(r"\d{2,3}", text):
+        text = f"{text[0]}.{text[1:]}"
+    match = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.\d+)?", text)
+    if match is None:
+        raise UsageError(f"{value!r} is not a Python version; write it like 3.10 or py310.")
+    return match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
+
+
+def _norm_cuda(value: str | None) -> str | None:
+    if not value:
+        return None
+    text = re.sub(r"^(cuda|cu)", "", value.strip().lower())
+    if re.fullmatch(r"\d{3,4}", text):
+        text = f"{text[:-1]}.{text[-1]}"
+    match = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.\d+)?", text)
+    if match is None:
+        raise UsageError(f"{value!r} is not a CUDA version; write it like 12.1 or cu121.")
+    return match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
+
+
+def _norm_scope(value: str | None) -> str | None:
+    if value is None:
+        return None
+    scope = value.strip().lower()
+    if scope not in SCOPES:
+        raise UsageError(f"Unknown scope {value!r}; use one of {', '.join(SCOPES)}.")
+    return scope
+
+
+def _norm_as_of(value: datetime | str | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(
+                f"{value!r} is not an ISO 8601 date or time; write it like 2026-01-31 "
+                "or 2026-01-31T12:00:00Z."
+            ) from None
+    if moment is not None and moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def make_filters(
+    framework_name: str | None,
+    accelerator_type: str | None,
+    image_scope: str | None,
+    region: str | None,
+    python_version: str | None,
+    cuda_version: str | None,
+    os: str | None,
+    include_removed: bool,
+    as_of: datetime | str | None,
+) -> Filters:
+    from catalog.tags import canonical_framework
+
+    return Filters(
+        framework_key=canonical_framework(framework_name).lower() if framework_name else None,
+        accelerator=accelerator_type.strip().upper() if accelerator_type else None,
+        scope=_norm_scope(image_scope),
+        region=region.strip().lower() if region else None,
+        python=_norm_python(python_version),
+        cuda=_norm_cuda(cuda_version),
+        os=os.strip().lower() if os else None,
+        include_removed=include_removed,
+        as_of=_norm_as_of(as_of),
+    )
+
+
+def version_clause(request: versions.VersionRequest) -> tuple[str, dict[str, Any]]:
+    if request.kind == "exact":
+        return "AND v.version_key = :vkey", {"vkey": request.key}
+    if request.kind == "prefix":
+        return "AND v.version_key >= :vlow AND v.version_key < :vhigh", {
+            "vlow": request.key,
+            "vhigh": request.key + "~",
+        }
+    return "", {}
+
+
+def describe(f: Filters) -> str:
+    parts = [
+        f"{label} {value}"
+        for label, value in (
+            ("for accelerator", f.accelerator),
+            ("scope", f.scope),
+            ("region", f.region),
+            ("python", f.python),
+            ("cuda", f.cuda),
+            ("os", f.os),
+        )
+        if value
+    ]
+    return ", ".join(parts) if parts else "in the catalog"
+
+
+def requested_build(request: versions.VersionRequest) -> str | None:
+    if request.kind != "exact":
+        return None
+    return build_of(request.text)
+
+
+def build_of(text: str | None) -> str | None:
+    parsed = versions.parse_version(text)
+    return parsed.build.lower() if parsed is not None and parsed.build else None

@@ -1,0 +1,55 @@
+"""Image URIs: split host/namespace.../repository[:tag][@digest] by docker's rules."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """The parts of an image URI; ``error`` says why it did not parse."""
+
+    host: str | None
+    namespace: str | None
+    repository: str | None
+    tag: str | None
+    digest: str | None
+    error: str | None
+
+
+_PATH_PART_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", re.IGNORECASE)
+_HOST_RE = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?", re.IGNORECASE)
+_TAG_RE = re.compile(r"\w[\w.-]{0,127}")
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-f]{32,}", re.IGNORECASE)
+
+
+def _bad_uri(reason: str) -> ImageRef:
+    return ImageRef(None, None, None, None, None, reason)
+
+
+def parse_uri(uri: str) -> ImageRef:
+    """Split ``host/namespace.../repository[:tag][@digest]`` (docker's host rule); never raises."""
+    text = uri.strip() if isinstance(uri, str) else ""
+    if not text:
+        return _bad_uri("the URI is empty")
+    if any(ch.isspace() for ch in text):
+        return _bad_uri(f"the URI {text!r} contains whitespace")
+    name, _, digest = text.partition("@")
+    if "@" in text and not _DIGEST_RE.fullmatch(digest):
+        return _bad_uri(f"the digest in {text!r} is not algorithm:hex")
+    tag: str | None = None
+    if ":" in name.rpartition("/")[2]:
+        name, _, tag = name.rpartition(":")
+        if not _TAG_RE.fullmatch(tag):
+            return _bad_uri(f"the tag in {text!r} is empty or has characters a tag cannot have")
+    parts = name.split("/")
+    host = None
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        host = parts.pop(0)
+        if not _HOST_RE.fullmatch(host):
+            return _bad_uri(f"the registry host in {text!r} is malformed")
+    if not all(_PATH_PART_RE.fullmatch(part) for part in parts):
+        return _bad_uri(f"no valid repository path in {text!r}")
+    namespace = "/".join(parts[:-1]) or None
+    return ImageRef(host, namespace, parts[-1], tag, digest or None, None)
