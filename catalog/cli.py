@@ -13,6 +13,7 @@ import click
 from catalog import __version__, query
 from catalog.errors import CatalogError
 from catalog.errors import UsageError as CatalogUsageError
+from catalog.filters import SCOPES
 from catalog.output import Format, render, render_record
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,7 +62,7 @@ def _filter_options(func: F) -> F:
         click.option("--accelerator", help="CPU, GPU or another chip type (any case)."),
         click.option(
             "--scope",
-            type=click.Choice(query.SCOPES, case_sensitive=False),
+            type=click.Choice(SCOPES, case_sensitive=False),
             help="training (DLC), inference (EAS) or develop (DSW).",
         ),
         click.option("--region", help="Region id, such as cn-hangzhou."),
@@ -155,7 +156,7 @@ def list_command(
 @main.command()
 @click.argument("framework")
 @click.option("--accelerator", help="CPU, GPU or another chip type (any case).")
-@click.option("--scope", type=click.Choice(query.SCOPES, case_sensitive=False))
+@click.option("--scope", type=click.Choice(SCOPES, case_sensitive=False))
 @click.option("--region", help="Region id, such as cn-hangzhou.")
 @click.option("--include-removed", is_flag=True, help="Also count images no longer in the API.")
 @click.option("--as-of", help="Answer as the catalog stood at this ISO 8601 date or time.")
@@ -197,21 +198,116 @@ def show(db: str | None, /, uri_or_id: str, region: str | None, fmt: str | None)
 @main.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--region", required=True, help="The region these listings are of.")
+@click.option(
+    "--allow-mass-removal", is_flag=True, help="Store it even if it removes over 20% of images."
+)
 @click.pass_obj
 @_errors
-def import_command(db: str | None, /, files: tuple[Path, ...], region: str) -> None:
+def import_command(
+    db: str | None, /, files: tuple[Path, ...], region: str, allow_mass_removal: bool
+) -> None:
     """Import ListImages response bodies (all pages of one listing) as one run of REGION.
 
     Images the files no longer list are marked removed, as a sync would.
     """
     from catalog.sync import import_files
 
-    stats = import_files(files, region, db_option=db)
+    stats = import_files(files, region, db_option=db, allow_mass_removal=allow_mass_removal)
     click.echo(
         f"{stats.region}: {stats.seen} seen, {stats.added} added, {stats.changed} changed, "
         f"{stats.removed} removed, {stats.restored} restored (run {stats.run_id})",
         err=True,
     )
+
+
+@main.command("sync")
+@click.option(
+    "--region",
+    "regions",
+    multiple=True,
+    envvar="PAI_CATALOG_REGIONS",
+    help="Region to sync; repeat for several [env: PAI_CATALOG_REGIONS; default: the "
+    "catalog's regions].",
+)
+@click.option(
+    "--endpoint",
+    "endpoints",
+    multiple=True,
+    envvar="PAI_CATALOG_ENDPOINT",
+    metavar="[REGION=]URL",
+    help="API base URL for every region, or for one with REGION=URL; repeatable "
+    "[env: PAI_CATALOG_ENDPOINT].",
+)
+@click.option("--vpc", is_flag=True, help="Use the VPC endpoints (aiworkspace-vpc.REGION...).")
+@click.option("--page-size", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 32),
+    default=4,
+    show_default=True,
+    help="Pages fetched at once after the first.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=5,
+    show_default=True,
+    help="Retries per request after throttling, 5xx or network errors.",
+)
+@click.option(
+    "--backoff",
+    type=click.FloatRange(0, 60),
+    default=0.5,
+    show_default=True,
+    help="First retry delay in seconds; doubles each retry, with jitter.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 600),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each answer.",
+)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Crawl until two passes agree, to catch images shifted between pages.",
+)
+@click.option(
+    "--allow-mass-removal",
+    is_flag=True,
+    help="Store a listing even if it removes over 20% (and over 5) of a region's images.",
+)
+@click.option("--wait", is_flag=True, help="Wait for a running sync instead of exiting.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option("--quiet", "-q", is_flag=True, help="Print failures only.")
+@click.pass_obj
+@_errors
+def sync_command(db: str | None, /, as_json: bool, quiet: bool, **opts: Any) -> None:
+    """Crawl PAI's ListImages API into the catalog, one transaction per region.
+
+    Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET
+    (and ALIBABA_CLOUD_SECURITY_TOKEN), ~/.aliyun/config.json, ~/.alibabacloud/credentials.ini,
+    or the ECS RAM role. Exit status 1 if any region failed.
+    """
+    from catalog.sync import results_as_dicts, sync, sync_options
+
+    progress = _progress_line if sys.stderr.isatty() and not (quiet or as_json) else None
+    results = sync(sync_options(**opts), db_option=db, progress=progress)
+    if progress is not None:
+        click.echo("\r\033[K", nl=False, err=True)
+    if as_json:
+        render(results_as_dicts(results), Format.JSON, sys.stdout)
+    for result in results:
+        if not as_json and (not quiet or not result.ok):
+            click.echo(result.summary(), err=not result.ok)
+    if not all(result.ok for result in results):
+        sys.exit(1)
+
+
+def _progress_line(region: str, done: int, planned: int) -> None:
+    click.echo(f"\r\033[K{region}: page {done}/{planned}", nl=False, err=True)
 
 
 @main.group("db")

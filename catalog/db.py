@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy import exc as sa_exc
 
 from catalog.config import DbTarget, resolve_target
-from catalog.errors import DatabaseError
+from catalog.errors import DatabaseError, LockedError
 
 
 def migrations_dir() -> str:
@@ -117,6 +117,10 @@ def writable(target: DbTarget) -> Iterator[Engine]:
     try:
         if current_revision_safe(engine, target) != head_revision():
             upgrade(engine, target)
+        if engine.dialect.name == "sqlite":
+            # Readers keep reading while a sync writes; the mode stays with the file.
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode = WAL")
         yield engine
     finally:
         engine.dispose()
@@ -196,3 +200,31 @@ def check_command(option: str | None) -> str:
         shown = "; ".join(str(d) for d in differences[:5])
         raise DatabaseError(f"{target.display} differs from the models: {shown}.")
     return f"{target.display}: revision {revision}, schema matches the models"
+
+
+@contextmanager
+def sync_lock(target: DbTarget, *, wait: bool = False) -> Iterator[None]:
+    """Hold the database's sync lock: a second sync fails at once, or waits with ``wait``.
+
+    SQLite uses an flock on a file beside the database; the kernel drops it if the holder
+    dies, so a killed sync never leaves a stale lock.
+    """
+    if target.path is None:
+        yield
+        return
+    import fcntl
+
+    lock_path = target.path.with_name(target.path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockedError(
+                f"Another sync is writing {target.display}; let it finish, or pass --wait "
+                "to start when it does."
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy import exc as sa_exc
 
 from catalog import tags, versions
-from catalog.errors import DatabaseError
+from catalog.errors import DatabaseError, SafetyError
 from catalog.models import Base, Image, ImageEvent, ImageLabel, ImageScope, ImageVersion, SyncRun
 from catalog.records import ApiImage
 
@@ -42,6 +42,23 @@ COMPARED_FIELDS = (
 )
 
 
+MASS_REMOVAL_SHARE = 0.2
+MASS_REMOVAL_MIN = 5
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run is, before the catalog is touched: its region, origin and crawl cost."""
+
+    region: str
+    source: str  # "sync" or "import"
+    detail: str | None = None
+    started_at: datetime | None = None
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+
+
 @dataclass(frozen=True)
 class RunStats:
     """What one run did to one region."""
@@ -56,8 +73,9 @@ class RunStats:
 
 
 def utcnow() -> datetime:
-    """Now in UTC (naive, as stored); SOURCE_DATE_EPOCH pins it for reproducible builds."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    """Now in UTC (naive, as stored); PAI_CATALOG_BUILD_TIME (unix seconds) pins it, so that
+    building a catalog to ship is reproducible."""
+    epoch = os.environ.get("PAI_CATALOG_BUILD_TIME")
     if epoch and epoch.isdigit():
         return datetime.fromtimestamp(int(epoch), timezone.utc).replace(tzinfo=None)
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -97,10 +115,17 @@ def version_row(image: ApiImage, region: str) -> dict[str, Any]:
     }
 
 
-def _start_run(conn: Connection, region: str, source: str, detail: str | None) -> int:
+def _start_run(conn: Connection, run: RunInfo) -> int:
     result = conn.execute(
         insert(run_t).values(
-            region=region, source=source, detail=detail, started_at=utcnow(), status="running"
+            region=run.region,
+            source=run.source,
+            detail=run.detail,
+            started_at=run.started_at or utcnow(),
+            status="running",
+            pages=run.pages,
+            requests=run.requests,
+            retries=run.retries,
         )
     )
     return int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -195,11 +220,32 @@ def _last_ok_run(conn: Connection, region: str, before: int) -> int | None:
     return conn.execute(query.order_by(run_t.c.id.desc()).limit(1)).scalar()
 
 
+def _check_removals(
+    region: str, current: dict[str, dict[str, Any]], images: Sequence[ApiImage]
+) -> None:
+    """Refuse a listing that would remove more than 20% (and more than 5) of the live images."""
+    live = [key for key, old in current.items() if old["removed_run_id"] is None]
+    listed = {image.key for image in images}
+    gone = sum(1 for key in live if key not in listed)
+    if gone > MASS_REMOVAL_MIN and gone > MASS_REMOVAL_SHARE * len(live):
+        raise SafetyError(
+            f"{region}: this run would remove {gone} of {len(live)} live images "
+            f"({gone / len(live):.0%}); nothing was written. If the removal is real, "
+            "run again with --allow-mass-removal."
+        )
+
+
 def _apply(
-    conn: Connection, region: str, images: Sequence[ApiImage], run_id: int
+    conn: Connection,
+    region: str,
+    images: Sequence[ApiImage],
+    run_id: int,
+    allow_mass_removal: bool,
 ) -> dict[str, int]:
     now = conn.execute(select(run_t.c.started_at).where(run_t.c.id == run_id)).scalar_one()
     current = _current(conn, region)
+    if not allow_mass_removal:
+        _check_removals(region, current, images)
     counts = {"added": 0, "changed": 0, "removed": 0, "restored": 0}
     for image in images:
         old = current.pop(image.key, None)
@@ -252,43 +298,39 @@ def _apply(
 
 def apply_listing(
     engine: Engine,
-    region: str,
+    run: RunInfo,
     images: Sequence[ApiImage],
     *,
-    source: str,
-    detail: str | None = None,
-    run_fields: dict[str, int] | None = None,
+    allow_mass_removal: bool = False,
 ) -> RunStats:
-    """Store a complete listing of ``region`` as one run: all of it, or nothing but a failure."""
+    """Store a complete listing of a region as one run: all of it, or nothing but a failure."""
     try:
         with engine.begin() as conn:
-            run_id = _start_run(conn, region, source, detail)
-            counts = _apply(conn, region, images, run_id)
+            run_id = _start_run(conn, run)
+            counts = _apply(conn, run.region, images, run_id, allow_mass_removal)
             conn.execute(
                 update(run_t)
                 .where(run_t.c.id == run_id)
-                .values(
-                    status="ok",
-                    finished_at=utcnow(),
-                    seen=len(images),
-                    **counts,
-                    **(run_fields or {}),
-                )
+                .values(status="ok", finished_at=utcnow(), seen=len(images), **counts)
             )
+    except SafetyError as exc:
+        record_failure(engine, run, str(exc))
+        raise
     except sa_exc.SQLAlchemyError as exc:
         reason = getattr(exc, "orig", None) or exc
-        record_failure(engine, region, source, detail, f"database error: {reason}")
-        raise DatabaseError(f"Could not store the {region} listing: {reason}.") from None
-    return RunStats(run_id=run_id, region=region, seen=len(images), **counts)
+        record_failure(engine, run, f"database error: {reason}")
+        raise DatabaseError(f"Could not store the {run.region} listing: {reason}.") from None
+    except BaseException as exc:  # a bug or an interrupt: the transaction is rolled back
+        record_failure(engine, run, f"{type(exc).__name__}: {exc}")
+        raise
+    return RunStats(run_id=run_id, region=run.region, seen=len(images), **counts)
 
 
-def record_failure(
-    engine: Engine, region: str, source: str, detail: str | None, error: str
-) -> int | None:
+def record_failure(engine: Engine, run: RunInfo, error: str) -> int | None:
     """Record a failed run in its own transaction; the catalog itself is untouched."""
     try:
         with engine.begin() as conn:
-            run_id = _start_run(conn, region, source, detail)
+            run_id = _start_run(conn, run)
             conn.execute(
                 update(run_t)
                 .where(run_t.c.id == run_id)

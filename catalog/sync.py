@@ -1,16 +1,24 @@
-"""Bring listings into the catalog: import files now, the live API crawl later, one store path."""
+"""Bring listings into the catalog: saved API responses, or a live crawl; one store path."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from catalog import db, records, store
+from sqlalchemy import Engine, select
+
+from catalog import crawl, db, records, store
+from catalog.client import ClientSettings, PaiClient, endpoint_for
 from catalog.config import resolve_target
-from catalog.errors import UsageError
+from catalog.credentials import Credentials, resolve_credentials
+from catalog.errors import CatalogError, DatabaseError, SafetyError, UsageError
 
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
+Progress = Callable[[str, int, int], None]  # (region, pages done, pages planned)
 
 
 def check_region(region: str) -> str:
@@ -24,12 +32,192 @@ def check_region(region: str) -> str:
 
 
 def import_files(
-    paths: Sequence[Path], region: str, *, db_option: str | None = None
+    paths: Sequence[Path],
+    region: str,
+    *,
+    db_option: str | None = None,
+    allow_mass_removal: bool = False,
 ) -> store.RunStats:
     """Import ListImages bodies as one complete listing of ``region`` (one run, one transaction)."""
     region = check_region(region)
     images = records.load_files(paths)
     target = resolve_target(db_option, write=True)
     with db.writable(target) as engine:
-        detail = ", ".join(path.name for path in paths)
-        return store.apply_listing(engine, region, images, source="import", detail=detail)
+        run = store.RunInfo(region, "import", detail=", ".join(path.name for path in paths))
+        return store.apply_listing(engine, run, images, allow_mass_removal=allow_mass_removal)
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What to crawl and how; the CLI builds one from its options."""
+
+    regions: tuple[str, ...] = ()
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    vpc: bool = False
+    page_size: int = 100
+    workers: int = 4
+    verify: bool = True
+    allow_mass_removal: bool = False
+    wait: bool = False
+    client: ClientSettings = field(default_factory=ClientSettings)
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """How one region's sync ended."""
+
+    region: str
+    ok: bool
+    seen: int = 0
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    restored: int = 0
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    run_id: int | None = None
+    error: str | None = None
+
+    def summary(self) -> str:
+        if not self.ok:
+            return f"{self.region}: failed after {self.seconds:.1f} s: {self.error}"
+        return (
+            f"{self.region}: {self.seen} seen, {self.added} added, {self.changed} changed, "
+            f"{self.removed} removed, {self.pages} pages, {self.seconds:.1f} s"
+        )
+
+
+def _known_regions(engine: Engine) -> list[str]:
+    table = store.image_t
+    with engine.connect() as conn:
+        return list(
+            conn.execute(select(table.c.region).distinct().order_by(table.c.region)).scalars()
+        )
+
+
+def _sync_region(
+    engine: Engine,
+    region: str,
+    credentials: Credentials,
+    options: SyncOptions,
+    progress: Progress | None,
+) -> RegionResult:
+    started, clock = store.utcnow(), time.monotonic()
+    client = PaiClient(
+        region,
+        endpoint_for(region, options.endpoints, vpc=options.vpc),
+        credentials,
+        options.client,
+    )
+
+    def run_info(pages: int) -> store.RunInfo:
+        counters = client.counters
+        return store.RunInfo(
+            region, "sync", client.base_url, started, pages, counters.requests, counters.retries
+        )
+
+    def on_page(done: int, planned: int) -> None:
+        if progress is not None:
+            progress(region, done, planned)
+
+    pages = 0
+    try:
+        result = crawl.crawl(
+            client.list_images_page,
+            page_size=options.page_size,
+            workers=options.workers,
+            verify=options.verify,
+            progress=on_page,
+        )
+        pages = result.pages
+        stats = store.apply_listing(
+            engine, run_info(pages), result.images, allow_mass_removal=options.allow_mass_removal
+        )
+    except CatalogError as exc:
+        info = run_info(pages)
+        if not isinstance(exc, (SafetyError, DatabaseError)):  # those record themselves
+            store.record_failure(engine, info, str(exc))
+        return RegionResult(
+            region, False, pages=pages, requests=info.requests, retries=info.retries,
+            seconds=time.monotonic() - clock, error=str(exc),
+        )  # fmt: skip
+    finally:
+        client.close()
+    return RegionResult(
+        region, True, stats.seen, stats.added, stats.changed, stats.removed, stats.restored,
+        pages, client.counters.requests, client.counters.retries, time.monotonic() - clock,
+        stats.run_id,
+    )  # fmt: skip
+
+
+def sync(
+    options: SyncOptions,
+    *,
+    db_option: str | None = None,
+    credentials: Credentials | None = None,
+    progress: Progress | None = None,
+) -> list[RegionResult]:
+    """Crawl each region and store it as one run; a failed region leaves its catalog as it was.
+
+    Without regions, the regions already in the catalog are synced.
+    """
+    regions = [check_region(region) for region in options.regions]
+    target = resolve_target(db_option, write=True)
+    credentials = credentials or resolve_credentials()
+    with db.sync_lock(target, wait=options.wait), db.writable(target) as engine:
+        regions = regions or _known_regions(engine)
+        if not regions:
+            raise UsageError("The catalog has no regions yet; name one with --region cn-hangzhou.")
+        return [_sync_region(engine, r, credentials, options, progress) for r in regions]
+
+
+def results_as_dicts(results: Sequence[RegionResult]) -> list[dict[str, Any]]:
+    """The --json summary: one object per region."""
+    return [
+        {
+            **{name: getattr(r, name) for name in RegionResult.__dataclass_fields__},
+            "seconds": round(r.seconds, 3),
+        }
+        for r in results
+    ]
+
+
+def sync_options(
+    *,
+    regions: Sequence[str] = (),
+    endpoints: Sequence[str] = (),
+    vpc: bool = False,
+    page_size: int = 100,
+    workers: int = 4,
+    retries: int = 5,
+    backoff: float = 0.5,
+    timeout: float = 30.0,
+    verify: bool = True,
+    allow_mass_removal: bool = False,
+    wait: bool = False,
+) -> SyncOptions:
+    """SyncOptions from plain values, as the command line gives them."""
+    from catalog.client import parse_endpoints
+
+    found = parse_endpoints(list(endpoints))
+    checked = tuple(dict.fromkeys(check_region(r) for r in regions))
+    if "" in found and len(checked) > 1 and len(found) == 1:
+        raise UsageError(
+            "One --endpoint URL cannot serve several regions; write --endpoint REGION=URL "
+            "for each region."
+        )
+    return SyncOptions(
+        regions=checked,
+        endpoints=found,
+        vpc=vpc,
+        page_size=page_size,
+        workers=workers,
+        verify=verify,
+        allow_mass_removal=allow_mass_removal,
+        wait=wait,
+        client=ClientSettings(
+            read_timeout=timeout, retries=retries, backoff=backoff, pool_size=max(workers, 1) + 1
+        ),
+    )

@@ -1,0 +1,243 @@
+"""The HTTP boundary to PAI's AIWorkspace API: endpoints, signing, timeouts, retries, errors."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from catalog import signer
+from catalog.config import __version__
+from catalog.credentials import Credentials
+from catalog.errors import ApiError, AuthError, UsageError
+
+USER_AGENT = f"pai-image-catalog/{__version__}"
+LIST_IMAGES_PATH = "/api/v1/images"
+OFFICIAL_LABELS = "system.official=true"
+
+# What to tell the operator for errors that no retry can fix.
+AUTH_HINTS = {
+    "SignatureDoesNotMatch": "check the AccessKey secret",
+    "IncompleteSignature": "check the AccessKey secret",
+    "InvalidAccessKeyId.NotFound": "check the AccessKey ID",
+    "InvalidAccessKeyId.Inactive": "the AccessKey is disabled; enable it or use another",
+    "InvalidTimeStamp.Expired": "check this machine's clock (it must be within 15 minutes of UTC)",
+    "SignatureNonceUsed": "a request was replayed; run the sync again",
+    "Forbidden.RAM": "grant the RAM identity permission for paiworkspace:ListImages",
+    "NoPermission": "grant the RAM identity permission for paiworkspace:ListImages",
+    "InvalidSecurityToken.Expired": "the STS token expired; refresh the credentials",
+    "InvalidSecurityToken.Mismatch": "the STS token does not belong to this AccessKey",
+    "InvalidSecurityToken.Malformed": "the STS token is malformed",
+}
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How hard to try: timeouts per request, attempts per request, and backoff between them."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    retries: int = 5
+    backoff: float = 0.5
+    backoff_cap: float = 30.0
+    pool_size: int = 8
+    algorithm: str = signer.ACS3
+
+
+def endpoint_for(region: str, overrides: Mapping[str, str], *, vpc: bool = False) -> str:
+    """The base URL for a region: an override ("" key = any region) or the public/VPC host."""
+    url = overrides.get(region) or overrides.get("")
+    if url:
+        return url.strip().rstrip("/")
+    host = "aiworkspace-vpc" if vpc else "aiworkspace"
+    return f"https://{host}.{region.strip()}.aliyuncs.com"
+
+
+def parse_endpoints(values: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``URL`` or ``REGION=URL`` options -> {region or "": URL}; refuses what is not a URL."""
+    found: dict[str, str] = {}
+    for value in values:
+        region, _, url = value.strip().rpartition("=") if "=" in value else ("", "", value.strip())
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise UsageError(
+                f"{value!r} is not an endpoint; give a URL with a scheme, such as "
+                "http://127.0.0.1:8123, or REGION=URL."
+            )
+        found[region.strip().lower()] = url
+    return found
+
+
+@dataclass
+class Counters:
+    """Requests and retries, counted across worker threads."""
+
+    requests: int = 0
+    retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, requests_: int = 0, retries: int = 0) -> None:
+        with self._lock:
+            self.requests += requests_
+            self.retries += retries
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds the server asked us to wait: x-acs-retry-after (ms) or Retry-After."""
+    value = response.headers.get("x-acs-retry-after")
+    if value and value.strip().isdigit() and int(value) > 0:
+        return int(value) / 1000.0
+    value = response.headers.get("Retry-After")
+    if value:
+        if value.strip().isdigit():
+            return float(value)
+        moment = email.utils.parsedate_to_datetime(value)
+        if moment is not None:
+            return max(0.0, moment.timestamp() - time.time())
+    return None
+
+
+def _retryable(status: int, code: str) -> bool:
+    return (
+        status == 429
+        or status >= 500
+        or code.startswith("Throttling")
+        or (code == "ServiceUnavailable")
+    )
+
+
+class PaiClient:
+    """One signed ``requests.Session`` for one region's endpoint."""
+
+    def __init__(
+        self,
+        region: str,
+        base_url: str,
+        credentials: Credentials,
+        settings: ClientSettings | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.region = region
+        self.base_url = base_url.rstrip("/")
+        self.credentials = credentials
+        self.settings = settings or ClientSettings()
+        self.counters = Counters()
+        self._sleep = sleep
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_maxsize=self.settings.pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        parts = urlsplit(self.base_url)
+        self._host = parts.netloc
+        self._prefix = parts.path.rstrip("/")
+
+    def close(self) -> None:
+        self._session.close()
+
+    def list_images_page(self, page_number: int, page_size: int) -> Any:
+        """One ListImages page of the official images, oldest first, with labels."""
+        query = {
+            "Labels": OFFICIAL_LABELS,
+            "Verbose": "true",
+            "SortBy": "GmtCreateTime",
+            "Order": "ASC",
+            "PageNumber": str(page_number),
+            "PageSize": str(page_size),
+        }
+        return self.get(LIST_IMAGES_PATH, query, "ListImages", what=f"page {page_number}")
+
+    def get(self, path: str, query: Mapping[str, str], action: str, *, what: str) -> Any:
+        """GET a JSON body; every attempt is signed afresh (the API rejects a reused nonce)."""
+        settings = self.settings
+        last = "no attempt was made"
+        for attempt in range(settings.retries + 1):
+            if attempt:
+                self.counters.add(retries=1)
+            wait: float | None = None
+            headers = signer.sign(
+                "GET",
+                self._host,
+                self._prefix + path,
+                query,
+                access_key_id=self.credentials.access_key_id,
+                access_key_secret=self.credentials.access_key_secret,
+                security_token=self.credentials.security_token,
+                action=action,
+                user_agent=USER_AGENT,
+                algorithm=settings.algorithm,
+            )
+            url = f"{self.base_url}{path}?{signer.canonical_query(query)}"
+            self.counters.add(requests_=1)
+            try:
+                response = self._session.get(
+                    url,
+                    headers=headers,
+                    timeout=(settings.connect_timeout, settings.read_timeout),
+                    allow_redirects=False,
+                )
+            except requests.Timeout:
+                last = f"no answer within {settings.read_timeout:g} s"
+            except requests.ConnectionError as exc:
+                last = f"cannot connect to {self.base_url} ({type(exc).__name__})"
+            except requests.RequestException as exc:
+                last = f"request failed ({type(exc).__name__})"
+            else:
+                body, last, wait = self._outcome(response, what)
+                if body is not None:
+                    return body
+            if attempt < settings.retries:
+                self._sleep(self._backoff(attempt, wait))
+        raise ApiError(
+            f"{self.region}: {what} failed after {settings.retries + 1} attempts: {last}."
+        )
+
+    def _outcome(self, response: requests.Response, what: str) -> tuple[Any, str, float | None]:
+        """(body, None, None) on success; (None, reason, wait) when worth retrying; else raise."""
+        if response.status_code == 200:
+            try:
+                return json.loads(response.content), "", None
+            except (ValueError, UnicodeDecodeError):
+                return None, f"{what} was not valid JSON", None
+        try:
+            error = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            error = {}
+        error = error if isinstance(error, dict) else {}
+        code = str(error.get("Code") or "")
+        message = str(error.get("Message") or "").strip().rstrip(".")
+        label = f"HTTP {response.status_code}" + (f" {code}" if code else "")
+        if _retryable(response.status_code, code):
+            return None, f"{label}" + (f": {message}" if message else ""), _retry_after(response)
+        hint = AUTH_HINTS.get(code)
+        if hint is not None or response.status_code in (401, 403):
+            raise AuthError(
+                f"{self.region}: the API refused the request ({label}); "
+                f"{hint or 'check the credentials and their permissions'} "
+                f"(credentials from {self.credentials.source or 'an unnamed source'}).",
+                code=code or None,
+                status=response.status_code,
+            )
+        detail = f": {message}" if message else ""
+        raise ApiError(
+            f"{self.region}: {what} failed with {label}{detail}.",
+            code=code or None,
+            status=response.status_code,
+        )
+
+    def _backoff(self, attempt: int, server_wait: float | None) -> float:
+        """Exponential backoff with full jitter, never shorter than what the server asked."""
+        ceiling = min(self.settings.backoff_cap, self.settings.backoff * (2**attempt))
+        jittered = random.uniform(0, ceiling)
+        if server_wait is not None:
+            return min(max(server_wait, jittered), max(self.settings.backoff_cap, server_wait))
+        return jittered
