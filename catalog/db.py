@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -53,8 +53,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(target: DbTarget) -> Engine:
     """An engine for writing; for SQLite, the file's folder is created if needed."""
     if target.path is not None:
-        target.path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(target.url)
+        try:
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(
+                f"Cannot create the folder for {target.path}: {exc.strerror or exc}."
+            ) from None
+    try:
+        engine = create_engine(target.url)
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
+        raise DatabaseError(f"Cannot open {target.display}: {exc}.") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -80,20 +88,26 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, target: DbTarget, revision: str = "head") -> None:
     """Migrate the database to ``revision`` in one transaction."""
     from alembic import command
+    from alembic.util import CommandError
 
     try:
         with engine.begin() as conn:
             command.upgrade(_alembic_config(conn), revision)
+    except CommandError as exc:
+        raise DatabaseError(f"Cannot upgrade {target.display} to {revision!r}: {exc}.") from None
     except sa_exc.SQLAlchemyError as exc:
         raise _translate(exc, target) from None
 
 
 def downgrade(engine: Engine, target: DbTarget, revision: str) -> None:
     from alembic import command
+    from alembic.util import CommandError
 
     try:
         with engine.begin() as conn:
             command.downgrade(_alembic_config(conn), revision)
+    except CommandError as exc:
+        raise DatabaseError(f"Cannot downgrade {target.display} to {revision!r}: {exc}.") from None
     except sa_exc.SQLAlchemyError as exc:
         raise _translate(exc, target) from None
 
@@ -133,9 +147,21 @@ def current_revision_safe(engine: Engine, target: DbTarget) -> str | None:
                 f"{target.display} is a database but not a pai-catalog one "
                 "(it has tables and no alembic_version); point --db at another file."
             )
-        return current_revision(engine)
+        revision = current_revision(engine)
     except sa_exc.SQLAlchemyError as exc:
         raise _translate(exc, target) from None
+    if revision is not None and revision not in _known_revisions():
+        raise DatabaseError(
+            f"{target.display} is at schema revision {revision}, which this pai-catalog does "
+            "not know: it was written by a newer version; upgrade pai-catalog."
+        )
+    return revision
+
+
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {script.revision for script in ScriptDirectory(migrations_dir()).walk_revisions()}
 
 
 def _has_foreign_tables(engine: Engine) -> bool:
@@ -228,3 +254,24 @@ def sync_lock(target: DbTarget, *, wait: bool = False) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def removed_unless_stored(target: DbTarget) -> Iterator[Callable[[], None]]:
+    """Delete a database file this run created unless the run stored something.
+
+    A new, empty catalog would otherwise hide the shipped one from every later read.
+    """
+    created = target.path is not None and not target.path.exists()
+    kept = False
+
+    def keep() -> None:
+        nonlocal kept
+        kept = True
+
+    try:
+        yield keep
+    finally:
+        if created and not kept and target.path is not None:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                target.path.with_name(target.path.name + suffix).unlink(missing_ok=True)

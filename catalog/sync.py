@@ -42,9 +42,11 @@ def import_files(
     region = check_region(region)
     images = records.load_files(paths)
     target = resolve_target(db_option, write=True)
-    with db.writable(target) as engine:
+    with db.removed_unless_stored(target) as stored, db.writable(target) as engine:
         run = store.RunInfo(region, "import", detail=", ".join(path.name for path in paths))
-        return store.apply_listing(engine, run, images, allow_mass_removal=allow_mass_removal)
+        stats = store.apply_listing(engine, run, images, allow_mass_removal=allow_mass_removal)
+        stored()
+        return stats
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,12 @@ def _sync_region(
         )
     except CatalogError as exc:
         info = run_info(pages)
+        run_id = None
         if not isinstance(exc, (SafetyError, DatabaseError)):  # those record themselves
-            store.record_failure(engine, info, str(exc))
+            run_id = store.record_failure(engine, info, str(exc))
         return RegionResult(
             region, False, pages=pages, requests=info.requests, retries=info.retries,
-            seconds=time.monotonic() - clock, error=str(exc),
+            seconds=time.monotonic() - clock, run_id=run_id, error=str(exc),
         )  # fmt: skip
     finally:
         client.close()
@@ -166,11 +169,18 @@ def sync(
     regions = [check_region(region) for region in options.regions]
     target = resolve_target(db_option, write=True)
     credentials = credentials or resolve_credentials()
-    with db.sync_lock(target, wait=options.wait), db.writable(target) as engine:
+    with (
+        db.sync_lock(target, wait=options.wait),
+        db.removed_unless_stored(target) as stored,
+        db.writable(target) as engine,
+    ):
         regions = regions or _known_regions(engine)
         if not regions:
             raise UsageError("The catalog has no regions yet; name one with --region cn-hangzhou.")
-        return [_sync_region(engine, r, credentials, options, progress) for r in regions]
+        results = [_sync_region(engine, r, credentials, options, progress) for r in regions]
+        if any(result.ok for result in results):
+            stored()
+        return results
 
 
 def results_as_dicts(results: Sequence[RegionResult]) -> list[dict[str, Any]]:

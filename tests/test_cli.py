@@ -220,3 +220,51 @@ def test_help_for_every_command() -> None:
         result = run(*args)
         assert result.exit_code == 0, args
         assert "Usage: " in result.output
+
+
+def test_failed_first_import_leaves_no_database(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"Images": [{"ImageId": "x", "Size": "big"}]}')
+    user_db = tmp_path / "xdg" / "pai-catalog" / "catalog.db"
+    result = run("import", str(bad), "--region", "cn-hangzhou")
+    assert result.exit_code == 1
+    assert not user_db.exists()
+    # so reads still fall back to the shipped catalog
+    assert run("versions", "pytorch").exit_code == 0
+
+
+def test_unknown_revision_to_upgrade_to(tmp_path: Path) -> None:
+    result = run("--db", str(tmp_path / "c.db"), "db", "upgrade", "--revision", "nonsense")
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: Cannot upgrade {tmp_path / 'c.db'} to 'nonsense': ")
+
+
+def test_database_from_a_newer_version(db_path: Path, write_listing: Any) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    conn.commit()
+    conn.close()
+    for args in (["db", "upgrade"], ["import", str(write_listing([])), "--region", "cn-hangzhou"]):
+        result = run("--db", str(db_path), *args)
+        assert result.exit_code == 1, args
+        assert result.output == (
+            f"Error: {db_path} is at schema revision 9999, which this pai-catalog does not "
+            "know: it was written by a newer version; upgrade pai-catalog.\n"
+        )
+
+
+def test_database_folder_that_cannot_exist(write_listing: Any) -> None:
+    result = run(
+        "--db", "/proc/nope/catalog.db", "import", str(write_listing([])), "--region", "cn-hangzhou"
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Cannot create the folder for /proc/nope/catalog.db: ")
+
+
+def test_server_url_without_a_driver() -> None:
+    result = run("--db", "nosuchdb://u:hunter2@localhost/x", "versions", "pytorch")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Cannot open nosuchdb://u:***@localhost/x")
+    assert "hunter2" not in result.output

@@ -1,0 +1,145 @@
+"""`pai-catalog sync` as a user runs it: summary lines, JSON, exit codes, kills and locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from catalog.cli import main
+from tests.test_sync import REGION, SECRET, dump, fake, runs, served_ids, stored_ids
+
+ENV = {
+    "ALIBABA_CLOUD_ACCESS_KEY_ID": "test-ak",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": SECRET,
+    "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+    "ALIBABA_CLOUD_CLI_PROFILE_DISABLED": "true",
+}
+
+
+@pytest.fixture
+def server() -> Any:
+    with fake.FakePaiApi({REGION: fake.synthetic_images(120, REGION)}) as api:
+        yield api
+
+
+def cli(db_path: Path, api: Any, *args: str, env: dict[str, str] | None = None) -> Any:
+    base = ["--db", str(db_path), "sync", "--region", REGION, "--endpoint", api.url]
+    return CliRunner().invoke(main, [*base, "--backoff", "0", *args], env={**ENV, **(env or {})})
+
+
+def test_summary_line(server: Any, db_path: Path) -> None:
+    result = cli(db_path, server, "--page-size", "50")
+    assert result.exit_code == 0, result.output
+    line = result.output.strip()
+    assert line.startswith("cn-hangzhou: 120 seen, 120 added, 0 changed, 0 removed, 6 pages, ")
+    assert line.endswith(" s")
+
+
+def test_json_summary_and_quiet(server: Any, db_path: Path) -> None:
+    result = cli(db_path, server, "--json")
+    assert result.exit_code == 0
+    [summary] = json.loads(result.output)
+    assert (summary["region"], summary["ok"], summary["seen"], summary["added"]) == (
+        REGION, True, 120, 120,
+    )  # fmt: skip
+    quiet = cli(db_path, server, "--quiet")
+    assert (quiet.exit_code, quiet.output) == (0, "")
+
+
+def test_failure_exits_1_without_the_secret(server: Any, db_path: Path) -> None:
+    result = cli(db_path, server, env={"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "wrong-secret-xyz"})
+    assert result.exit_code == 1
+    assert "SignatureDoesNotMatch" in result.output
+    assert "wrong-secret-xyz" not in result.output and SECRET not in result.output
+
+
+def test_missing_credentials(server: Any, db_path: Path, tmp_path: Path) -> None:
+    env = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "",
+        "HOME": str(tmp_path),
+    }
+    result = cli(db_path, server, env=env)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ")
+    assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (("--endpoint", "localhost:1"), "is not an endpoint"),
+        (("--page-size", "0"), "Invalid value for '--page-size'"),
+        (("--workers", "99"), "Invalid value for '--workers'"),
+        (("--region", "Nowhere!"), "is not a region id"),
+    ],
+)
+def test_usage_errors(server: Any, db_path: Path, args: tuple[str, ...], text: str) -> None:
+    result = cli(db_path, server, *args)
+    assert result.exit_code == 2
+    assert text in result.output
+
+
+def test_sigkill_mid_sync_leaves_the_catalog_intact(server: Any, db_path: Path) -> None:
+    assert cli(db_path, server).exit_code == 0
+    before = dump(db_path)
+    server.faults.drift_after = 0
+    server.faults.drift_insert = 7
+    server.faults.latency = 0.2
+    env = {**os.environ, **ENV}
+    command = [
+        sys.executable, "-m", "catalog", "--db", str(db_path), "sync", "--region", REGION,
+        "--endpoint", server.url, "--page-size", "10", "--workers", "1",
+    ]  # fmt: skip
+    for delay in (0.3, 1.0):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL
+        assert dump(db_path) == before
+    server.faults.latency = 0.0
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert stored_ids(db_path) == served_ids(server)
+    assert runs(db_path)[-1][:3] == ("ok", 127, 7)
+
+
+def test_a_second_sync_waits_or_exits(server: Any, db_path: Path) -> None:
+    server.faults.latency = 0.1
+    env = {**os.environ, **ENV}
+    command = [
+        sys.executable, "-m", "catalog", "--db", str(db_path), "sync", "--region", REGION,
+        "--endpoint", server.url, "--page-size", "10", "--workers", "1",
+    ]  # fmt: skip
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lock = db_path.with_name(db_path.name + ".lock")
+    deadline = time.monotonic() + 10
+    while not lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert second.stderr == (
+        f"Error: Another sync is writing {db_path}; let it finish, or pass --wait to start "
+        "when it does.\n"
+    )
+    waiting = subprocess.run(
+        [*command, "--wait"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert first.wait(timeout=60) == 0
+    assert waiting.returncode == 0, waiting.stderr
+    conn = sqlite3.connect(db_path)
+    statuses = [row[0] for row in conn.execute("SELECT status FROM sync_run ORDER BY id")]
+    conn.close()
+    assert statuses == ["ok", "ok"]
