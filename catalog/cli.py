@@ -239,7 +239,13 @@ def import_command(
     "[env: PAI_CATALOG_ENDPOINT].",
 )
 @click.option("--vpc", is_flag=True, help="Use the VPC endpoints (aiworkspace-vpc.REGION...).")
-@click.option("--page-size", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 1000),
+    default=100,
+    show_default=True,
+    help="Images asked for per page (a server may send fewer).",
+)
 @click.option(
     "--workers",
     type=click.IntRange(1, 32),

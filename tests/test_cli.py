@@ -268,3 +268,25 @@ def test_server_url_without_a_driver() -> None:
     assert result.exit_code == 1
     assert result.output.startswith("Error: Cannot open nosuchdb://u:***@localhost/x")
     assert "hunter2" not in result.output
+
+
+def test_every_command_is_in_the_readme() -> None:
+    import click
+
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    names: list[str] = []
+    for name, command in main.commands.items():
+        if isinstance(command, click.Group):
+            names += [f"{name} {sub}" for sub in command.commands]
+        else:
+            names.append(name)
+    missing = [
+        n
+        for n in names
+        if f"pai-catalog {n.split()[0]}" not in readme or n.split()[-1] not in readme
+    ]
+    assert missing == []
+    for name in names:
+        assert run(*name.split(), "--help").exit_code == 0

@@ -143,3 +143,24 @@ def test_a_second_sync_waits_or_exits(server: Any, db_path: Path) -> None:
     statuses = [row[0] for row in conn.execute("SELECT status FROM sync_run ORDER BY id")]
     conn.close()
     assert statuses == ["ok", "ok"]
+
+
+def test_cap_throttling_and_drift_together(server: Any, db_path: Path) -> None:
+    server.faults.page_size_cap = 25
+    server.faults.throttle_every = 3
+    server.faults.throttle_status = 429
+    server.faults.retry_after_ms = 20
+    server.faults.drift_after = 2
+    server.faults.drift_insert = 2
+    server.faults.drift_delete = 2
+    result = cli(db_path, server, "--page-size", "100", "--retries", "8")
+    assert result.exit_code == 0, result.output
+    assert stored_ids(db_path) == served_ids(server)
+    before = dump(db_path)
+    server.faults.always_error = "Throttling.User"
+    failed = cli(db_path, server, "--retries", "2")
+    assert failed.exit_code == 1
+    assert "failed after 3 attempts: HTTP 429 Throttling.User" in failed.output
+    added = [line for line in dump(db_path) if line not in before]
+    assert len(added) == 1 and "'failed'" in added[0]
+    assert stored_ids(db_path) == served_ids(server)
