@@ -146,7 +146,8 @@ class ImageLabel(Base):
     """Every label of an image version, unknown keys included."""
 
     __tablename__ = "image_label"
-    __table_args__ = (Index("ix_image_label_key_value", "key", "value"),)
+    # The primary key is the table: no rowid, no second copy of every key (migration 0004).
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     version_id: Mapped[int] = mapped_column(ForeignKey("image_version.id"), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -159,7 +160,7 @@ class ImageScope(Base):
     __tablename__ = "image_scope"
     __table_args__ = (
         CheckConstraint("scope IN ('training', 'inference', 'develop')", name="scope"),
-        Index("ix_image_scope_scope_version_id", "scope", "version_id"),
+        {"sqlite_with_rowid": False},
     )
 
     version_id: Mapped[int] = mapped_column(ForeignKey("image_version.id"), primary_key=True)

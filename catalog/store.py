@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy import exc as sa_exc
 
 from catalog import tags, versions
@@ -42,6 +42,7 @@ COMPARED_FIELDS = (
 )
 
 
+BATCH = 2000  # rows per INSERT or UPDATE batch
 MASS_REMOVAL_SHARE = 0.2
 MASS_REMOVAL_MIN = 5
 
@@ -131,86 +132,73 @@ def _start_run(conn: Connection, run: RunInfo) -> int:
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def _current(conn: Connection, region: str) -> dict[str, dict[str, Any]]:
+class _Old(NamedTuple):
+    """What a run needs to know of an image already in the catalog."""
+
+    image_pk: int
+    removed_run_id: int | None
+    version_id: int
+    content_hash: str
+
+
+def _current(conn: Connection, region: str) -> dict[str, _Old]:
     """The latest version of every image of the region, live or removed, by image key."""
     query = (
         select(
-            image_t.c.id.label("image_pk"),
             image_t.c.image_id,
+            image_t.c.id,
             image_t.c.removed_run_id,
-            version_t.c.id.label("version_id"),
+            version_t.c.id,
             version_t.c.content_hash,
-            *[version_t.c[name] for name in COMPARED_FIELDS],
         )
         .join(version_t, version_t.c.image_pk == image_t.c.id)
         .where(image_t.c.region == region, version_t.c.is_latest.is_(True))
     )
-    return {row.image_id: row._asdict() for row in conn.execute(query)}
+    return {row[0]: _Old(*row[1:]) for row in conn.execute(query)}
 
 
-def _labels_of(conn: Connection, version_id: int) -> dict[str, str | None]:
-    rows = conn.execute(
-        select(label_t.c.key, label_t.c.value).where(label_t.c.version_id == version_id)
-    )
-    return {row.key: row.value for row in rows}
+def _chunks(items: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
-def _changed_fields(conn: Connection, old: dict[str, Any], image: ApiImage) -> list[str]:
-    names = [name for name in COMPARED_FIELDS if old[name] != image.fields.get(name)]
-    if _labels_of(conn, old["version_id"]) != dict(image.labels):
+def _old_states(
+    conn: Connection, version_ids: Sequence[int]
+) -> dict[int, tuple[dict[str, Any], dict[str, str | None]]]:
+    """Compared fields and labels of old versions, read in batches, to name what changed."""
+    states: dict[int, tuple[dict[str, Any], dict[str, str | None]]] = {}
+    columns = [version_t.c[name] for name in COMPARED_FIELDS]
+    for chunk in _chunks(version_ids):
+        for row in conn.execute(select(version_t.c.id, *columns).where(version_t.c.id.in_(chunk))):
+            states[row[0]] = (dict(zip(COMPARED_FIELDS, row[1:], strict=True)), {})
+        query = select(label_t.c.version_id, label_t.c.key, label_t.c.value)
+        for vid, key, value in conn.execute(query.where(label_t.c.version_id.in_(chunk))):
+            states[vid][1][key] = value
+    return states
+
+
+def _changed_fields(
+    state: tuple[dict[str, Any], dict[str, str | None]], image: ApiImage
+) -> list[str]:
+    fields, labels = state
+    names = [name for name in COMPARED_FIELDS if fields[name] != image.fields.get(name)]
+    if labels != dict(image.labels):
         names.append("labels")
     return names
 
 
-def _insert_version(
-    conn: Connection, image_pk: int, image: ApiImage, region: str, run_id: int, now: datetime
-) -> int:
-    row = version_row(image, region)
-    row.update(
-        image_pk=image_pk,
-        valid_from_run_id=run_id,
-        valid_from=now,
-        valid_to=None,
-        valid_to_run_id=None,
-        is_latest=True,
-    )
-    version_id = int(conn.execute(insert(version_t).values(**row)).inserted_primary_key[0])  # type: ignore[index]
-    if image.labels:
-        conn.execute(
-            insert(label_t),
-            [{"version_id": version_id, "key": k, "value": v} for k, v in image.labels],
-        )
-    scopes = row["scopes"].split(",") if row["scopes"] else []
-    if scopes:
-        conn.execute(insert(scope_t), [{"version_id": version_id, "scope": s} for s in scopes])
-    return version_id
+def _insert_returning_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows in batches; their new ids, in the rows' order (portable RETURNING)."""
+    ids: list[int] = []
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    for chunk in _chunks(rows):
+        ids.extend(row[0] for row in conn.execute(statement, list(chunk)))
+    return ids
 
 
-def _close_version(conn: Connection, version_id: int, run_id: int, now: datetime) -> None:
-    conn.execute(
-        update(version_t)
-        .where(version_t.c.id == version_id, version_t.c.valid_to.is_(None))
-        .values(valid_to=now, valid_to_run_id=run_id)
-    )
-
-
-def _event(
-    conn: Connection,
-    run_id: int,
-    image_pk: int,
-    version_id: int,
-    kind: str,
-    fields: Sequence[str] = (),
-) -> None:
-    conn.execute(
-        insert(event_t).values(
-            run_id=run_id,
-            image_pk=image_pk,
-            version_id=version_id,
-            kind=kind,
-            changed_fields=json.dumps(list(fields)) if fields else None,
-        )
-    )
+def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    for chunk in _chunks(rows):
+        conn.execute(insert(table), list(chunk))
 
 
 def _last_ok_run(conn: Connection, region: str, before: int) -> int | None:
@@ -220,11 +208,9 @@ def _last_ok_run(conn: Connection, region: str, before: int) -> int | None:
     return conn.execute(query.order_by(run_t.c.id.desc()).limit(1)).scalar()
 
 
-def _check_removals(
-    region: str, current: dict[str, dict[str, Any]], images: Sequence[ApiImage]
-) -> None:
+def _check_removals(region: str, current: dict[str, _Old], images: Sequence[ApiImage]) -> None:
     """Refuse a listing that would remove more than 20% (and more than 5) of the live images."""
-    live = [key for key, old in current.items() if old["removed_run_id"] is None]
+    live = [key for key, old in current.items() if old.removed_run_id is None]
     listed = {image.key for image in images}
     gone = sum(1 for key in live if key not in listed)
     if gone > MASS_REMOVAL_MIN and gone > MASS_REMOVAL_SHARE * len(live):
@@ -242,57 +228,100 @@ def _apply(
     run_id: int,
     allow_mass_removal: bool,
 ) -> dict[str, int]:
+    """Compare the listing with the catalog and write the difference, in batches."""
     now = conn.execute(select(run_t.c.started_at).where(run_t.c.id == run_id)).scalar_one()
     current = _current(conn, region)
     if not allow_mass_removal:
         _check_removals(region, current, images)
-    counts = {"added": 0, "changed": 0, "removed": 0, "restored": 0}
+    added: list[ApiImage] = []
+    updated: list[tuple[ApiImage, _Old]] = []  # changed or restored
     for image in images:
         old = current.pop(image.key, None)
         if old is None:
-            image_pk = int(
-                conn.execute(
-                    insert(image_t).values(
-                        region=region, image_id=image.key, first_seen_run_id=run_id
-                    )
-                ).inserted_primary_key[0]  # type: ignore[index]
-            )
-            version_id = _insert_version(conn, image_pk, image, region, run_id, now)
-            _event(conn, run_id, image_pk, version_id, "added")
-            counts["added"] += 1
-            continue
-        removed = old["removed_run_id"] is not None
-        if not removed and old["content_hash"] == image.content_hash:
-            continue
-        fields = (
-            _changed_fields(conn, old, image) if old["content_hash"] != image.content_hash else []
-        )
-        image_pk = old["image_pk"]
-        _close_version(conn, old["version_id"], run_id, now)
+            added.append(image)
+        elif old.removed_run_id is not None or old.content_hash != image.content_hash:
+            updated.append((image, old))
+    gone = [old for old in current.values() if old.removed_run_id is None]
+    del current
+
+    new_pks = _insert_returning_ids(
+        conn,
+        image_t,
+        [{"region": region, "image_id": i.key, "first_seen_run_id": run_id} for i in added],
+    )
+    states = _old_states(
+        conn, [old.version_id for image, old in updated if old.content_hash != image.content_hash]
+    )
+    # Every old version that a new one replaces, or that is removed, ends with this run.
+    ending = [old.version_id for _, old in updated if old.removed_run_id is None]
+    ending += [old.version_id for old in gone]
+    close = (
+        update(version_t)
+        .where(version_t.c.id == bindparam("vid"))
+        .values(valid_to=now, valid_to_run_id=run_id)
+    )
+    for chunk in _chunks(ending):
+        conn.execute(close, [{"vid": vid} for vid in chunk])
+    not_latest = update(version_t).where(version_t.c.id == bindparam("vid")).values(is_latest=False)
+    for chunk in _chunks(updated):
+        conn.execute(not_latest, [{"vid": old.version_id} for _, old in chunk])
+
+    owners = new_pks + [old.image_pk for _, old in updated]
+    fresh = added + [image for image, _ in updated]
+    rows = [version_row(image, region) for image in fresh]
+    for row, image_pk in zip(rows, owners, strict=True):
+        row.update(image_pk=image_pk, valid_from_run_id=run_id, valid_from=now, is_latest=True)
+    version_ids = _insert_returning_ids(conn, version_t, rows)
+    labels, scopes = [], []
+    for image, row, vid in zip(fresh, rows, version_ids, strict=True):
+        labels += [{"version_id": vid, "key": k, "value": v} for k, v in image.labels]
+        scopes += [{"version_id": vid, "scope": s} for s in (row["scopes"] or "").split(",") if s]
+    _insert_many(conn, label_t, labels)
+    _insert_many(conn, scope_t, scopes)
+
+    restored = [old.image_pk for _, old in updated if old.removed_run_id is not None]
+    revive = update(image_t).where(image_t.c.id == bindparam("pk"))
+    for chunk in _chunks(restored):
         conn.execute(
-            update(version_t).where(version_t.c.id == old["version_id"]).values(is_latest=False)
+            revive.values(removed_run_id=None, last_seen_run_id=None), [{"pk": pk} for pk in chunk]
         )
-        version_id = _insert_version(conn, image_pk, image, region, run_id, now)
-        if removed:
-            conn.execute(
-                update(image_t)
-                .where(image_t.c.id == image_pk)
-                .values(removed_run_id=None, last_seen_run_id=None)
-            )
-        kind = "restored" if removed else "changed"
-        _event(conn, run_id, image_pk, version_id, kind, fields)
-        counts[kind] += 1
-    gone = [old for old in current.values() if old["removed_run_id"] is None]
     last_ok = _last_ok_run(conn, region, run_id) if gone else None
-    for old in gone:
-        _close_version(conn, old["version_id"], run_id, now)
+    for chunk in _chunks(gone):
         conn.execute(
-            update(image_t)
-            .where(image_t.c.id == old["image_pk"])
-            .values(removed_run_id=run_id, last_seen_run_id=last_ok)
+            revive.values(removed_run_id=run_id, last_seen_run_id=last_ok),
+            [{"pk": old.image_pk} for old in chunk],
         )
-        _event(conn, run_id, old["image_pk"], old["version_id"], "removed")
-        counts["removed"] += 1
+
+    events = [
+        {
+            "run_id": run_id,
+            "image_pk": pk,
+            "version_id": vid,
+            "kind": "added",
+            "changed_fields": None,
+        }
+        for pk, vid in zip(new_pks, version_ids, strict=False)
+    ]
+    counts = {"added": len(added), "changed": 0, "removed": len(gone), "restored": 0}
+    for (image, old), vid in zip(updated, version_ids[len(added) :], strict=True):
+        kind = "restored" if old.removed_run_id is not None else "changed"
+        counts[kind] += 1
+        fields = _changed_fields(states[old.version_id], image) if old.version_id in states else []
+        events.append(
+            {
+                "run_id": run_id,
+                "image_pk": old.image_pk,
+                "version_id": vid,
+                "kind": kind,
+                "changed_fields": json.dumps(fields) if fields else None,
+            }
+        )
+    events += [
+        {"run_id": run_id, "image_pk": o.image_pk, "version_id": o.version_id, "kind": "removed",
+         "changed_fields": None}
+        for o in gone
+    ]  # fmt: skip
+    _insert_many(conn, event_t, events)
     return counts
 
 
