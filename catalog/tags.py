@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from catalog.uri import ImageRef, parse_uri
 from catalog.versions import parse_version
@@ -184,6 +185,7 @@ def _glued(token: str) -> tuple[list[tuple[str, str]], str | None] | None:
     return pieces, None
 
 
+@lru_cache(maxsize=65536)  # the same tags recur across regions and runs
 def parse_tag(tag: str, framework: str | None = None) -> TagInfo:
     """Classify each token of ``tag``; ``framework`` is the main one when already known."""
     raw_tokens = _tokenize(tag or "")

@@ -24,6 +24,9 @@ _TAG_RE = re.compile(r"\w[\w.-]{0,127}")
 _DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-f]{32,}", re.IGNORECASE)
 
 
+_SPACE_RE = re.compile(r"\s")
+
+
 def _bad_uri(reason: str) -> ImageRef:
     return ImageRef(None, None, None, None, None, reason)
 
@@ -33,7 +36,7 @@ def parse_uri(uri: str) -> ImageRef:
     text = uri.strip() if isinstance(uri, str) else ""
     if not text:
         return _bad_uri("the URI is empty")
-    if any(ch.isspace() for ch in text):
+    if _SPACE_RE.search(text):
         return _bad_uri(f"the URI {text!r} contains whitespace")
     name, _, digest = text.partition("@")
     if "@" in text and not _DIGEST_RE.fullmatch(digest):
