@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from catalog.errors import UsageError
@@ -69,6 +70,7 @@ def shipped_db_path() -> Path:
         return Path(__file__).resolve().parents[1] / "data" / "catalog.db"
 
 
+@lru_cache(maxsize=64)
 def parse_target(value: str) -> DbTarget:
     """Turn a path or an SQLAlchemy URL into a target."""
     value = value.strip()

@@ -82,13 +82,6 @@ class ImageVersion(Base):
     __tablename__ = "image_version"
     __table_args__ = (
         CheckConstraint("parse_status IN ('ok', 'partial', 'unrecognized')", name="parse_status"),
-        Index(
-            "ix_image_version_resolve",
-            "framework_key",
-            "accelerator",
-            "version_class",
-            "version_key",
-        ),
         Index("ix_image_version_valid", "valid_from", "valid_to"),
         Index("ix_image_version_image_pk_is_latest", "image_pk", "is_latest"),
         Index("ix_image_version_uri", "uri"),
@@ -182,3 +175,16 @@ class ImageEvent(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("image_version.id"))
     kind: Mapped[str] = mapped_column(String(16))
     changed_fields: Mapped[str | None] = mapped_column(Text)  # JSON list of field names
+
+
+# Serves resolve's whole ORDER BY, so "latest" stops at the first matching row (migration 0005).
+Index(
+    "ix_image_version_resolve",
+    ImageVersion.framework_key,
+    ImageVersion.accelerator,
+    ImageVersion.version_class.desc(),
+    ImageVersion.version_key.desc(),
+    # NULLS LAST is what DESC means in SQLite; 0005 says it outright for other databases.
+    ImageVersion.gmt_create_time.desc(),
+    ImageVersion.uri,
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,15 +23,14 @@ from catalog.filters import (
 from catalog.readdb import Reader, reader
 
 MAX_LISTED = 25
+MAX_REMEMBERED = 4096
+_ANSWERS: dict[tuple[Any, ...], tuple[int, ImageInfo]] = {}
 
 _COLUMNS = """v.id, v.image_id, v.region, v.name, v.uri, v.framework, v.framework_version,
     v.accelerator, v.python_version, v.cuda_version, v.os_version, v.scopes, v.official,
     v.parse_status, v.gmt_create_time, v.version_key, v.version_class, v.valid_to"""
 # Newest image first among equal versions; an image without a time after every dated one.
-_ORDER = (
-    "v.version_class DESC, v.version_key DESC, (v.gmt_create_time IS NULL) ASC, "
-    "v.gmt_create_time DESC, v.uri ASC"
-)
+_ORDER = "v.version_class DESC, v.version_key DESC, v.gmt_create_time DESC NULLS LAST, v.uri ASC"
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ImageInfo:
     region: str
     cuda_version: str | None
     os_version: str | None
-    labels: Mapping[str, str | None] = field(default_factory=dict, hash=False)
+    labels: Mapping[str, str | None] = field(default_factory=lambda: Labels(), hash=False)
     scopes: tuple[str, ...] = ()
     official: bool = False
     parse_status: str = "ok"
@@ -66,11 +66,30 @@ def catalog_age(db: Reader) -> str:
     return f"catalog last updated {moment:%Y-%m-%d} ({days} day{'s' if days != 1 else ''} ago)"
 
 
-def _labels(db: Reader, version_id: int) -> dict[str, str | None]:
-    rows = db.rows(
-        "SELECT key, value FROM image_label WHERE version_id = :id ORDER BY key", {"id": version_id}
-    )
-    return {row["key"]: row["value"] for row in rows}
+# The labels come in the same statement, as one JSON object per row.
+_LABELS_JSON = {
+    "sqlite": "(SELECT json_group_object(l.key, l.value) FROM image_label l "
+    "WHERE l.version_id = v.id) AS labels_json",
+    "postgresql": "(SELECT json_object_agg(l.key, l.value ORDER BY l.key) FROM image_label l "
+    "WHERE l.version_id = v.id)::text AS labels_json",
+}
+
+
+class Labels(dict[str, "str | None"]):
+    """An image's labels: a dict that cannot be changed, since answers are shared."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("ImageInfo.labels cannot be changed; copy it with dict(labels)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+
+def _labels(row: Mapping[str, Any]) -> Labels:
+    raw = row.get("labels_json")
+    if not raw:
+        return Labels()
+    return Labels(json.loads(raw) if isinstance(raw, str) else raw)
 
 
 def _info(db: Reader, row: Mapping[str, Any], scope: str | None, labels: bool) -> ImageInfo:
@@ -87,7 +106,7 @@ def _info(db: Reader, row: Mapping[str, Any], scope: str | None, labels: bool) -
         region=row["region"],
         cuda_version=row["cuda_version"],
         os_version=row["os_version"],
-        labels=_labels(db, row["id"]) if labels else {},
+        labels=_labels(row) if labels else Labels(),
         scopes=scopes,
         official=bool(row["official"]),
         parse_status=row["parse_status"],
@@ -102,12 +121,14 @@ def _select(
     extra: str = "",
     params: Mapping[str, Any] | None = None,
     limit: int | None = None,
+    labels: bool = False,
 ) -> list[dict[str, Any]]:
     join, where, base = f.where()
-    sql = f"SELECT {_COLUMNS} FROM image_version v {join} WHERE {where} {extra} ORDER BY {_ORDER}"
+    columns = f"{_COLUMNS}, {_LABELS_JSON[db.dialect]}" if labels else _COLUMNS
+    sql = f"SELECT {columns} FROM image_version v {join} WHERE {where} {extra} ORDER BY {_ORDER}"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return db.rows(sql, {**base, **(params or {})})
+    return db.rows(sql, {**base, **params} if params else base)
 
 
 def _known_frameworks(db: Reader, f: Filters) -> list[str]:
@@ -191,7 +212,43 @@ def retrieve(
     as_of: datetime | str | None = None,
     db: str | None = None,
 ) -> ImageInfo:
-    """The best image for a framework and version request, like the PAI SDK's ``retrieve``."""
+    """The best image for a framework and version request, like the PAI SDK's ``retrieve``.
+
+    Answers are remembered per database until another connection commits to it, so a service
+    resolving in a loop does not repeat the query.
+    """
+    handle = reader(resolve_target(db))
+    generation = handle.generation()
+    key = (
+        handle.target.url, framework_name, framework_version, accelerator_type, image_scope,
+        region, python_version, cuda_version, os, as_of,
+    )  # fmt: skip
+    remembered = _ANSWERS.get(key)
+    if remembered is not None and generation is not None and remembered[0] == generation:
+        return remembered[1]
+    info = _retrieve(
+        handle, framework_name, framework_version, accelerator_type, image_scope,
+        region, python_version, cuda_version, os, as_of,
+    )  # fmt: skip
+    if generation is not None:
+        if len(_ANSWERS) >= MAX_REMEMBERED:
+            _ANSWERS.pop(next(iter(_ANSWERS)))
+        _ANSWERS[key] = (generation, info)
+    return info
+
+
+def _retrieve(
+    handle: Reader,
+    framework_name: str,
+    framework_version: str,
+    accelerator_type: str,
+    image_scope: str,
+    region: str | None,
+    python_version: str | None,
+    cuda_version: str | None,
+    os: str | None,
+    as_of: datetime | str | None,
+) -> ImageInfo:
     if not framework_name or not framework_name.strip():
         raise UsageError("Give a framework name, such as PyTorch or TensorFlow.")
     try:
@@ -209,15 +266,18 @@ def retrieve(
         False,
         as_of,
     )
-    handle = reader(resolve_target(db))
     clause, params = version_clause(request)
     # An image whose URI does not parse cannot be pulled: never an answer.
     clause += " AND v.parse_status <> 'unrecognized'"
     wanted_build = requested_build(request)
     if request.kind == "range":
-        rows = [r for r in _select(handle, f, clause) if request.matches(r["framework_version"])]
+        rows = [
+            r
+            for r in _select(handle, f, clause, labels=True)
+            if request.matches(r["framework_version"])
+        ]
     else:
-        rows = _select(handle, f, clause, params, limit=None if wanted_build else 1)
+        rows = _best_rows(handle, f, request, clause, params, wanted_build is not None)
     if wanted_build:
         # Asking for 2.1.0-accl prefers that variant among the images of equal version.
         rows = sorted(rows, key=lambda r: build_of(r["framework_version"]) != wanted_build)
@@ -227,6 +287,31 @@ def retrieve(
     if f.region is None:
         _check_one_region(handle, f, best)
     return _info(handle, best, f.scope, labels=True)
+
+
+def _best_rows(
+    db: Reader,
+    f: Filters,
+    request: versions.VersionRequest,
+    clause: str,
+    params: dict[str, Any],
+    all_ties: bool,
+) -> list[dict[str, Any]]:
+    """The best candidates, one version class at a time: each query is then a pure index seek
+    (releases first; prereleases only when no release matches; unparsed versions last)."""
+    classes = (2, 1, 0) if request.kind == "latest" else (2, 1)
+    for version_class in classes:
+        rows = _select(
+            db,
+            f,
+            f"{clause} AND v.version_class = {version_class}",
+            params,
+            limit=None if all_ties else 1,
+            labels=True,
+        )
+        if rows:
+            return rows
+    return []
 
 
 def _check_one_region(db: Reader, f: Filters, best: Mapping[str, Any]) -> None:
@@ -278,7 +363,7 @@ def list_images(
     except ValueError as exc:
         raise UsageError(f"{exc}; ask for latest, 2.1.0, 2.1 or a range like >=2.0,<2.2.") from None
     clause, params = ("", {}) if request.kind == "latest" else version_clause(request)
-    rows = _select(handle, f, clause, params)
+    rows = _select(handle, f, clause, params, labels=labels)
     if request.kind == "range":
         rows = [r for r in rows if request.matches(r["framework_version"])]
     return [_info(handle, row, f.scope, labels) for row in rows]
@@ -318,7 +403,11 @@ def show(uri_or_id: str, *, region: str | None = None, db: str | None = None) ->
     handle = reader(resolve_target(db))
     f = Filters(region=region.strip().lower() if region else None, include_removed=True)
     rows = _select(
-        handle, f, "AND (v.uri = :needle OR v.image_id = :needle)", {"needle": uri_or_id.strip()}
+        handle,
+        f,
+        "AND (v.uri = :needle OR v.image_id = :needle)",
+        {"needle": uri_or_id.strip()},
+        labels=True,
     )
     if not rows:
         raise NotFoundError(f"No image with URI or ImageId {uri_or_id!r} ({catalog_age(handle)}).")

@@ -14,7 +14,7 @@ from catalog.config import DbTarget
 from catalog.errors import DatabaseError
 
 # The migration revision this code reads; tests check it against the migrations' head.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _OPEN: dict[str, Reader] = {}
 
@@ -26,11 +26,20 @@ class Reader:
         self.target = target
         self._sqlite: sqlite3.Connection | None = None
         self._engine: Any = None
+        self.identity: tuple[int, int] | None = None
         if target.path is not None:
             self._sqlite = _open_sqlite(target.path)
+            self.identity = _identity(target.path)
         else:
             self._engine = _open_engine(target)
         self._check_revision()
+
+    def generation(self) -> int | None:
+        """A number that changes whenever another connection commits to the file (None for
+        servers), so results read before can be reused until then."""
+        if self._sqlite is None:
+            return None
+        return int(self._sqlite.execute("PRAGMA data_version").fetchone()[0])
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         params = dict(params or {})
@@ -56,6 +65,11 @@ class Reader:
         except sa_exc.SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise DatabaseError(f"Cannot read {self.target.display}: {reason}.") from None
+
+    @property
+    def dialect(self) -> str:
+        """ "sqlite", or the server's SQLAlchemy dialect name."""
+        return "sqlite" if self._sqlite is not None else str(self._engine.dialect.name)
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         rows = self.rows(sql, params)
@@ -130,10 +144,28 @@ def _sqlite_error(exc: sqlite3.DatabaseError, target: DbTarget) -> DatabaseError
     return DatabaseError(f"Cannot read {target.display}: {message}.")
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
 def reader(target: DbTarget) -> Reader:
-    """A shared reader per database, so repeated lookups skip the open and the checks."""
+    """A shared reader per database, so repeated lookups skip the open and the checks.
+
+    A file replaced under the same name (a new published copy) is opened afresh.
+    """
     key = target.url
     existing = _OPEN.get(key)
+    if (
+        existing is not None
+        and target.path is not None
+        and _identity(target.path) != existing.identity
+    ):
+        forget(target)
+        existing = None
     if existing is None:
         existing = _OPEN[key] = Reader(target)
     return existing

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -338,3 +340,36 @@ def test_as_of_answers_as_the_catalog_stood(
         catalog.retrieve("pytorch", "2.10", "GPU", db=db)
     with pytest.raises(NotFoundError, match="Known frameworks: none"):
         catalog.retrieve("pytorch", accelerator_type="GPU", as_of="2025-12-31", db=db)
+
+
+def test_remembered_answers_follow_every_commit(db: str, write_listing: Any) -> None:
+    first = catalog.retrieve("pytorch", "latest", "GPU", region="cn-hangzhou", db=db)
+    assert first is catalog.retrieve("pytorch", "latest", "GPU", region="cn-hangzhou", db=db)
+    newer = [
+        *hangzhou(),
+        api_image("pt-2140", f"{HZ}/pytorch:2.14.0-gpu-py312-cu126-ubuntu24.04",
+                  fw("PyTorch", "2.14.0", "GPU", "training")),
+    ]  # fmt: skip
+    import_files([write_listing(newer)], "cn-hangzhou", db_option=db)
+    assert image_id(db, "pytorch", "latest", "GPU", region="cn-hangzhou") == "pt-2140"
+
+
+def test_a_replaced_file_is_read_afresh(db: str, tmp_path: Path, write_listing: Any) -> None:
+    assert image_id(db, "xgboost", region="cn-hangzhou") == "xgb"
+    other = tmp_path / "other.db"
+    only_tf = [img for img in hangzhou() if img["ImageId"].startswith("tf-")]
+    import_files([write_listing(only_tf)], "cn-hangzhou", db_option=str(other))
+    # as a published copy comes: a rollback journal, so no -wal of the old file applies to it
+    conn = sqlite3.connect(other)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    other.replace(db)
+    with pytest.raises(NotFoundError, match="Unknown framework 'xgboost'"):
+        catalog.retrieve("xgboost", region="cn-hangzhou", db=db)
+
+
+def test_labels_cannot_be_changed(db: str) -> None:
+    info = catalog.retrieve("xgboost", db=db)
+    with pytest.raises(TypeError, match="cannot be changed"):
+        info.labels["system.chipType"] = "GPU"  # type: ignore[index]
+    assert dataclasses.asdict(info)["labels"]["system.chipType"] == "CPU"
