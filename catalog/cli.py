@@ -343,6 +343,21 @@ def current(db: str | None, /) -> None:
 
 
 @db_group.command()
+@click.option("--wait", is_flag=True, help="Wait for a running sync instead of exiting.")
+@click.pass_obj
+@_errors
+def reparse(db: str | None, /, wait: bool) -> None:
+    """Read every stored image again with this version's parsing rules.
+
+    Run it after upgrading pai-catalog: rows keep what older rules read until then. Only
+    derived fields (framework, version, accelerator, scopes...) change; history stays.
+    """
+    from catalog.sync import reparse as reparse_catalog
+
+    click.echo(reparse_catalog(db, wait=wait))
+
+
+@db_group.command()
 @click.pass_obj
 @_errors
 def check(db: str | None, /) -> None:

@@ -231,3 +231,11 @@ def sync_options(
             read_timeout=timeout, retries=retries, backoff=backoff, pool_size=max(workers, 1) + 1
         ),
     )
+
+
+def reparse(db_option: str | None = None, *, wait: bool = False) -> str:
+    """Re-read every stored image with today's parsing rules; says how many changed."""
+    target = resolve_target(db_option, write=True)
+    with db.sync_lock(target, wait=wait), db.writable(target) as engine:
+        changed, total = store.reparse(engine)
+    return f"{target.display}: {changed} of {total} image versions read differently and updated"

@@ -164,3 +164,27 @@ def test_corrupt_database_is_refused_untouched(tmp_path: Path, write_listing: An
     with pytest.raises(DatabaseError, match="is not an SQLite database"):
         import_files([write_listing(base_images())], REGION, db_option=str(corrupt))
     assert corrupt.read_bytes() == before
+
+
+def test_reparse_updates_what_older_rules_read(db_path: Path, write_listing: Any) -> None:
+    run(db_path, write_listing, base_images())
+    conn = sqlite3.connect(db_path)
+    # as an older pai-catalog might have read the TensorFlow image
+    conn.execute(
+        "UPDATE image_version SET framework = 'tf', framework_key = 'tf', scopes = NULL "
+        "WHERE image_id = 'img-tf'"
+    )
+    conn.execute("DELETE FROM image_scope WHERE version_id = (SELECT id FROM image_version "
+                 "WHERE image_id = 'img-tf')")  # fmt: skip
+    conn.commit()
+    conn.close()
+    events_before = query(db_path, "SELECT count(*) FROM image_event")
+    from catalog.sync import reparse
+
+    assert reparse(str(db_path)) == f"{db_path}: 1 of 3 image versions read differently and updated"
+    assert query(
+        db_path, "SELECT framework, scopes FROM image_version WHERE image_id = 'img-tf'"
+    ) == [("TensorFlow", "training")]
+    assert query(db_path, "SELECT count(*) FROM image_scope") == [(3,)]
+    assert query(db_path, "SELECT count(*) FROM image_event") == events_before
+    assert reparse(str(db_path)) == f"{db_path}: 0 of 3 image versions read differently and updated"
