@@ -195,6 +195,68 @@ def show(db: str | None, /, uri_or_id: str, region: str | None, fmt: str | None)
         render([info], Format(fmt), sys.stdout)
 
 
+RUN_COLUMNS = (
+    "run_id", "region", "source", "status", "started_at", "seconds", "pages", "seen", "added",
+    "changed", "removed", "restored", "error",
+)  # fmt: skip
+DIFF_COLUMNS = ("change", "region", "image_id", "uri", "framework", "framework_version", "fields")
+EVENT_COLUMNS = ("at", "run_id", "kind", "region", "image_id", "uri", "framework_version",
+                 "changed_fields")  # fmt: skip
+
+
+def _render_rows(rows: list[Any], fmt: str | None, table_columns: tuple[str, ...]) -> None:
+    chosen = Format(fmt) if fmt else _default_format()
+    columns = table_columns if chosen in (Format.TABLE, Format.CSV) else None
+    render(rows, chosen, sys.stdout, columns)
+
+
+@main.command()
+@click.option("--region", help="Only this region's runs.")
+@click.option("--status", type=click.Choice(["ok", "failed", "running"]), help="Only these runs.")
+@click.option("--limit", type=click.IntRange(1), help="At most this many, newest first.")
+@_format_option
+@click.pass_obj
+@_errors
+def runs(db: str | None, /, fmt: str | None, **filters: Any) -> None:
+    """List sync and import runs, newest first, with their counts."""
+    from catalog import history
+
+    _render_rows(history.runs(db=db, **filters), fmt, RUN_COLUMNS)
+
+
+@main.command()
+@click.argument("run_a", type=int, required=False)
+@click.argument("run_b", type=int, required=False)
+@click.option("--region", help="Only this region (default: every region).")
+@_format_option
+@click.pass_obj
+@_errors
+def diff(
+    db: str | None, /, run_a: int | None, run_b: int | None, region: str | None, fmt: str | None
+) -> None:
+    """Images added, removed and changed between RUN_A and RUN_B.
+
+    Default: the last two successful runs of each region. With one run, compare it with the
+    region's latest successful run.
+    """
+    from catalog import history
+
+    _render_rows(history.diff(run_a, run_b, region=region, db=db), fmt, DIFF_COLUMNS)
+
+
+@main.command("history")
+@click.argument("uri_or_id")
+@click.option("--region", help="Region, when the image is in several.")
+@_format_option
+@click.pass_obj
+@_errors
+def history_command(db: str | None, /, uri_or_id: str, region: str | None, fmt: str | None) -> None:
+    """Every event of one image (by URI or ImageId), oldest first."""
+    from catalog import history
+
+    _render_rows(history.image_history(uri_or_id, region=region, db=db), fmt, EVENT_COLUMNS)
+
+
 @main.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--region", required=True, help="The region these listings are of.")
