@@ -28,7 +28,7 @@ class Reader:
         self._engine: Any = None
         self.identity: tuple[int, int] | None = None
         if target.path is not None:
-            self._sqlite = _open_sqlite(target.path)
+            self._sqlite = open_sqlite(target.path)
             self.identity = _identity(target.path)
         else:
             self._engine = _open_engine(target)
@@ -96,7 +96,7 @@ class Reader:
             self._engine.dispose()
 
 
-def _open_sqlite(path: Path) -> sqlite3.Connection:
+def open_sqlite(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise DatabaseError(
             f"No catalog database at {path}; run 'pai-catalog import' or 'pai-catalog sync', "

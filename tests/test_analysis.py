@@ -1,0 +1,483 @@
+"""Analysis: read-only SQL that cannot write, export and as-of, publish, info and staleness."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import catalog
+from catalog import analysis, db, readdb, store
+from catalog.analysis import CatalogInfo, RegionInfo
+from catalog.config import parse_target
+from catalog.errors import DatabaseError, UsageError
+from catalog.sync import import_files
+from tests.conftest import api_image
+from tests.test_query import HZ, beijing, fw, hangzhou
+from tests.test_readonly import read_only_command
+
+DAY = 86400
+T1 = 1767225600  # 2026-01-01T00:00:00Z
+T2 = T1 + 10 * DAY  # 2026-01-11T00:00:00Z
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def import_at(
+    monkeypatch: pytest.MonkeyPatch, when: int, path: Path, region: str, listing: Path
+) -> None:
+    monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(when))
+    import_files([listing], region, db_option=str(path))
+
+
+@pytest.fixture
+def catalog_file(tmp_path: Path, write_listing: Callable[..., Path]) -> Path:
+    """Two regions in a folder of their own, in rollback-journal mode: reading it then leaves
+    no -wal/-shm files behind, so any new file in the folder is a write that got through."""
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    path = folder / "catalog.db"
+    import_files([write_listing(hangzhou())], "cn-hangzhou", db_option=str(path))
+    import_files([write_listing(beijing())], "cn-beijing", db_option=str(path))
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    return path
+
+
+# run_sql ------------------------------------------------------------------------------------
+
+
+def test_select_with_parameters(catalog_file: Path) -> None:
+    result = analysis.run_sql(
+        "SELECT image_id, framework_version FROM v_image "
+        "WHERE region = :region AND framework = :fw ORDER BY image_id -- the ; is a comment",
+        {"region": "cn-beijing", "fw": "PyTorch"},
+        db=str(catalog_file),
+    )
+    assert result.columns == ("image_id", "framework_version")
+    assert iter(result.rows) is result.rows  # streamed, not a list
+    assert list(result.rows) == [("pt-2120", "2.12.0")]
+
+
+def test_reads_that_look_like_writes_are_allowed(catalog_file: Path) -> None:
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        return list(analysis.run_sql(sql, db=str(catalog_file)).rows)
+
+    assert rows("SELECT 'DROP TABLE image; --' AS text") == [("DROP TABLE image; --",)]
+    assert rows("SELECT count(*) FROM pragma_table_info('sync_run')") == [(16,)]
+    assert rows("SELECT value FROM json_each('[1, 2]')") == [(1,), (2,)]
+    assert rows("PRAGMA journal_mode") == [("delete",)]
+    assert rows("PRAGMA table_info(image_scope)")[0][1] == "version_id"
+    assert rows(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3) "
+        "SELECT sum(i) FROM n"
+    ) == [(6,)]
+
+
+REFUSED = [
+    ("INSERT INTO sync_run (region) VALUES ('x')", "INSERT"),
+    ("UPDATE image SET region = 'x'", "UPDATE"),
+    ("DELETE FROM image_event", "DELETE"),
+    ("WITH gone AS (SELECT 1) DELETE FROM image_label", "DELETE"),
+    ("DROP TABLE image", "DROP TABLE"),
+    ("drop view v_latest", "DROP VIEW"),
+    ("CREATE TABLE notes (text TEXT)", "CREATE TABLE"),
+    ("CREATE TEMP VIEW mine AS SELECT 1", "CREATE TEMP VIEW"),
+    ("ALTER TABLE image ADD COLUMN note TEXT", "ALTER TABLE"),
+    ("ATTACH DATABASE '{folder}/other.db' AS other", "ATTACH"),
+    ("VACUUM INTO '{folder}/copy.db'", "VACUUM"),
+    ("PRAGMA writable_schema = 1", "PRAGMA writable_schema"),
+    ("PRAGMA journal_mode = WAL", "setting PRAGMA journal_mode"),
+    ("PRAGMA query_only = OFF", "PRAGMA query_only"),
+    ("PRAGMA user_version = 7", "setting PRAGMA user_version"),
+    ("BEGIN IMMEDIATE", "BEGIN"),
+    ("REINDEX", "REINDEX"),
+]
+
+
+@pytest.mark.parametrize(("sql", "what"), REFUSED)
+def test_writes_are_refused_and_change_nothing(catalog_file: Path, sql: str, what: str) -> None:
+    folder = catalog_file.parent
+    before, listing = sha256(catalog_file), sorted(os.listdir(folder))
+    with pytest.raises(UsageError) as caught:
+        analysis.run_sql(sql.format(folder=folder), db=str(catalog_file))
+    assert str(caught.value) == f"The sql command only reads: {what} is not allowed."
+    assert sha256(catalog_file) == before
+    assert sorted(os.listdir(folder)) == listing
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "message"),
+    [
+        ("SELECT 1; DROP TABLE image", {}, "Give one statement; this has 2."),
+        ("SELECT 1;\nSELECT 2;", {}, "Give one statement; this has 2."),
+        ("SELECT 1; -- done", {}, None),
+        (" ; -- nothing", {}, "Give an SQL statement, such as SELECT count(*) FROM v_image."),
+        ("SELEC 1", {}, 'SQL error: near "SELEC": syntax error.'),
+        ("SELECT * FROM nowhere", {}, "SQL error: no such table: nowhere."),
+        (
+            "SELECT :a, :b",
+            {"a": "1"},
+            "The query uses :b without a value; give each with -p NAME VALUE.",
+        ),
+        ("SELECT ':b', :a", {"a": "1"}, None),
+    ],
+)
+def test_statement_errors(
+    catalog_file: Path, sql: str, params: dict[str, str], message: str | None
+) -> None:
+    before = sha256(catalog_file)
+    if message is None:
+        assert list(analysis.run_sql(sql, params, db=str(catalog_file)).rows)
+    else:
+        with pytest.raises(UsageError) as caught:
+            analysis.run_sql(sql, params, db=str(catalog_file))
+        assert str(caught.value) == message
+    assert sha256(catalog_file) == before
+
+
+def test_sql_on_a_missing_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseError, match=r"^No catalog database at "):
+        analysis.run_sql("SELECT 1", db=str(tmp_path / "none.db"))
+    assert os.listdir(tmp_path) == []
+
+
+# export_rows --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def history(db_path: Path, write_listing: Callable[..., Path], monkeypatch: Any) -> Path:
+    """T1: pt and tf; T2: pt's labels change, tf is removed, ds is added."""
+    pt = f"{HZ}/pytorch:2.1.0-gpu-py310-cu121-ubuntu22.04"
+    tf = f"{HZ}/tensorflow-training:2.3-cpu-py36-ubuntu18.04"
+    ds = f"{HZ}/deepspeed:0.14.0-gpu-py310-cu121-ubuntu22.04"
+    first = [
+        api_image("pt", pt, fw("PyTorch", "2.1.0", "GPU", "training")),
+        api_image("tf", tf, {"system.official": "true"}),
+    ]
+    second = [
+        api_image("pt", pt, fw("PyTorch", "2.1.0", "GPU", "training", "develop")),
+        api_image("ds", ds, fw("DeepSpeed", "0.14.0", "GPU", "training")),
+    ]
+    import_at(monkeypatch, T1, db_path, "cn-hangzhou", write_listing(first))
+    import_at(monkeypatch, T2, db_path, "cn-hangzhou", write_listing(second))
+    return db_path
+
+
+def summary(rows: Iterator[dict[str, Any]]) -> list[tuple[str, list[str], int, str]]:
+    return [(r["image_id"], r["scopes"], len(r["labels"]), r["state_since"]) for r in rows]
+
+
+def test_export_now_and_as_of(history: Path) -> None:
+    now = [
+        ("ds", ["training"], 4, "2026-01-11T00:00:00Z"),
+        ("pt", ["develop", "training"], 5, "2026-01-11T00:00:00Z"),
+    ]
+    then = [
+        ("pt", ["training"], 4, "2026-01-01T00:00:00Z"),
+        ("tf", ["training"], 1, "2026-01-01T00:00:00Z"),
+    ]
+    assert summary(analysis.export_rows(db=str(history))) == now
+    assert summary(analysis.export_rows(as_of="2026-01-05", db=str(history))) == then
+    # valid_from <= T < valid_to: at T2 itself the new states hold
+    assert summary(analysis.export_rows(as_of="2026-01-11T00:00:00Z", db=str(history))) == now
+    assert summary(analysis.export_rows(as_of="2025-12-31", db=str(history))) == []
+
+
+def test_export_row_shape(history: Path) -> None:
+    rows = list(analysis.export_rows(as_of="2026-01-05", db=str(history)))
+    assert rows[1] == {
+        "image_id": "tf",
+        "region": "cn-hangzhou",
+        "uri": f"{HZ}/tensorflow-training:2.3-cpu-py36-ubuntu18.04",
+        "name": "tensorflow-training:2.3-cpu-py36-ubuntu18.04",
+        "framework": "TensorFlow",
+        "framework_version": "2.3",
+        "accelerator": "CPU",
+        "python_version": "3.6",
+        "cuda_version": None,
+        "os_version": "ubuntu18.04",
+        "scopes": ["training"],
+        "official": True,
+        "scope_inferred": True,
+        "host": "dsw-registry.cn-hangzhou.cr.aliyuncs.com",
+        "namespace": "pai",
+        "repository": "tensorflow-training",
+        "tag": "2.3-cpu-py36-ubuntu18.04",
+        "digest": None,
+        "components": [],
+        "build_suffix": None,
+        "parse_status": "ok",
+        "parse_reason": None,
+        "description": None,
+        "accessibility": None,
+        "size": None,
+        "gmt_create_time": None,
+        "gmt_modified_time": None,
+        "state_since": "2026-01-01T00:00:00Z",
+        "labels": {"system.official": "true"},
+    }
+    assert rows[0]["labels"] == {
+        "system.chipType": "GPU",
+        "system.framework.PyTorch": "2.1.0",
+        "system.official": "true",
+        "system.supported.dlc": "true",
+    }
+
+
+def test_export_checks_as_of_at_once(history: Path) -> None:
+    with pytest.raises(UsageError, match=r"^'yesterday' is not an ISO 8601 date or time; "):
+        analysis.export_rows(as_of="yesterday", db=str(history))
+
+
+# publish ------------------------------------------------------------------------------------
+
+
+def dump(path: Path) -> list[str]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def source(tmp_path: Path, write_listing: Callable[..., Path]) -> Path:
+    """A catalog as a sync leaves it: in WAL mode."""
+    path = tmp_path / "src" / "catalog.db"
+    import_files([write_listing(hangzhou())], "cn-hangzhou", db_option=str(path))
+    import_files([write_listing(beijing())], "cn-beijing", db_option=str(path))
+    return path
+
+
+def test_publish_writes_a_checked_copy_and_its_checksum(source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "pai.db"
+    out.parent.mkdir()
+    published = analysis.publish(out, db=str(source))
+    digest = sha256(out)
+    assert published == analysis.Published(
+        out, digest, out.stat().st_size, len(hangzhou()) + len(beijing()), readdb.SCHEMA_REVISION
+    )
+    assert (tmp_path / "out" / "pai.db.sha256").read_text() == f"{digest}  pai.db\n"
+    assert sorted(os.listdir(out.parent)) == ["pai.db", "pai.db.sha256"]
+    conn = sqlite3.connect(out)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+    assert sorted(dump(out)) == sorted(dump(source))  # VACUUM may reorder the schema
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_publish_replaces_an_older_copy(
+    source: Path, tmp_path: Path, write_listing: Callable[..., Path]
+) -> None:
+    out = tmp_path / "out" / "pai.db"
+    out.parent.mkdir()
+    first = analysis.publish(out, db=str(source))
+    assert list(analysis.run_sql("SELECT count(*) FROM v_image", db=str(out)).rows) == [(16,)]
+    assert len(catalog.list_images(db=str(out))) == 16  # caches a reader of the first copy
+    import_files([write_listing(beijing()[:1])], "cn-beijing", db_option=str(source))
+    second = analysis.publish(out, db=str(source))
+    assert (first.images, second.images) == (16, 15)
+    assert second.sha256 == sha256(out) != first.sha256
+    assert (out.parent / "pai.db.sha256").read_text() == f"{second.sha256}  pai.db\n"
+    assert sorted(os.listdir(out.parent)) == ["pai.db", "pai.db.sha256"]
+    assert len(catalog.list_images(db=str(out))) == 15
+
+
+def test_publish_refuses_its_source(source: Path) -> None:
+    before = sha256(source)
+    listing = sorted(os.listdir(source.parent))
+    link = source.with_name("link.db")
+    link.symlink_to(source)
+    for out in (source, link):
+        with pytest.raises(UsageError) as caught:
+            analysis.publish(out, db=str(source))
+        assert str(caught.value) == (
+            f"Cannot publish {source} onto itself; give another output file."
+        )
+    link.unlink()
+    assert sha256(source) == before
+    assert sorted(os.listdir(source.parent)) == listing
+
+
+def test_publish_leaves_nothing_when_it_fails(source: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "missing" / "pai.db"
+    with pytest.raises(UsageError) as caught:
+        analysis.publish(missing, db=str(source))
+    assert str(caught.value) == (
+        f"The folder {missing.parent} does not exist; create it or choose another."
+    )
+    assert not missing.parent.exists()
+    # The copy is made and checked, then cannot take the place of a folder: it is removed.
+    folder = tmp_path / "busy"
+    (folder / "pai.db").mkdir(parents=True)
+    (folder / "pai.db" / "keep").write_text("x")
+    with pytest.raises(DatabaseError) as failed:
+        analysis.publish(folder / "pai.db", db=str(source))
+    assert str(failed.value) == f"Cannot write {folder / 'pai.db'}: Is a directory."
+    assert sorted(os.listdir(folder)) == ["pai.db"]
+
+
+def test_publish_from_a_non_catalog_or_postgresql_writes_nothing(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (a)").connection.close()
+    with pytest.raises(DatabaseError, match="is not a pai-catalog database"):
+        analysis.publish(tmp_path / "pai.db", db=str(other))
+    with pytest.raises(UsageError) as caught:
+        analysis.publish(tmp_path / "pai.db", db="postgresql://me:secret@localhost/catalog")
+    assert str(caught.value).startswith("publish from PostgreSQL is not supported yet; ")
+    assert os.listdir(tmp_path) == ["other.db"]
+
+
+READS = """
+import json, os, sqlite3, sys
+import catalog
+from catalog import analysis
+path = sys.argv[1]
+LATEST = "SELECT image_id FROM v_latest WHERE region = :region ORDER BY image_id"
+conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+print(json.dumps({
+    "writable": os.access(path, os.W_OK),
+    "immutable": conn.execute("SELECT count(*) FROM v_image").fetchone()[0],
+    "resolve": catalog.retrieve("pytorch", accelerator_type="GPU", db=path).image_id,
+    "versions": catalog.list_versions("pytorch", region="cn-hangzhou", db=path)[:2],
+    "list": len(catalog.list_images(db=path)),
+    "sql": list(analysis.run_sql(LATEST, {"region": "cn-beijing"}, db=path).rows),
+    "export": sum(1 for _ in analysis.export_rows(db=path)),
+    "info": analysis.info(db=path).images,
+    "stale": analysis.staleness_warning(100000, db=path),
+}))
+"""
+
+
+def test_a_published_file_answers_on_a_read_only_filesystem(source: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    out = folder / "pai.db"
+    analysis.publish(out, db=str(source))
+    before, listing = sha256(out), sorted(os.listdir(folder))
+    out.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        result = subprocess.run(
+            read_only_command(folder, [sys.executable, "-c", READS, str(out)]),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {
+            "writable": False,
+            "immutable": 16,
+            "resolve": "pt-2120",
+            "versions": ["2.11.0rc1", "2.10.0"],
+            "list": 16,
+            "sql": [["ds-bj"], ["pt-2120"]],
+            "export": 16,
+            "info": 16,
+            "stale": None,
+        }
+        shell = shutil.which("sqlite3")
+        if shell is not None:
+            query = "SELECT count(*) FROM image_event;"
+            cli = subprocess.run(
+                read_only_command(folder, [shell, "-readonly", f"file:{out}?immutable=1", query]),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert (cli.returncode, cli.stdout.strip()) == (0, "16"), cli.stderr
+    finally:
+        folder.chmod(stat.S_IRWXU)
+    assert sha256(out) == before
+    assert sorted(os.listdir(folder)) == listing
+
+
+# info and staleness -------------------------------------------------------------------------
+
+
+def test_info_counts_regions_and_ages(
+    db_path: Path, write_listing: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_at(monkeypatch, T1, db_path, "cn-hangzhou", write_listing(hangzhou()))
+    import_at(monkeypatch, T1, db_path, "cn-beijing", write_listing(beijing()))
+    import_at(monkeypatch, T2, db_path, "cn-hangzhou", write_listing(hangzhou()[1:]))
+    target = parse_target(str(db_path))
+    engine = db.make_engine(target)
+    store.record_failure(engine, store.RunInfo("cn-beijing", "sync"), "the API timed out")
+    engine.dispose()
+    monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(T2 + 2 * DAY + 12 * 3600))
+    found = analysis.info(db=str(db_path))
+    assert found == CatalogInfo(
+        database=str(db_path),
+        revision=readdb.SCHEMA_REVISION,
+        size_bytes=db_path.stat().st_size,
+        images=len(hangzhou()) - 1 + len(beijing()),
+        regions=(
+            RegionInfo("cn-beijing", len(beijing()), 0, "2026-01-01T00:00:00Z", "failed"),
+            RegionInfo("cn-hangzhou", len(hangzhou()) - 1, 1, "2026-01-11T00:00:00Z", "ok"),
+        ),
+        last_sync="2026-01-11T00:00:00Z",
+        age_days=2.5,
+    )
+
+
+def test_info_of_an_empty_catalog(db_path: Path) -> None:
+    found = analysis.info(db=str(db_path))
+    assert (found.images, found.regions, found.last_sync, found.age_days) == (0, (), None, None)
+
+
+@pytest.mark.parametrize(
+    ("now", "max_age", "expected"),
+    [
+        (T1 + 8 * DAY, 7, "2026-01-01 (8 days ago)"),
+        (T1 + 8 * DAY, 8, "2026-01-01 (8 days ago)"),
+        (T1 + 8 * DAY, 8.5, None),
+        (T1 + DAY + 3600, 1, "2026-01-01 (1 day ago)"),
+        (T1 + 3600, 0, "2026-01-01 (0 days ago)"),
+        (T1 + 3600, 7, None),
+    ],
+)
+def test_staleness_warning(
+    db_path: Path,
+    write_listing: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    now: int,
+    max_age: float,
+    expected: str | None,
+) -> None:
+    import_at(monkeypatch, T1, db_path, "cn-hangzhou", write_listing(hangzhou()))
+    monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(now))
+    warning = analysis.staleness_warning(max_age, db=str(db_path))
+    if expected is None:
+        assert warning is None
+    else:
+        assert warning == (
+            f"Warning: the catalog was last updated {expected}; "
+            "run 'pai-catalog sync' to refresh it."
+        )
+
+
+def test_staleness_of_a_catalog_never_synced(db_path: Path) -> None:
+    assert analysis.staleness_warning(7, db=str(db_path)) == (
+        "Warning: the catalog has never been synced; run 'pai-catalog sync' to fill it."
+    )
+    with pytest.raises(UsageError) as caught:
+        analysis.staleness_warning(-1, db=str(db_path))
+    assert str(caught.value) == "The maximum age must be 0 days or more, not -1."
