@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from catalog import readdb
-from catalog.config import DbTarget, parse_target, resolve_target
+from catalog.config import DbTarget, parse_target, resolve_target, utcnow
 from catalog.errors import DatabaseError, UsageError
 from catalog.filters import make_filters
 
@@ -343,7 +343,7 @@ def info(*, db: str | None = None) -> CatalogInfo:
         images=sum(region.images for region in regions),
         regions=regions,
         last_sync=_iso(last),
-        age_days=None if last is None else round((_now() - last).total_seconds() / 86400, 2),
+        age_days=None if last is None else round((utcnow() - last).total_seconds() / 86400, 2),
     )
 
 
@@ -355,7 +355,7 @@ def staleness_warning(max_age_days: float, *, db: str | None = None) -> str | No
     last = _moment(handle.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
     if last is None:
         return "Warning: the catalog has never been synced; run 'pai-catalog sync' to fill it."
-    age = _now() - last
+    age = utcnow() - last
     if age < timedelta(days=max_age_days):
         return None
     days = f"{age.days} day{'' if age.days == 1 else 's'} ago"
@@ -363,14 +363,6 @@ def staleness_warning(max_age_days: float, *, db: str | None = None) -> str | No
         f"Warning: the catalog was last updated {last:%Y-%m-%d} ({days}); "
         "run 'pai-catalog sync' to refresh it."
     )
-
-
-def _now() -> datetime:
-    # store.utcnow's rule (PAI_CATALOG_BUILD_TIME pins the clock); store imports SQLAlchemy.
-    epoch = os.environ.get("PAI_CATALOG_BUILD_TIME")
-    if epoch and epoch.isdigit():
-        return datetime.fromtimestamp(int(epoch), timezone.utc).replace(tzinfo=None)
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _moment(value: Any) -> datetime | None:

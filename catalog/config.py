@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
@@ -53,6 +54,15 @@ def hide_password(url: str) -> str:
             k + (eq and "=") + ("***" if k.lower() in _SECRET_PARAMS else v) for k, eq, v in pairs
         )
     return f"{scheme}://{location}{slash}{path}{question}{query}"
+
+
+def utcnow() -> datetime:
+    """Now in UTC (naive, as stored); PAI_CATALOG_BUILD_TIME (unix seconds) pins it, so that
+    building a catalog to ship is reproducible."""
+    epoch = os.environ.get("PAI_CATALOG_BUILD_TIME")
+    if epoch and epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), timezone.utc).replace(tzinfo=None)
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def user_db_path() -> Path:

@@ -6,11 +6,11 @@ import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from catalog import versions
-from catalog.config import resolve_target
+from catalog.config import resolve_target, utcnow
 from catalog.errors import AmbiguousError, NotFoundError, UsageError
 from catalog.filters import (
     Filters,
@@ -62,7 +62,7 @@ def catalog_age(db: Reader) -> str:
     if last is None:
         return "the catalog has never been synced"
     moment = last if isinstance(last, datetime) else datetime.fromisoformat(str(last))
-    days = (datetime.now(timezone.utc).replace(tzinfo=None) - moment).days
+    days = (utcnow() - moment).days
     return f"catalog last updated {moment:%Y-%m-%d} ({days} day{'s' if days != 1 else ''} ago)"
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy import exc as sa_exc
 
 from catalog import tags, versions
+from catalog.config import utcnow
 from catalog.errors import DatabaseError, SafetyError
 from catalog.models import Base, Image, ImageEvent, ImageLabel, ImageScope, ImageVersion, SyncRun
 from catalog.records import ApiImage
@@ -71,15 +71,6 @@ class RunStats:
     changed: int
     removed: int
     restored: int
-
-
-def utcnow() -> datetime:
-    """Now in UTC (naive, as stored); PAI_CATALOG_BUILD_TIME (unix seconds) pins it, so that
-    building a catalog to ship is reproducible."""
-    epoch = os.environ.get("PAI_CATALOG_BUILD_TIME")
-    if epoch and epoch.isdigit():
-        return datetime.fromtimestamp(int(epoch), timezone.utc).replace(tzinfo=None)
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def version_row(image: ApiImage, region: str) -> dict[str, Any]:

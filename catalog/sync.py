@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 
 from catalog import crawl, db, records, store
 from catalog.client import ClientSettings, PaiClient, endpoint_for
-from catalog.config import resolve_target
+from catalog.config import resolve_target, utcnow
 from catalog.credentials import Credentials, resolve_credentials
 from catalog.errors import CatalogError, DatabaseError, SafetyError, UsageError
 
@@ -106,7 +106,7 @@ def _sync_region(
     options: SyncOptions,
     progress: Progress | None,
 ) -> RegionResult:
-    started, clock = store.utcnow(), time.monotonic()
+    started, clock = utcnow(), time.monotonic()
     client = PaiClient(
         region,
         endpoint_for(region, options.endpoints, vpc=options.vpc),

@@ -30,9 +30,12 @@ LAYER = {
     "history": 7,
     "analysis": 7,
     "output": 7,
-    "cli": 8,
-    "__init__": 9,
-    "__main__": 9,
+    "clikit": 8,
+    "cli_history": 8,
+    "cli_write": 8,
+    "cli": 9,
+    "__init__": 10,
+    "__main__": 10,
 }
 # Third-party modules a module may not import at all (even lazily).
 FORBIDDEN = {
@@ -43,6 +46,9 @@ FORBIDDEN = {
     "query": {"sqlalchemy", "requests", "alembic"},
     "output": {"sqlalchemy", "requests", "alembic"},
     "cli": {"sqlalchemy", "requests", "alembic"},
+    "clikit": {"sqlalchemy", "requests", "alembic"},
+    "cli_history": {"sqlalchemy", "requests", "alembic"},
+    "cli_write": {"sqlalchemy", "requests", "alembic"},
     "readdb": {"requests", "alembic"},
     "filters": {"sqlalchemy", "requests", "alembic"},
     "history": {"sqlalchemy", "requests", "alembic"},

@@ -1,0 +1,146 @@
+"""Commands for history and analysis: runs, diff, history, sql, export, publish, info."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from catalog.clikit import default_format, errors, format_option, render_rows
+from catalog.output import Format, as_dict, render, render_record
+
+RUN_COLUMNS = (
+    "run_id", "region", "source", "status", "started_at", "seconds", "pages", "seen", "added",
+    "changed", "removed", "restored", "error",
+)  # fmt: skip
+DIFF_COLUMNS = ("change", "region", "image_id", "uri", "framework", "framework_version", "fields")
+EVENT_COLUMNS = ("at", "run_id", "kind", "region", "image_id", "uri", "framework_version",
+                 "changed_fields")  # fmt: skip
+
+
+@click.command()
+@click.option("--region", help="Only this region's runs.")
+@click.option("--status", type=click.Choice(["ok", "failed", "running"]), help="Only these runs.")
+@click.option("--limit", type=click.IntRange(1), help="At most this many, newest first.")
+@format_option
+@click.pass_obj
+@errors
+def runs(db: str | None, /, fmt: str | None, **filters: Any) -> None:
+    """List sync and import runs, newest first, with their counts."""
+    from catalog import history
+
+    render_rows(history.runs(db=db, **filters), fmt, RUN_COLUMNS)
+
+
+@click.command()
+@click.argument("run_a", type=int, required=False)
+@click.argument("run_b", type=int, required=False)
+@click.option("--region", help="Only this region (default: every region).")
+@format_option
+@click.pass_obj
+@errors
+def diff(
+    db: str | None, /, run_a: int | None, run_b: int | None, region: str | None, fmt: str | None
+) -> None:
+    """Images added, removed and changed between RUN_A and RUN_B.
+
+    Default: the last two successful runs of each region. With one run, compare it with the
+    region's latest successful run.
+    """
+    from catalog import history
+
+    render_rows(history.diff(run_a, run_b, region=region, db=db), fmt, DIFF_COLUMNS)
+
+
+@click.command("history")
+@click.argument("uri_or_id")
+@click.option("--region", help="Region, when the image is in several.")
+@format_option
+@click.pass_obj
+@errors
+def history_command(db: str | None, /, uri_or_id: str, region: str | None, fmt: str | None) -> None:
+    """Every event of one image (by URI or ImageId), oldest first."""
+    from catalog import history
+
+    render_rows(history.image_history(uri_or_id, region=region, db=db), fmt, EVENT_COLUMNS)
+
+
+@click.command()
+@click.argument("statement")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    type=(str, str),
+    multiple=True,
+    metavar="NAME VALUE",
+    help="A value for :NAME in the statement; repeatable.",
+)
+@format_option
+@click.pass_obj
+@errors
+def sql(
+    db: str | None, /, statement: str, params: tuple[tuple[str, str], ...], fmt: str | None
+) -> None:
+    """Run one read-only SQL statement (SELECT, WITH, read PRAGMAs) and print its rows.
+
+    The database is opened read-only: writes, ATTACH and schema changes are refused.
+    docs/SCHEMA.md documents the tables and views.
+    """
+    from catalog.analysis import run_sql
+
+    result = run_sql(statement, dict(params), db=db)
+    rows = (dict(zip(result.columns, row, strict=True)) for row in result.rows)
+    chosen = Format(fmt) if fmt else default_format()
+    render(rows, chosen, sys.stdout, result.columns)
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["json", "nl", "csv"]), default="json",
+              show_default=True)  # fmt: skip
+@click.option("--as-of", help="The catalog as it stood at this ISO 8601 date or time.")
+@click.pass_obj
+@errors
+def export(db: str | None, /, fmt: str, as_of: str | None) -> None:
+    """Write every current image (or as of a time) with its parsed fields and labels."""
+    from catalog.analysis import export_rows
+
+    render(export_rows(as_of=as_of, db=db), Format(fmt), sys.stdout)
+
+
+@click.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+@errors
+def publish(db: str | None, /, out: Path) -> None:
+    """Write a compact, checked copy of the catalog to OUT for machines with no network.
+
+    Also writes OUT.sha256. The copy opens read-only, even on a read-only filesystem.
+    """
+    from catalog.analysis import publish as publish_catalog
+
+    done = publish_catalog(out, db=db)
+    click.echo(
+        f"{done.path}: {done.images} images, schema revision {done.revision}, "
+        f"{done.bytes} bytes, sha256 {done.sha256}"
+    )
+
+
+@click.command()
+@format_option
+@click.pass_obj
+@errors
+def info(db: str | None, /, fmt: str | None) -> None:
+    """Where the catalog is, its schema revision, and each region's images and last sync."""
+    from catalog.analysis import info as catalog_info
+
+    found = catalog_info(db=db)
+    if fmt in (None, Format.TABLE.value):
+        record = {k: v for k, v in as_dict(found).items() if k != "regions"}
+        render_record(record, sys.stdout)
+        click.echo("")
+        render(found.regions, Format.TABLE, sys.stdout)
+    else:
+        render([found], Format(fmt), sys.stdout)

@@ -1,0 +1,106 @@
+"""sql, export, publish, info and the staleness warning through the command line."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from catalog.cli import main
+from catalog.sync import import_files
+from tests.test_query import beijing, hangzhou
+
+
+@pytest.fixture
+def db(db_path: Path, write_listing: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", "1767225600")  # 2026-01-01
+    import_files([write_listing(hangzhou())], "cn-hangzhou", db_option=str(db_path))
+    import_files([write_listing(beijing())], "cn-beijing", db_option=str(db_path))
+    monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", "1768089600")  # 2026-01-11
+    return str(db_path)
+
+
+def run(path: str, *args: str) -> Any:
+    return CliRunner().invoke(main, ["--db", path, *args])
+
+
+def test_sql_with_parameters_in_every_format(db: str) -> None:
+    statement = "SELECT image_id, region FROM v_image WHERE region = :r ORDER BY image_id"
+    result = run(db, "sql", statement, "-p", "r", "cn-beijing", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert result.output == "image_id,region\nds-bj,cn-beijing\npt-2120,cn-beijing\n"
+    as_json = json.loads(
+        run(db, "sql", statement, "-p", "r", "cn-beijing", "--format", "json").output
+    )
+    assert as_json == [
+        {"image_id": "ds-bj", "region": "cn-beijing"},
+        {"image_id": "pt-2120", "region": "cn-beijing"},
+    ]
+    empty = run(db, "sql", "SELECT image_id FROM v_image WHERE 0", "--format", "csv")
+    assert empty.output == "image_id\n"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["DELETE FROM image", "DROP TABLE image", "ATTACH DATABASE 'x.db' AS x",
+     "PRAGMA writable_schema = 1", "SELECT 1; DROP TABLE image"],
+)  # fmt: skip
+def test_sql_refuses_writes_and_changes_nothing(db: str, statement: str) -> None:
+    before = hashlib.sha256(Path(db).read_bytes()).hexdigest()
+    result = run(db, "sql", statement)
+    assert result.exit_code == 2
+    assert "Error: " in result.output and "Traceback" not in result.output
+    assert hashlib.sha256(Path(db).read_bytes()).hexdigest() == before
+
+
+def test_export_csv_and_as_of(db: str) -> None:
+    rows = list(csv.DictReader(io.StringIO(run(db, "export", "--format", "csv").output)))
+    assert len(rows) == len(hangzhou()) + len(beijing())
+    early = json.loads(run(db, "export", "--as-of", "2025-12-31").output)
+    assert early == []
+
+
+def test_publish_and_read_the_copy(db: str, tmp_path: Path) -> None:
+    out = tmp_path / "published" / "catalog.db"
+    out.parent.mkdir()
+    result = run(db, "publish", str(out))
+    assert result.exit_code == 0, result.output
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert result.output == (
+        f"{out}: 16 images, schema revision 0005, {out.stat().st_size} bytes, sha256 {digest}\n"
+    )
+    assert (out.parent / "catalog.db.sha256").read_text() == f"{digest}  catalog.db\n"
+    copy = run(str(out), "resolve", "deepspeed", "--accelerator", "gpu", "--region", "cn-beijing")
+    assert copy.exit_code == 0 and "deepspeed" in copy.output
+    refused = run(db, "publish", db)
+    assert refused.exit_code != 0 and "Error: " in refused.output
+
+
+def test_info(db: str) -> None:
+    result = run(db, "info", "--format", "json")
+    assert result.exit_code == 0, result.output
+    [found] = json.loads(result.output)
+    assert (found["revision"], found["images"], found["last_sync"]) == (
+        "0005", 16, "2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    assert [r["region"] for r in found["regions"]] == ["cn-beijing", "cn-hangzhou"]
+    table = run(db, "info")
+    assert "revision  : 0005" in table.output and "cn-hangzhou" in table.output
+
+
+def test_resolve_warns_when_the_catalog_is_old(db: str) -> None:
+    result = CliRunner().invoke(main, ["--db", db, "resolve", "xgboost"])
+    assert result.exit_code == 0
+    assert result.stdout.endswith("xgboost-training:1.5.0-cpu-py36-ubuntu18.04\n")
+    assert result.stderr == (
+        "Warning: the catalog was last updated 2026-01-01 (10 days ago); "
+        "run 'pai-catalog sync' to refresh it.\n"
+    )
+    fresh = CliRunner().invoke(main, ["--db", db, "resolve", "xgboost", "--max-age", "30"])
+    assert fresh.stderr == ""
