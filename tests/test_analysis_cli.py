@@ -104,3 +104,41 @@ def test_resolve_warns_when_the_catalog_is_old(db: str) -> None:
     )
     fresh = CliRunner().invoke(main, ["--db", db, "resolve", "xgboost", "--max-age", "30"])
     assert fresh.stderr == ""
+
+
+def test_a_read_only_published_copy_answers_every_read_command(db: str, tmp_path: Path) -> None:
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from tests.test_readonly import read_only_command
+
+    folder = tmp_path / "airgap"
+    folder.mkdir()
+    out = folder / "catalog.db"
+    assert run(db, "publish", str(out)).exit_code == 0
+    out.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    base = [sys.executable, "-m", "catalog", "--db", str(out)]
+    try:
+        for args in (
+            ["resolve", "pytorch", "--accelerator", "gpu", "--region", "cn-hangzhou"],
+            ["list", "--format", "csv"],
+            ["versions", "tensorflow"],
+            ["sql", "SELECT count(*) AS n FROM v_image", "--format", "csv"],
+            ["history", "xgb", "--format", "csv"],
+            ["info", "--format", "json"],
+        ):
+            result = subprocess.run(
+                read_only_command(folder, [*base, *args]),
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "PAI_CATALOG_BUILD_TIME": "1768089600"},
+            )
+            assert result.returncode == 0, (args, result.stderr)
+            assert result.stdout.strip(), args
+        assert sorted(os.listdir(folder)) == ["catalog.db", "catalog.db.sha256"]
+    finally:
+        folder.chmod(stat.S_IRWXU)
