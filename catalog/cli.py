@@ -8,7 +8,13 @@ from typing import Any
 import click
 
 from catalog import __version__, cli_history, cli_write, query
-from catalog.clikit import default_format, errors, filter_options, format_option
+from catalog.clikit import (
+    configure_logging,
+    default_format,
+    errors,
+    filter_options,
+    format_option,
+)
 from catalog.filters import SCOPES
 from catalog.output import Format, render, render_record
 
@@ -33,9 +39,18 @@ LIST_COLUMNS = (
     help="Catalog database: a file path or an SQLAlchemy URL [env: PAI_CATALOG_DB; default: "
     "your synced catalog if it exists, else the shipped one].",
 )
+@click.option(
+    "--log-level",
+    envvar="PAI_CATALOG_LOG_LEVEL",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="Log detail on stderr for the catalog's own messages [env: PAI_CATALOG_LOG_LEVEL].",
+)
 @click.pass_context
-def main(ctx: click.Context, db: str | None) -> None:
+def main(ctx: click.Context, db: str | None, log_level: str) -> None:
     """An offline catalog of Alibaba Cloud PAI's official container images."""
+    configure_logging(log_level)
     ctx.obj = db
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
 import threading
 import time
@@ -21,6 +22,8 @@ from catalog.credentials import Credentials
 from catalog.errors import ApiError, AuthError, UsageError
 
 USER_AGENT = f"pai-image-catalog/{__version__}"
+# Never log headers: they carry the STS token. URLs carry only the listing's parameters.
+log = logging.getLogger(__name__)
 LIST_IMAGES_PATH = "/api/v1/images"
 OFFICIAL_LABELS = "system.official=true"
 
@@ -192,11 +195,17 @@ class PaiClient:
             except requests.RequestException as exc:
                 last = f"request failed ({type(exc).__name__})"
             else:
+                log.debug(
+                    "%s: %s %s attempt %d: HTTP %d", self.region, action, what, attempt + 1,
+                    response.status_code,
+                )  # fmt: skip
                 body, last, wait = self._outcome(response, what)
                 if body is not None:
                     return body
             if attempt < settings.retries:
-                self._sleep(self._backoff(attempt, wait))
+                delay = self._backoff(attempt, wait)
+                log.info("%s: %s: %s; retrying in %.2f s", self.region, what, last, delay)
+                self._sleep(delay)
         raise ApiError(
             f"{self.region}: {what} failed after {settings.retries + 1} attempts: {last}."
         )

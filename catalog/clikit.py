@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -69,3 +70,14 @@ def render_rows(rows: Any, fmt: str | None, table_columns: tuple[str, ...]) -> N
     chosen = Format(fmt) if fmt else default_format()
     columns = table_columns if chosen in (Format.TABLE, Format.CSV) else None
     render(rows, chosen, sys.stdout, columns)
+
+
+def configure_logging(level: str) -> None:
+    """Send the catalog's own log records to stderr; other libraries stay quiet."""
+    logger = logging.getLogger("catalog")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False

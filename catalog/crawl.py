@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from catalog.records import ApiImage
 FetchPage = Callable[[int, int], Any]  # (page_number, page_size) -> response body
 Progress = Callable[[int, int], None]  # (pages done, pages planned)
 MAX_PAGES = 10_000
+log = logging.getLogger(__name__)
 
 
 class _Drift(Exception):
@@ -111,6 +113,7 @@ def crawl(
         try:
             images, total = _one_pass(counted, page_size, workers, progress)
         except _Drift as drift:
+            log.info("the listing moved during pass %d (%s); crawling again", attempt, drift)
             reasons.append(str(drift))
             previous = None
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +18,7 @@ from catalog.config import resolve_target, utcnow
 from catalog.credentials import Credentials, resolve_credentials
 from catalog.errors import CatalogError, DatabaseError, SafetyError, UsageError
 
+log = logging.getLogger(__name__)
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 Progress = Callable[[str, int, int], None]  # (region, pages done, pages planned)
 
@@ -125,6 +127,7 @@ def _sync_region(
             progress(region, done, planned)
 
     pages = 0
+    log.info("%s: syncing from %s", region, client.base_url)
     try:
         result = crawl.crawl(
             client.list_images_page,
@@ -138,6 +141,7 @@ def _sync_region(
             engine, run_info(pages), result.images, allow_mass_removal=options.allow_mass_removal
         )
     except CatalogError as exc:
+        log.warning("%s: sync failed: %s", region, exc)
         info = run_info(pages)
         run_id = None
         if not isinstance(exc, (SafetyError, DatabaseError)):  # those record themselves
