@@ -325,3 +325,23 @@ def test_the_secret_never_reaches_the_database(server: Any, db_path: Path) -> No
     data = b"".join(p.read_bytes() for p in db_path.parent.iterdir() if p.is_file())
     assert SECRET.encode() not in data and b"a-wrong-secret-1234" not in data
     assert "a-wrong-secret-1234" not in json.dumps(runs(db_path))
+
+
+def test_endpoints() -> None:
+    from catalog.client import endpoint_for, parse_endpoints
+
+    assert endpoint_for("cn-hangzhou", {}) == "https://aiworkspace.cn-hangzhou.aliyuncs.com"
+    assert endpoint_for("cn-hangzhou", {}, vpc=True) == (
+        "https://aiworkspace-vpc.cn-hangzhou.aliyuncs.com"
+    )
+    overrides = parse_endpoints(["http://127.0.0.1:1/", "cn-beijing=http://127.0.0.1:2"])
+    assert overrides == {"": "http://127.0.0.1:1/", "cn-beijing": "http://127.0.0.1:2"}
+    assert endpoint_for("cn-beijing", overrides) == "http://127.0.0.1:2"
+    assert endpoint_for("cn-shanghai", overrides) == "http://127.0.0.1:1"
+
+
+def test_requests_name_the_tool(server: Any) -> None:
+    client = PaiClient(REGION, server.url, CREDS)
+    client.list_images_page(1, 5)
+    agent = server.requests[-1].headers["user-agent"]
+    assert agent == f"pai-image-catalog/{catalog.__version__}"
