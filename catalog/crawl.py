@@ -107,7 +107,7 @@ def crawl(
         reads.append(number)
         return body
 
-    previous: list[ApiImage] | None = None
+    previous: dict[str, str] | None = None  # the last pass's fingerprint, not its images
     reasons: list[str] = []
     for attempt in range(1, max_recrawls + 2):
         try:
@@ -117,11 +117,13 @@ def crawl(
             reasons.append(str(drift))
             previous = None
             continue
-        if not verify or (previous is not None and _fingerprint(previous) == _fingerprint(images)):
+        fingerprint = _fingerprint(images)
+        if not verify or previous == fingerprint:
             return CrawlResult(images=images, total=total, pages=len(reads), passes=attempt)
         if previous is not None:
             reasons.append("two passes listed different images")
-        previous = images
+        previous = fingerprint
+        del images
     shown = "; ".join(reasons[-3:]) or "the passes never agreed"
     raise CrawlError(
         f"The listing kept changing during {max_recrawls + 1} crawls ({shown}); "

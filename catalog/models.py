@@ -177,7 +177,8 @@ class ImageEvent(Base):
     changed_fields: Mapped[str | None] = mapped_column(Text)  # JSON list of field names
 
 
-# Serves resolve's whole ORDER BY, so "latest" stops at the first matching row (migration 0005).
+# Serves resolve's ORDER BY, so "latest" stops at the first matching row (migrations 0005-6);
+# only images tying on version and time are sorted by URI.
 Index(
     "ix_image_version_resolve",
     ImageVersion.framework_key,
@@ -186,5 +187,4 @@ Index(
     ImageVersion.version_key.desc(),
     # NULLS LAST is what DESC means in SQLite; 0005 says it outright for other databases.
     ImageVersion.gmt_create_time.desc(),
-    ImageVersion.uri,
 )

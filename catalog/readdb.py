@@ -14,7 +14,7 @@ from catalog.config import DbTarget
 from catalog.errors import DatabaseError
 
 # The migration revision this code reads; tests check it against the migrations' head.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _OPEN: dict[str, Reader] = {}
 

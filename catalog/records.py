@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,27 +32,28 @@ API_FIELDS = {
 MAX_SHOWN = 5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ApiImage:
     """One image as the API listed it: its fields by column name and its labels in order."""
 
     key: str  # ImageId, or "uri:<ImageUri>" when the API gave no id
     fields: Mapping[str, Any] = field(hash=False)
     labels: tuple[tuple[str, str | None], ...] = ()
+    content_hash: str = field(default="", compare=False)  # computed once, from the rest
+
+    def __post_init__(self) -> None:
+        if not self.content_hash:
+            payload = json.dumps(
+                {"fields": dict(self.fields), "labels": sorted(self.labels, key=lambda kv: kv[0])},
+                sort_keys=True,
+                ensure_ascii=False,
+            )
+            object.__setattr__(self, "content_hash", hashlib.sha256(payload.encode()).hexdigest())
 
     @property
     def uri(self) -> str | None:
         value = self.fields.get("uri")
         return value if isinstance(value, str) else None
-
-    @property
-    def content_hash(self) -> str:
-        payload = json.dumps(
-            {"fields": dict(self.fields), "labels": sorted(self.labels, key=lambda kv: kv[0])},
-            sort_keys=True,
-            ensure_ascii=False,
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _text(value: Any, where: str, name: str) -> str | None:
@@ -112,8 +114,10 @@ def parse_image(obj: Any, where: str) -> ApiImage:
         if not isinstance(label, dict) or not isinstance(label.get("Key"), str):
             raise InputError(f"{where}: Labels[{index}] has no Key string.")
         # A repeated key keeps its last value, as a dict of labels would.
-        key = _text(label["Key"], where, f"Labels[{index}].Key") or ""
-        labels[key] = _text(label.get("Value"), where, f"Labels[{index}].Value")
+        key = sys.intern(_text(label["Key"], where, f"Labels[{index}].Key") or "")
+        value = _text(label.get("Value"), where, f"Labels[{index}].Value")
+        # Keys and short values repeat across thousands of images: share one copy of each.
+        labels[key] = sys.intern(value) if value is not None and len(value) <= 40 else value
     image_id = (fields["image_id"] or "").strip()
     uri = (fields["uri"] or "").strip()
     if not image_id and not uri:

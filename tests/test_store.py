@@ -152,7 +152,7 @@ def test_bad_region_is_a_usage_error(db_path: Path, write_listing: Any) -> None:
 def test_import_creates_the_database(tmp_path: Path, write_listing: Any) -> None:
     target = tmp_path / "new" / "catalog.db"
     import_files([write_listing(base_images())], REGION, db_option=str(target))
-    assert query(target, "SELECT version_num FROM alembic_version") == [("0005",)]
+    assert query(target, "SELECT version_num FROM alembic_version") == [("0006",)]
 
 
 def test_corrupt_database_is_refused_untouched(tmp_path: Path, write_listing: Any) -> None:
