@@ -251,10 +251,7 @@ def _retrieve(
 ) -> ImageInfo:
     if not framework_name or not framework_name.strip():
         raise UsageError("Give a framework name, such as PyTorch or TensorFlow.")
-    try:
-        request = versions.parse_request(framework_version)
-    except ValueError as exc:
-        raise UsageError(f"{exc}; ask for latest, 2.1.0, 2.1 or a range like >=2.0,<2.2.") from None
+    request = _request(framework_version)
     f = make_filters(
         framework_name,
         accelerator_type,
@@ -287,6 +284,13 @@ def _retrieve(
     if f.region is None:
         _check_one_region(handle, f, best)
     return _info(handle, best, f.scope, labels=True)
+
+
+def _request(framework_version: str | None) -> versions.VersionRequest:
+    try:
+        return versions.parse_request(framework_version)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; ask for latest, 2.1.0, 2.1 or a range like >=2.0,<2.2.") from None
 
 
 def _best_rows(
@@ -358,10 +362,7 @@ def list_images(
         as_of,
     )
     handle = reader(resolve_target(db))
-    try:
-        request = versions.parse_request(framework_version)
-    except ValueError as exc:
-        raise UsageError(f"{exc}; ask for latest, 2.1.0, 2.1 or a range like >=2.0,<2.2.") from None
+    request = _request(framework_version)
     clause, params = ("", {}) if request.kind == "latest" else version_clause(request)
     rows = _select(handle, f, clause, params, labels=labels)
     if request.kind == "range":
