@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from catalog import readdb
 from catalog.config import DbTarget, parse_target, resolve_target, utcnow
-from catalog.errors import DatabaseError, UsageError
+from catalog.errors import CatalogError, DatabaseError, UsageError
 from catalog.filters import make_filters
 
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
@@ -140,28 +140,37 @@ def _execute(target: DbTarget, sql: str, params: Mapping[str, Any], bare: str) -
         cursor = conn.execute(sql, params)
     except sqlite3.Error as exc:
         conn.close()
-        raise _sql_error(exc, bare, denied) from None
+        raise _sql_error(exc, bare, denied, target.path) from None
 
     def rows() -> Iterator[tuple[Any, ...]]:
         try:
             while batch := cursor.fetchmany(500):
                 yield from batch
         except sqlite3.Error as exc:
-            raise _sql_error(exc, bare, denied) from None
+            raise _sql_error(exc, bare, denied, target.path) from None
         finally:
             conn.close()
 
     return SqlResult(tuple(d[0] for d in cursor.description or ()), rows())
 
 
-def _sql_error(exc: sqlite3.Error, bare: str, denied: list[tuple[int, str | None]]) -> UsageError:
+def _sql_error(
+    exc: sqlite3.Error, bare: str, denied: list[tuple[int, str | None]], path: Path | None = None
+) -> CatalogError:
     if denied and denied[0][0] == sqlite3.SQLITE_PRAGMA:
         name = denied[0][1] or ""
         setting = "setting " if _QUERY_PRAGMA.fullmatch(name) else ""
         return UsageError(_REFUSED.format(f"{setting}PRAGMA {name}"))
     if denied or "readonly database" in str(exc):
         return UsageError(_REFUSED.format(_statement(bare)))
-    return UsageError(f"SQL error: {str(exc).rstrip('.')}.")
+    message = str(exc)
+    if "not a database" in message or "malformed" in message or "disk I/O" in message:
+        # The file, not the statement, is at fault.
+        return DatabaseError(
+            f"{path or 'The database'} is corrupt or not an SQLite database ({message}); "
+            "restore it from a copy or point --db at another file."
+        )
+    return UsageError(f"SQL error: {message.rstrip('.')}.")
 
 
 def _statement(bare: str) -> str:

@@ -64,10 +64,18 @@ def _one_pass(
         images, page_total = _page(fetch(number, page_size), number)
         return number, images, page_total
 
+    # One page past the end must come back empty: a TotalCount short by whole pages would
+    # otherwise pass every check, and the images past it would be stored as removed.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for number, images, page_total in pool.map(read, range(2, planned + 1)):
+        for number, images, page_total in pool.map(read, range(2, planned + 2)):
             if page_total != total:
                 raise _Drift(f"TotalCount moved from {total} to {page_total}")
+            if number > planned:
+                if images:
+                    raise _Drift(
+                        f"page {number}, past TotalCount {total}, lists {len(images)} images"
+                    )
+                continue
             pages[number] = images
             if progress is not None:
                 progress(len(pages), planned)

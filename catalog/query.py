@@ -24,7 +24,7 @@ from catalog.readdb import Reader, reader
 
 MAX_LISTED = 25
 MAX_REMEMBERED = 4096
-_ANSWERS: dict[tuple[Any, ...], tuple[int, ImageInfo]] = {}
+_ANSWERS: dict[tuple[Any, ...], tuple[tuple[int, int], ImageInfo]] = {}
 
 _COLUMNS = """v.id, v.image_id, v.region, v.name, v.uri, v.framework, v.framework_version,
     v.accelerator, v.python_version, v.cuda_version, v.os_version, v.scopes, v.official,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ from catalog.errors import DatabaseError
 SCHEMA_REVISION = "0006"
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _OPEN: dict[str, Reader] = {}
+_SERIALS = itertools.count(1)
 
 
 class Reader:
@@ -27,6 +29,7 @@ class Reader:
         self._sqlite: sqlite3.Connection | None = None
         self._engine: Any = None
         self.identity: tuple[int, int] | None = None
+        self.serial = next(_SERIALS)
         if target.path is not None:
             self._sqlite = open_sqlite(target.path)
             self.identity = _identity(target.path)
@@ -34,12 +37,16 @@ class Reader:
             self._engine = _open_engine(target)
         self._check_revision()
 
-    def generation(self) -> int | None:
-        """A number that changes whenever another connection commits to the file (None for
-        servers), so results read before can be reused until then."""
+    def generation(self) -> tuple[int, int] | None:
+        """A value that changes whenever another connection commits to the file (None for
+        servers), so results read before can be reused until then.
+
+        data_version counts from 1 on every new connection, so the reader's own serial number
+        comes with it: answers from a reader that was replaced never match a new one.
+        """
         if self._sqlite is None:
             return None
-        return int(self._sqlite.execute("PRAGMA data_version").fetchone()[0])
+        return (self.serial, int(self._sqlite.execute("PRAGMA data_version").fetchone()[0]))
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         params = dict(params or {})
