@@ -30,6 +30,14 @@ pages (offsets use the capped size; TotalCount is unchanged). drift_after=K appl
 after K ListImages pages were served: drift_delete images go from the front of the ASC order,
 drift_insert new ones are added with the newest GmtCreateTime.
 
+More faults, for the reliability suite: reset_first closes the connection without an answer
+(an RST, before any byte of the response); wrong_content_type_first labels a correct JSON
+body text/html; duplicate_first makes the next ListImages pages after page 1 repeat page 1's
+first image in place of their own last one (an ImageId listed twice, another missing, every
+count right); total_count_lie adds N (or takes -N) to every TotalCount; missing_fields drops
+those fields from every image served; zero_images serves an empty listing. ``listing()`` is
+what a complete crawl should now store.
+
 CLI: ``python scripts/fake_pai_api.py --port 8123 (--snapshot data/snapshot --region R |
 --images N) [--throttle-every 3 --drift-after 2 ...]`` prints the base URL on stdout and the
 credentials to export on stderr, then serves until Ctrl-C or SIGTERM.
@@ -48,6 +56,8 @@ import json
 import random
 import re
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -108,6 +118,12 @@ class Faults:
     drift_insert: int = 0
     drift_delete: int = 0
     always_error: str | None = None
+    reset_first: int = 0
+    wrong_content_type_first: int = 0
+    duplicate_first: int = 0
+    total_count_lie: int = 0
+    missing_fields: tuple[str, ...] = ()
+    zero_images: bool = False
 
 
 @dataclass
@@ -233,15 +249,24 @@ def _matches(image: dict[str, Any], query: Mapping[str, str]) -> bool:
     return query.get("Name", "").lower() in name and query.get("Query", "").lower() in text
 
 
-def _present(image: dict[str, Any], verbose: bool) -> dict[str, Any]:
+def _present(image: dict[str, Any], verbose: bool, missing: tuple[str, ...] = ()) -> dict[str, Any]:
     shown = copy.deepcopy(image)
     if not verbose:
         shown.pop("Labels", None)
+    for name in missing:
+        shown.pop(name, None)
     return shown
+
+
+class _Reset(Exception):
+    """The reply is no reply: drop the connection."""
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so Content-Length has to be right
+    # Headers and body go out in two writes; with Nagle on, the body waits for the client's
+    # delayed ACK, 40 ms a response on loopback. Latency is the `latency` fault's job.
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_GET(self) -> None:
@@ -257,6 +282,11 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a hanging handler must not block stop()
     api: FakePaiApi
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed or timed out mid-request is a test's doing, not a server bug.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakePaiApi:
@@ -324,12 +354,29 @@ class FakePaiApi:
         with self._lock:
             return copy.deepcopy(self._images)
 
+    def listing(self) -> list[dict[str, Any]]:
+        """The official images a complete crawl should store now, as ListImages shows them."""
+        if self.faults.zero_images:
+            return []
+        with self._lock:
+            matches = [i for i in self._images if _matches(i, {"Labels": "system.official=true"})]
+        return [_present(i, True, tuple(self.faults.missing_fields)) for i in matches]
+
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         url = urlsplit(handler.path)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         headers = {k.lower(): v for k, v in handler.headers.items()}
         body = handler.rfile.read(int(headers.get("content-length") or 0))
-        reply = self._respond(handler.command, url.path, query, headers, body)
+        try:
+            reply = self._respond(handler.command, url.path, query, headers, body)
+        except _Reset:
+            # SO_LINGER 0: close() sends an RST instead of a FIN, as a crashed proxy would.
+            handler.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            handler.close_connection = True
+            handler.connection.close()
+            return
         time.sleep(self.faults.latency)
         with self._lock:
             entry = (url.path, query, headers, reply.status, reply.code, self.region, time.time())
@@ -366,11 +413,15 @@ class FakePaiApi:
         with self._lock:
             self._authenticated += 1
             hang, fault, truncate = faults.hang_first > 0, self._take_fault(), False
+            relabel = False
             if hang:
                 faults.hang_first -= 1
             if fault is None and faults.truncated_first > 0:
                 faults.truncated_first -= 1
                 truncate = True
+            elif fault is None and faults.wrong_content_type_first > 0:
+                faults.wrong_content_type_first -= 1
+                relabel = True
         if hang:
             time.sleep(faults.hang_seconds)
         if fault is not None:
@@ -378,11 +429,16 @@ class FakePaiApi:
         reply = self._get_image(image_id, query) if image_id else self._list_images(query)
         if truncate:
             reply.body = reply.body[: len(reply.body) // 2]
+        if relabel:
+            reply.headers["Content-Type"] = "text/html; charset=utf-8"
         return reply
 
     def _take_fault(self) -> _Reply | None:
         """Pick the fault for this request and spend its budget; the caller holds the lock."""
         f = self.faults
+        if f.reset_first > 0:
+            f.reset_first -= 1
+            raise _Reset
         if f.always_error:
             if f.always_error.startswith("Throttling") or f.always_error == "ServiceUnavailable":
                 return self._throttle(f.always_error)
@@ -413,7 +469,8 @@ class FakePaiApi:
             found = [i for i in self._images if i.get("ImageId") == image_id]
         if not found:
             return _error("ImageNotFound")
-        shown = _present(found[0], query.get("Verbose", "").lower() == "true")
+        verbose = query.get("Verbose", "").lower() == "true"
+        shown = _present(found[0], verbose, tuple(self.faults.missing_fields))
         shown.pop("ImageId", None)  # GetImage's body has no ImageId field
         return _json_reply(200, shown)
 
@@ -427,17 +484,27 @@ class FakePaiApi:
             return _error("InvalidParameter")
         if query.get("SortBy", "GmtCreateTime") != "GmtCreateTime":
             return _error("InvalidParameter")
+        faults = self.faults
         with self._lock:
             self._maybe_drift()
             self._pages_served += 1
             matches = [i for i in self._images if _matches(i, query)]
+            duplicate = page > 1 and faults.duplicate_first > 0
+            if duplicate:
+                faults.duplicate_first -= 1
+        if faults.zero_images:
+            matches = []
         if order == "DESC":
             matches.reverse()
-        if self.faults.page_size_cap is not None:
-            size = min(size, self.faults.page_size_cap)
+        if faults.page_size_cap is not None:
+            size = min(size, faults.page_size_cap)
         verbose = query.get("Verbose", "").lower() == "true"
-        chunk = [_present(i, verbose) for i in matches[(page - 1) * size : page * size]]
-        return _json_reply(200, {"TotalCount": len(matches), "Images": chunk})
+        missing = tuple(faults.missing_fields)
+        chunk = [_present(i, verbose, missing) for i in matches[(page - 1) * size : page * size]]
+        if duplicate and chunk and matches:
+            chunk[-1] = _present(matches[0], verbose, missing)
+        total = len(matches) + faults.total_count_lie
+        return _json_reply(200, {"TotalCount": total, "Images": chunk})
 
     def _maybe_drift(self) -> None:
         f = self.faults
@@ -524,6 +591,10 @@ def load_snapshot(directory: Path) -> dict[str, list[dict[str, Any]]]:
 _OPTIONAL_INTS = {"page_size_cap", "retry_after_ms", "drift_after"}
 
 
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -540,9 +611,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--security-token")
     parser.add_argument("--log", action="store_true", help="log each request on stderr")
     for spec in dataclasses.fields(Faults):
+        option = f"--{spec.name.replace('_', '-')}"
+        if isinstance(spec.default, bool):
+            parser.add_argument(option, action="store_true")
+            continue
+        if isinstance(spec.default, tuple):  # --missing-fields Labels,GmtCreateTime
+            parser.add_argument(option, default=spec.default, type=_names)
+            continue
         kind = int if spec.name in _OPTIONAL_INTS else str if spec.default is None else None
         choices = [400, 429, 503] if spec.name == "throttle_status" else None
-        option = f"--{spec.name.replace('_', '-')}"
         parser.add_argument(
             option, default=spec.default, type=kind or type(spec.default), choices=choices
         )

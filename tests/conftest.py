@@ -16,6 +16,30 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "pai-api"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help="Run the long reliability suite: every fault pair, more kill points, more fuzzing.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--long"):
+        from hypothesis import settings
+
+        # Tests that set their own max_examples keep it; the rest fuzz fifty times longer.
+        settings.register_profile("long", max_examples=5000, deadline=None)
+        settings.load_profile("long")
+
+
+@pytest.fixture
+def long_run(request: pytest.FixtureRequest) -> bool:
+    """Whether --long was given: long fuzz and kill runs, for local use rather than CI."""
+    return bool(request.config.getoption("--long"))
+
+
 def api_image(
     image_id: str,
     uri: str,

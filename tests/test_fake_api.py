@@ -472,3 +472,73 @@ def test_cli_serves_until_sigterm() -> None:
     assert process.returncode == 0
     assert "export ALIBABA_CLOUD_ACCESS_KEY_ID=test-ak" in stderr
     assert "export ALIBABA_CLOUD_ACCESS_KEY_SECRET=test-secret" in stderr
+
+
+def test_reset_drops_the_connection_without_an_answer(api: Any) -> None:
+    api.faults.reset_first = 1
+    with pytest.raises(requests.ConnectionError):
+        get(api)
+    assert api.faults.reset_first == 0
+    assert len(ids(get(api))) == 20
+
+
+def test_wrong_content_type_labels_a_good_body_as_html(api: Any) -> None:
+    api.faults.wrong_content_type_first = 1
+    relabelled = get(api)
+    assert relabelled.headers["Content-Type"].startswith("text/html")
+    assert len(ids(relabelled)) == 20  # the body itself is the right JSON
+    assert get(api).headers["Content-Type"].startswith("application/json")
+
+
+def test_duplicate_repeats_the_first_image_in_place_of_a_later_pages_last(api: Any) -> None:
+    api.faults.duplicate_first = 1
+    listing = [image["ImageId"] for image in api.images()]
+    first = get(api, query={"PageSize": 20})
+    second = get(api, query={"PageSize": 20, "PageNumber": 2})
+    assert ids(first) == listing[:20]  # page 1 is never touched
+    assert ids(second) == [*listing[20:39], listing[0]]
+    assert second.json()["TotalCount"] == 45
+    assert ids(get(api, query={"PageSize": 20, "PageNumber": 2})) == listing[20:40]
+
+
+@pytest.mark.parametrize("lie", [20, -20])
+def test_total_count_lies_on_every_page(api: Any, lie: int) -> None:
+    api.faults.total_count_lie = lie
+    pages = [get(api, query={"PageNumber": n, "PageSize": 20}) for n in (1, 3)]
+    assert {page.json()["TotalCount"] for page in pages} == {45 + lie}
+    assert [len(ids(page)) for page in pages] == [20, 5]
+
+
+def test_missing_fields_are_dropped_from_every_image(api: Any) -> None:
+    api.faults.missing_fields = ("Labels", "GmtCreateTime")
+    images = get(api, query={"Verbose": "true", "PageSize": 50}).json()["Images"]
+    assert len(images) == 45
+    assert all("Labels" not in i and "GmtCreateTime" not in i and i["ImageId"] for i in images)
+    first = api.images()[0]
+    body = get(api, f"/api/v1/images/{first['ImageId']}", {"Verbose": "true"}).json()
+    assert "Labels" not in body and body["ImageUri"] == first["ImageUri"]
+    assert api.listing() == images  # what a crawl should store, fields missing too
+    assert "Labels" in api.images()[0]  # the stored images keep them
+
+
+def test_zero_images_serves_an_empty_listing(api: Any) -> None:
+    api.faults.zero_images = True
+    page = get(api, query={"PageSize": 20})
+    assert (page.json()["TotalCount"], ids(page)) == (0, [])
+    assert api.listing() == [] and len(api.images()) == 45
+
+
+def test_cli_takes_the_new_switches() -> None:
+    command = [
+        sys.executable, str(SCRIPT), "--port", "0", "--images", "5", "--zero-images",
+        "--missing-fields", "Labels,Name", "--total-count-lie", "3",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        server = type("Server", (), {"url": process.stdout.readline().strip()})
+        assert get(server).json()["TotalCount"] == 3
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=5)
+    assert process.returncode == 0
