@@ -150,6 +150,8 @@ def current_revision_safe(engine: Engine, target: DbTarget) -> str | None:
         revision = current_revision(engine)
     except sa_exc.SQLAlchemyError as exc:
         raise _translate(exc, target) from None
+    except UnicodeDecodeError:
+        raise DatabaseError.not_text(target.display) from None
     if revision is not None and revision not in _known_revisions():
         raise DatabaseError(
             f"{target.display} is at schema revision {revision}, which this pai-catalog does "

@@ -14,6 +14,14 @@ class UsageError(CatalogError):
 class DatabaseError(CatalogError):
     """The database is missing, corrupt, at the wrong schema revision, or not writable."""
 
+    @classmethod
+    def not_text(cls, name: str) -> DatabaseError:
+        """A file whose schema is not UTF-8 text; the decode error itself would quote bytes."""
+        return cls(
+            f"{name} is corrupt: its schema is not valid UTF-8 text; restore it from a copy "
+            "or point --db at another file."
+        )
+
 
 class InputError(CatalogError):
     """An input file or API page is malformed; nothing was written."""

@@ -61,6 +61,8 @@ class Reader:
             return self._server_rows(sql, params)
         except sqlite3.DatabaseError as exc:
             raise _sqlite_error(exc, self.target) from None
+        except UnicodeDecodeError:
+            raise DatabaseError.not_text(self.target.display) from None
 
     def _server_rows(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         from sqlalchemy import exc as sa_exc
@@ -128,6 +130,8 @@ def open_sqlite(path: Path) -> sqlite3.Connection:
             raise _sqlite_error(exc, DbTarget(url="", path=path)) from None
     except sqlite3.DatabaseError as exc:
         raise _sqlite_error(exc, DbTarget(url="", path=path)) from None
+    except UnicodeDecodeError:
+        raise DatabaseError.not_text(str(path)) from None
     return conn
 
 

@@ -403,6 +403,9 @@ def damaged(real: Path, kind: str, path: Path) -> Path:
         data = b"pai-catalog, but as a text file\n" * 200
     elif kind == "empty":
         data = b""
+    elif kind == "schema-not-utf8":  # SQLite quotes the broken schema text in its error
+        start = data.index(b"CREATE TABLE") + len(b"CREATE ")
+        data = data[:start] + b"\xff\xfe\xfd\xfc\xfb" + data[start + 5 :]
     path.write_bytes(data)
     if kind == "newer":  # as a later pai-catalog would leave it
         conn = sqlite3.connect(path)
@@ -429,6 +432,7 @@ PROBLEMS = {
     "empty": r"is not a pai-catalog database \(no schema revision\)|is at revision none, not head",
     "newer": r"is at schema revision 0099, (this pai-catalog reads|which this pai-catalog "
     r"does not know: it was written by a newer version)",
+    "schema-not-utf8": r"corrupt|malformed|not an SQLite database",
 }
 
 
