@@ -90,3 +90,37 @@ def write_listing(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+PG_ENV = "PAI_CATALOG_TEST_PG"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the server named by PAI_CATALOG_TEST_PG.
+
+    The variable holds a URL to a database where CREATE DATABASE is allowed, for example
+    postgresql+psycopg://postgres@127.0.0.1:5432/postgres; without it the test is skipped.
+    """
+    import os
+    import uuid
+
+    admin = os.environ.get(PG_ENV)
+    if not admin:
+        pytest.skip(
+            f"no PostgreSQL server given: set {PG_ENV}="
+            "postgresql+psycopg://USER@127.0.0.1:PORT/postgres to run this test"
+        )
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = "pai_test_" + uuid.uuid4().hex[:16]
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
