@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from catalog import db, readdb
-from catalog.config import parse_target
+from catalog import readdb
+from tests.dbkit import CatalogDb, Databases, migrated_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "pai-api"
+# An admin URL of a PostgreSQL server: the catalog tests then run on it instead of SQLite.
+PG_ENV = "PAI_CATALOG_TEST_PG"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,15 +66,46 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     readdb.forget()
 
 
+@pytest.fixture(scope="session")
+def databases() -> Iterator[Databases]:
+    """Where catalog databases are made: PostgreSQL when PAI_CATALOG_TEST_PG names a server,
+    else SQLite files."""
+    made = Databases(os.environ.get(PG_ENV) or None)
+    yield made
+    made.close()
+
+
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    """An empty catalog database, built by running the migrations to head."""
+def catalog_db(databases: Databases, tmp_path: Path) -> Iterator[CatalogDb]:
+    """An empty catalog at migration head, on the backend under test."""
+    made = databases.migrated(tmp_path)
+    yield made
+    readdb.forget()
+    databases.drop(made)
+
+
+@pytest.fixture
+def empty_db(databases: Databases, tmp_path: Path) -> Iterator[CatalogDb]:
+    """A database with no tables, on the backend under test (on SQLite, no file yet)."""
+    made = databases.empty(tmp_path)
+    yield made
+    readdb.forget()
+    databases.drop(made)
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
+    """An empty catalog at migration head in an SQLite file, for tests of the file itself
+    (locks, WAL, raw bytes, published copies): they run on SQLite whatever the backend."""
     path = tmp_path / "catalog.db"
-    target = parse_target(str(path))
-    engine = db.make_engine(target)
-    db.upgrade(engine, target)
-    engine.dispose()
+    migrated_file(path)
     return path
+
+
+@pytest.fixture
+def db_path(sqlite_path: Path) -> Path:
+    """The old name of sqlite_path; new tests of the catalog take catalog_db instead."""
+    return sqlite_path
 
 
 @pytest.fixture
@@ -92,35 +126,22 @@ def write_listing(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-PG_ENV = "PAI_CATALOG_TEST_PG"
-
-
 @pytest.fixture
-def pg_url() -> Iterator[str]:
+def pg_url(tmp_path: Path) -> Iterator[str]:
     """A fresh, empty PostgreSQL database on the server named by PAI_CATALOG_TEST_PG.
 
     The variable holds a URL to a database where CREATE DATABASE is allowed, for example
     postgresql+psycopg://postgres@127.0.0.1:5432/postgres; without it the test is skipped.
     """
-    import os
-    import uuid
-
     admin = os.environ.get(PG_ENV)
     if not admin:
         pytest.skip(
             f"no PostgreSQL server given: set {PG_ENV}="
             "postgresql+psycopg://USER@127.0.0.1:PORT/postgres to run this test"
         )
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = "pai_test_" + uuid.uuid4().hex[:16]
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    made = Databases(admin)
     try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        yield made.empty(tmp_path).target
     finally:
-        engine.dispose()
+        readdb.forget()
+        made.close()
