@@ -42,6 +42,11 @@ class CatalogDb:
     target: str
     backend: str  # "sqlite" or "postgresql"
 
+    @classmethod
+    def file(cls, path: Path) -> CatalogDb:
+        """An SQLite file, whatever the backend under test."""
+        return cls(str(path), "sqlite")
+
     @property
     def path(self) -> Path | None:
         """The file, on SQLite."""
@@ -131,7 +136,7 @@ class Databases:
     def empty(self, folder: Path) -> CatalogDb:
         """A database with nothing in it; on SQLite, a file that does not exist yet."""
         if self.admin is None:
-            return CatalogDb(str(folder / "new" / "catalog.db"), "sqlite")
+            return CatalogDb.file(folder / "new" / "catalog.db")
         return self._create()
 
     def migrated(self, folder: Path) -> CatalogDb:
@@ -151,7 +156,7 @@ class Databases:
         if source.path is not None:
             out = folder / "catalog.db"
             shutil.copyfile(source.path, out)
-            return CatalogDb(str(out), "sqlite")
+            return CatalogDb.file(out)
         return self._create(template=make_url(source.target).database)
 
     def _create(self, template: str | None = None) -> CatalogDb:
@@ -196,6 +201,6 @@ def upgrade(catalog: CatalogDb) -> None:
 
 def migrated_file(path: Path) -> CatalogDb:
     """An SQLite catalog file at migration head."""
-    catalog = CatalogDb(str(path), "sqlite")
+    catalog = CatalogDb.file(path)
     upgrade(catalog)
     return catalog

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from catalog.credentials import Credentials
 from catalog.errors import ApiError, AuthError, LockedError, UsageError
 from catalog.sync import SyncOptions, sync, sync_options
 from tests.conftest import ROOT
+from tests.dbkit import CatalogDb, dump
 
 REGION = "cn-hangzhou"
 SECRET = "test-secret"
@@ -60,67 +60,53 @@ def options(api: Any, **kwargs: Any) -> SyncOptions:
     return SyncOptions(**{**base, **kwargs})
 
 
-def run(api: Any, db_path: Path, **kwargs: Any) -> Any:
-    [result] = sync(options(api, **kwargs), db_option=str(db_path), credentials=CREDS)
+def run(api: Any, db: CatalogDb, **kwargs: Any) -> Any:
+    [result] = sync(options(api, **kwargs), db_option=db.target, credentials=CREDS)
     return result
 
 
-def stored_ids(db_path: Path) -> set[str]:
-    conn = sqlite3.connect(db_path)
-    try:
-        return {row[0] for row in conn.execute("SELECT image_id FROM v_image")}
-    finally:
-        conn.close()
+def stored_ids(db: CatalogDb) -> set[str]:
+    return {row[0] for row in db.rows("SELECT image_id FROM v_image")}
 
 
 def served_ids(api: Any) -> set[str]:
     return {image["ImageId"] for image in api.images(REGION)}
 
 
-def dump(db_path: Path) -> list[str]:
-    conn = sqlite3.connect(db_path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
+def runs(db: CatalogDb) -> list[tuple[Any, ...]]:
+    return db.rows(
+        "SELECT status, seen, added, changed, removed, pages, requests, retries, error "
+        "FROM sync_run ORDER BY id"
+    )
 
 
-def runs(db_path: Path) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db_path)
-    try:
-        return conn.execute(
-            "SELECT status, seen, added, changed, removed, pages, requests, retries, error "
-            "FROM sync_run ORDER BY id"
-        ).fetchall()
-    finally:
-        conn.close()
-
-
-def test_full_sync_then_a_second_that_writes_only_its_run(server: Any, db_path: Path) -> None:
-    first = run(server, db_path)
+def test_full_sync_then_a_second_that_writes_only_its_run(
+    server: Any, catalog_db: CatalogDb
+) -> None:
+    first = run(server, catalog_db)
     assert first.ok, first.error
     # 5 pages and the empty one past them, read twice
     assert (first.seen, first.added, first.pages) == (230, 230, 12)
-    assert stored_ids(db_path) == served_ids(server)
-    before = dump(db_path)
-    second = run(server, db_path)
+    assert stored_ids(catalog_db) == served_ids(server)
+    before = dump(catalog_db)
+    second = run(server, catalog_db)
     assert (second.ok, second.added, second.changed, second.removed) == (True, 0, 0, 0)
-    after = dump(db_path)
+    after = dump(catalog_db)
     new_lines = [line for line in after if line not in before]
-    assert len(new_lines) == 1 and new_lines[0].startswith('INSERT INTO "sync_run"')
+    assert len(new_lines) == 1 and new_lines[0].startswith("sync_run ")
 
 
-def test_no_verify_reads_each_page_once(server: Any, db_path: Path) -> None:
-    result = run(server, db_path, verify=False)
+def test_no_verify_reads_each_page_once(server: Any, catalog_db: CatalogDb) -> None:
+    result = run(server, catalog_db, verify=False)
     assert (result.ok, result.pages, result.requests) == (True, 6, 6)
 
 
-def test_page_size_cap(server: Any, db_path: Path) -> None:
+def test_page_size_cap(server: Any, catalog_db: CatalogDb) -> None:
     server.faults.page_size_cap = 30
-    result = run(server, db_path, page_size=100, verify=False)
+    result = run(server, catalog_db, page_size=100, verify=False)
     assert result.ok, result.error
     assert result.pages == 9  # ceil(230 / 30), and the empty page past them
-    assert stored_ids(db_path) == served_ids(server)
+    assert stored_ids(catalog_db) == served_ids(server)
 
 
 @pytest.mark.parametrize(
@@ -135,32 +121,34 @@ def test_page_size_cap(server: Any, db_path: Path) -> None:
         {"truncated_first": 2},
     ],
 )
-def test_each_transient_fault_alone(server: Any, db_path: Path, fault: dict[str, Any]) -> None:
+def test_each_transient_fault_alone(
+    server: Any, catalog_db: CatalogDb, fault: dict[str, Any]
+) -> None:
     for name, value in fault.items():
         setattr(server.faults, name, value)
-    result = run(server, db_path)
+    result = run(server, catalog_db)
     assert result.ok, result.error
     assert result.retries >= 1
-    assert stored_ids(db_path) == served_ids(server)
-    assert runs(db_path)[-1][7] == result.retries  # retries recorded on the run
+    assert stored_ids(catalog_db) == served_ids(server)
+    assert runs(catalog_db)[-1][7] == result.retries  # retries recorded on the run
 
 
-def test_hanging_requests_time_out_and_retry(server: Any, db_path: Path) -> None:
+def test_hanging_requests_time_out_and_retry(server: Any, catalog_db: CatalogDb) -> None:
     server.faults.hang_first = 2
     server.faults.hang_seconds = 2.0
-    result = run(server, db_path, read_timeout=0.3)
+    result = run(server, catalog_db, read_timeout=0.3)
     assert result.ok, result.error
     assert result.retries == 2
 
 
-def test_a_storm_of_throttling(server: Any, db_path: Path) -> None:
+def test_a_storm_of_throttling(server: Any, catalog_db: CatalogDb) -> None:
     server.faults.throttle_first = 10  # every request, page 1's ten attempts included
     server.faults.throttle_status = 429
     server.faults.throttle_every = 3  # and then every third one, across four workers
-    result = run(server, db_path, retries=12, workers=4)
+    result = run(server, catalog_db, retries=12, workers=4)
     assert result.ok, result.error
     assert result.retries >= 10
-    assert stored_ids(db_path) == served_ids(server)
+    assert stored_ids(catalog_db) == served_ids(server)
 
 
 def test_retry_after_is_honoured(server: Any) -> None:
@@ -175,35 +163,36 @@ def test_retry_after_is_honoured(server: Any) -> None:
 
 @pytest.mark.parametrize(("insert", "delete"), [(3, 0), (0, 3), (2, 2), (1, 1)])
 def test_drift_in_the_middle_of_a_crawl(
-    server: Any, db_path: Path, insert: int, delete: int
+    server: Any, catalog_db: CatalogDb, insert: int, delete: int
 ) -> None:
     server.faults.drift_after = 2
     server.faults.drift_insert = insert
     server.faults.drift_delete = delete
-    result = run(server, db_path, workers=1)
+    result = run(server, catalog_db, workers=1)
     assert result.ok, result.error
-    assert stored_ids(db_path) == served_ids(server)
+    assert stored_ids(catalog_db) == served_ids(server)
     assert result.seen == 230 + insert - delete
 
 
-def test_faults_that_do_not_stop_fail_cleanly(server: Any, db_path: Path) -> None:
-    assert run(server, db_path).ok
-    before = dump(db_path)
+def test_faults_that_do_not_stop_fail_cleanly(server: Any, catalog_db: CatalogDb) -> None:
+    assert run(server, catalog_db).ok
+    before = dump(catalog_db)
     server.faults.always_error = "Throttling.User"
-    result = run(server, db_path, retries=2)
+    result = run(server, catalog_db, retries=2)
     assert not result.ok
     assert result.error == (
         "cn-hangzhou: page 1 failed after 3 attempts: HTTP 400 Throttling.User: "
         "Request was denied due to user flow control."
     ) or result.error.startswith("cn-hangzhou: page 1 failed after 3 attempts: HTTP 400")
-    after = dump(db_path)
+    after = dump(catalog_db)
     added = [line for line in after if line not in before]
-    assert len(added) == 1 and "'failed'" in added[0]  # only the failed run's row
+    # only the failed run's row
+    assert len(added) == 1 and added[0].startswith("sync_run ") and "status='failed'" in added[0]
 
 
-def test_auth_failure_is_immediate_and_names_the_code(server: Any, db_path: Path) -> None:
+def test_auth_failure_is_immediate_and_names_the_code(server: Any, catalog_db: CatalogDb) -> None:
     wrong = Credentials("test-ak", "not-the-secret", source="environment")
-    [result] = sync(options(server), db_option=str(db_path), credentials=wrong)
+    [result] = sync(options(server), db_option=catalog_db.target, credentials=wrong)
     assert not result.ok
     assert result.requests == 1 and result.retries == 0
     assert result.error == (
@@ -221,7 +210,7 @@ def test_unknown_key_is_an_auth_error(server: Any) -> None:
     assert "check the AccessKey ID" in str(caught.value)
 
 
-def test_connection_refused_is_retried_then_fails(db_path: Path) -> None:
+def test_connection_refused_is_retried_then_fails() -> None:
     client = PaiClient(
         REGION, "http://127.0.0.1:9", CREDS, ClientSettings(retries=2, backoff=0.001)
     )
@@ -230,37 +219,37 @@ def test_connection_refused_is_retried_then_fails(db_path: Path) -> None:
     assert (client.counters.requests, client.counters.retries) == (3, 2)
 
 
-def test_mass_removal_is_refused_unless_allowed(server: Any, db_path: Path) -> None:
-    assert run(server, db_path).ok
-    before = dump(db_path)
+def test_mass_removal_is_refused_unless_allowed(server: Any, catalog_db: CatalogDb) -> None:
+    assert run(server, catalog_db).ok
+    before = dump(catalog_db)
     server.faults.drift_after = 0
     server.faults.drift_delete = 60
-    refused = run(server, db_path)
+    refused = run(server, catalog_db)
     assert not refused.ok
     assert refused.error == (
         "cn-hangzhou: this run would remove 60 of 230 live images (26%); nothing was written. "
         "If the removal is real, run again with --allow-mass-removal."
     )
-    added = [line for line in dump(db_path) if line not in before]
-    assert len(added) == 1 and "'failed'" in added[0]
-    allowed = run(server, db_path, allow_mass_removal=True)
+    added = [line for line in dump(catalog_db) if line not in before]
+    assert len(added) == 1 and added[0].startswith("sync_run ") and "status='failed'" in added[0]
+    allowed = run(server, catalog_db, allow_mass_removal=True)
     assert (allowed.ok, allowed.removed) == (True, 60)
 
 
-def test_removed_image_is_no_longer_resolved(server: Any, db_path: Path) -> None:
-    assert run(server, db_path).ok
+def test_removed_image_is_no_longer_resolved(server: Any, catalog_db: CatalogDb) -> None:
+    assert run(server, catalog_db).ok
     first = server.images(REGION)[0]
     server.faults.drift_after = 0
     server.faults.drift_delete = 1
-    result = run(server, db_path)
+    result = run(server, catalog_db)
     assert (result.ok, result.removed) == (True, 1)
-    shown = catalog.show(first["ImageId"], db=str(db_path))
+    shown = catalog.show(first["ImageId"], db=catalog_db.target)
     assert shown.removed
-    listed = catalog.list_images(db=str(db_path))
+    listed = catalog.list_images(db=catalog_db.target)
     assert first["ImageId"] not in {info.image_id for info in listed}
 
 
-def test_several_regions_commit_on_their_own(db_path: Path) -> None:
+def test_several_regions_commit_on_their_own(catalog_db: CatalogDb) -> None:
     with (
         fake.FakePaiApi({"cn-beijing": fake.synthetic_images(40, "cn-beijing")}) as beijing,
         fake.FakePaiApi({REGION: fake.synthetic_images(30, REGION)}) as hangzhou,
@@ -273,35 +262,36 @@ def test_several_regions_commit_on_their_own(db_path: Path) -> None:
             endpoints={"cn-beijing": beijing.url, REGION: hangzhou.url},
             retries=1,
         )
-        results = sync(opts, db_option=str(db_path), credentials=CREDS)
+        results = sync(opts, db_option=catalog_db.target, credentials=CREDS)
     assert [(r.region, r.ok) for r in results] == [("cn-beijing", True), (REGION, False)]
-    assert len(stored_ids(db_path)) == 40
+    assert len(stored_ids(catalog_db)) == 40
 
 
-def test_a_second_sync_is_locked_out(server: Any, db_path: Path) -> None:
-    target = parse_target(str(db_path))
+def test_a_second_sync_is_locked_out(server: Any, sqlite_path: Path) -> None:
+    target = parse_target(str(sqlite_path))
     with database.sync_lock(target), pytest.raises(LockedError) as caught:
-        run(server, db_path)
+        run(server, CatalogDb.file(sqlite_path))
     assert str(caught.value) == (
-        f"Another sync is writing {db_path}; let it finish, or pass --wait to start when it does."
+        f"Another sync is writing {sqlite_path}; let it finish, or pass --wait to start when it "
+        "does."
     )
 
 
-def test_readers_keep_working_during_a_sync(server: Any, db_path: Path) -> None:
+def test_readers_keep_working_during_a_sync(server: Any, catalog_db: CatalogDb) -> None:
     import threading
 
-    assert run(server, db_path).ok
+    assert run(server, catalog_db).ok
     server.faults.latency = 0.05
     server.faults.drift_after = 0
     server.faults.drift_insert = 5
     answers: list[str] = []
-    worker = threading.Thread(target=lambda: run(server, db_path))
+    worker = threading.Thread(target=lambda: run(server, catalog_db))
     worker.start()
     while worker.is_alive():
-        answers.append(catalog.list_images(db=str(db_path))[0].image_id)
+        answers.append(catalog.list_images(db=catalog_db.target)[0].image_id)
         time.sleep(0.01)
     worker.join()
-    assert answers and len(stored_ids(db_path)) == 235
+    assert answers and len(stored_ids(catalog_db)) == 235
 
 
 def test_bad_options_are_usage_errors() -> None:
@@ -313,19 +303,30 @@ def test_bad_options_are_usage_errors() -> None:
         sync_options(regions=["cn-hangzhou", "cn-beijing"], endpoints=["http://127.0.0.1:1"])
 
 
-def test_no_region_and_an_empty_catalog(server: Any, db_path: Path) -> None:
+def test_no_region_and_an_empty_catalog(server: Any, catalog_db: CatalogDb) -> None:
     with pytest.raises(UsageError, match="name one with --region"):
-        sync(options(server, regions=()), db_option=str(db_path), credentials=CREDS)
+        sync(options(server, regions=()), db_option=catalog_db.target, credentials=CREDS)
 
 
-def test_the_secret_never_reaches_the_database(server: Any, db_path: Path) -> None:
+def test_the_secret_never_reaches_the_database(server: Any, catalog_db: CatalogDb) -> None:
     server.faults.throttle_first = 2
-    assert run(server, db_path).ok
+    assert run(server, catalog_db).ok
     wrong = Credentials("test-ak", "a-wrong-secret-1234", source="environment")
-    sync(options(server), db_option=str(db_path), credentials=wrong)
-    data = b"".join(p.read_bytes() for p in db_path.parent.iterdir() if p.is_file())
+    sync(options(server), db_option=catalog_db.target, credentials=wrong)
+    assert runs(catalog_db)[-1][0] == "failed"
+    stored = "\n".join(dump(catalog_db))
+    assert SECRET not in stored and "a-wrong-secret-1234" not in stored
+
+
+def test_the_secret_never_reaches_the_file(server: Any, sqlite_path: Path) -> None:
+    db = CatalogDb.file(sqlite_path)
+    server.faults.throttle_first = 2
+    assert run(server, db).ok
+    wrong = Credentials("test-ak", "a-wrong-secret-1234", source="environment")
+    sync(options(server), db_option=db.target, credentials=wrong)
+    data = b"".join(p.read_bytes() for p in sqlite_path.parent.iterdir() if p.is_file())
     assert SECRET.encode() not in data and b"a-wrong-secret-1234" not in data
-    assert "a-wrong-secret-1234" not in json.dumps(runs(db_path))
+    assert "a-wrong-secret-1234" not in json.dumps(runs(db))
 
 
 def test_endpoints() -> None:
