@@ -11,7 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from catalog.cli import main
-from tests.test_history import db  # noqa: F401  (the fixture: a history of seven runs)
+from tests.test_history import GAP_AFTER_FAILED_RUN, db  # noqa: F401  (the fixture: a history of seven runs)
+
+# Every test here reads the seven runs.
+pytestmark = GAP_AFTER_FAILED_RUN
 
 
 def run(path: str, *args: str) -> Any:
