@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
+
+from sqlalchemy import inspect
 
 from catalog import db, readdb
 from catalog.config import parse_target
+from tests.dbkit import CatalogDb
 
 
-def tables(path: Path) -> set[str]:
-    conn = sqlite3.connect(path)
-    try:
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
-        return {name for (name,) in rows}
-    finally:
-        conn.close()
+def tables(catalog: CatalogDb) -> set[str]:
+    """The database's tables and views."""
+    with catalog.engine.connect() as conn:
+        found = inspect(conn)
+        names = {*found.get_table_names(), *found.get_view_names()}
+    catalog.close()
+    return names
 
 
 def test_single_head_is_what_the_reader_expects() -> None:
     assert db.head_revision() == readdb.SCHEMA_REVISION
 
 
-def test_base_head_base_head(tmp_path: Path) -> None:
-    path = tmp_path / "roundtrip.db"
-    target = parse_target(str(path))
+def test_base_head_base_head(empty_db: CatalogDb) -> None:
+    target = parse_target(empty_db.target)
     engine = db.make_engine(target)
     try:
         db.upgrade(engine, target)
-        full = tables(path)
+        full = tables(empty_db)
         assert {
             "sync_run",
             "image",
@@ -39,20 +40,19 @@ def test_base_head_base_head(tmp_path: Path) -> None:
         } <= full
         assert {"v_image", "v_image_event", "v_latest"} <= full
         db.downgrade(engine, target, "base")
-        assert tables(path) == {"alembic_version"}
+        assert tables(empty_db) == {"alembic_version"}
         assert db.current_revision(engine) is None
         db.upgrade(engine, target)
-        assert tables(path) == full
+        assert tables(empty_db) == full
         assert db.current_revision(engine) == db.head_revision()
     finally:
         engine.dispose()
 
 
-def test_each_step_down_and_up(tmp_path: Path) -> None:
+def test_each_step_down_and_up(empty_db: CatalogDb) -> None:
     from alembic.script import ScriptDirectory
 
-    path = tmp_path / "steps.db"
-    target = parse_target(str(path))
+    target = parse_target(empty_db.target)
     engine = db.make_engine(target)
     revisions = [r.revision for r in ScriptDirectory(db.migrations_dir()).walk_revisions()][::-1]
     try:
@@ -66,8 +66,8 @@ def test_each_step_down_and_up(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_models_match_migrations(db_path: Path) -> None:
-    target = parse_target(str(db_path))
+def test_models_match_migrations(catalog_db: CatalogDb) -> None:
+    target = parse_target(catalog_db.target)
     engine = db.make_engine(target)
     try:
         assert db.schema_differences(engine) == []

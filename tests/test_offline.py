@@ -29,12 +29,13 @@ def loaded_modules(*args: str) -> tuple[str, list[str]]:
     return result.stdout, json.loads(result.stderr.strip().splitlines()[-1])
 
 
-def test_resolve_imports_no_network_or_orm(db_path: Path, write_listing: Any) -> None:
-    import_files([write_listing(hangzhou())], "cn-hangzhou", db_option=str(db_path))
+def test_resolve_imports_no_network_or_orm(sqlite_path: Path, write_listing: Any) -> None:
+    """An SQLite file is read with the standard library alone, whatever the backend tested."""
+    import_files([write_listing(hangzhou())], "cn-hangzhou", db_option=str(sqlite_path))
     for args in (
-        ["--db", str(db_path), "resolve", "pytorch", "--accelerator", "gpu", "--json"],
-        ["--db", str(db_path), "list", "--format", "nl"],
-        ["--db", str(db_path), "versions", "tensorflow"],
+        ["--db", str(sqlite_path), "resolve", "pytorch", "--accelerator", "gpu", "--json"],
+        ["--db", str(sqlite_path), "list", "--format", "nl"],
+        ["--db", str(sqlite_path), "versions", "tensorflow"],
     ):
         out, modules = loaded_modules(*args)
         assert out
