@@ -147,11 +147,12 @@ class PaiClient:
     def close(self) -> None:
         self._session.close()
 
-    def list_images_page(self, page_number: int, page_size: int) -> Any:
-        """One ListImages page of the official images, oldest first, with labels."""
+    def list_images_page(self, page_number: int, page_size: int, verbose: bool = True) -> Any:
+        """One ListImages page of the official images, oldest first, with labels unless
+        ``verbose`` is false (a check of which images are listed needs none)."""
         query = {
             "Labels": OFFICIAL_LABELS,
-            "Verbose": "true",
+            "Verbose": "true" if verbose else "false",
             "SortBy": "GmtCreateTime",
             "Order": "ASC",
             "PageNumber": str(page_number),

@@ -1,22 +1,37 @@
-"""Crawl a region's complete listing: page 1, then the rest concurrently, checked for drift."""
+"""Crawl a region's complete listing into a sink, page by page, checked for drift."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from catalog import records
 from catalog.errors import CrawlError, InputError
 from catalog.records import ApiImage
 
-FetchPage = Callable[[int, int], Any]  # (page_number, page_size) -> response body
+FetchPage = Callable[[int, int, bool], Any]  # (page_number, page_size, verbose) -> body
 Progress = Callable[[int, int], None]  # (pages done, pages planned)
 MAX_PAGES = 10_000
+_MASK = (1 << 64) - 1
 log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Where a crawl's pages go: one pass at a time, kept or rolled back as a whole."""
+
+    def open(self) -> None:
+        """Start taking a new pass, dropping whatever an earlier one left."""
+
+    def add(self, images: list[ApiImage]) -> None:
+        """Take one page, in page order."""
+
+    def discard(self) -> None:
+        """Drop the pass taken so far."""
 
 
 class _Drift(Exception):
@@ -25,77 +40,122 @@ class _Drift(Exception):
 
 @dataclass(frozen=True)
 class CrawlResult:
-    """The listing a crawl settled on, and what it cost."""
+    """How the crawl settled: the listing's size, and what it cost."""
 
-    images: list[ApiImage]
     total: int
     pages: int  # page requests that got an answer, over every pass
     passes: int
 
 
-def _page(body: Any, number: int) -> tuple[list[ApiImage], int | None]:
+@dataclass(frozen=True)
+class _Pass:
+    """What one consistent pass saw: how many images, and a digest of which ones that does not
+    depend on their order (the API orders ties as it likes).
+
+    Paging can only lose or repeat images, so which images were listed is what two passes
+    compare; an image whose labels changed in between is stored as the first pass read it.
+    """
+
+    total: int
+    per_page: int
+    digest: int
+
+
+def _page(body: Any, number: int, full: bool) -> tuple[list[Any], int | None]:
+    """The page's images (``full``), or only their keys, and its TotalCount."""
     try:
-        return records.parse_body(body, f"ListImages page {number}")
+        where = f"ListImages page {number}"
+        return records.parse_body(body, where) if full else records.listed_keys(body, where)
     except InputError as exc:
         raise CrawlError(f"The API sent a malformed page: {exc}") from None
 
 
-def _one_pass(
-    fetch: FetchPage, page_size: int, workers: int, progress: Progress | None
-) -> tuple[list[ApiImage], int]:
-    """(images, TotalCount) of one consistent pass; raises _Drift if it is inconsistent."""
-    first, total = _page(fetch(1, page_size), 1)
-    if total is None:
-        raise CrawlError("The API sent no TotalCount, so a complete listing cannot be checked.")
-    if total == 0 or not first:
-        if total or first:
-            raise _Drift(f"page 1 has {len(first)} images but TotalCount is {total}")
-        return [], 0
-    # A server may cap PageSize below what was asked; page 1 tells the real size.
-    per_page = min(len(first), page_size)
-    planned = math.ceil(total / per_page)
-    if planned > MAX_PAGES:
-        raise CrawlError(f"The listing would take {planned} pages, over the limit of {MAX_PAGES}.")
-    if progress is not None:
-        progress(1, planned)
-    pages: dict[int, list[ApiImage]] = {1: first}
+def _ordered(
+    pool: ThreadPoolExecutor, window: int, read: Callable[[int], Any], numbers: range
+) -> Iterator[Any]:
+    """read(n) for each number, at most ``window`` ahead, yielded in order: pages that a slow
+    consumer has not taken yet never pile up in memory."""
+    pending: deque[Future[Any]] = deque()
+    upcoming = iter(numbers)
+    for number in upcoming:
+        pending.append(pool.submit(read, number))
+        if len(pending) >= window:
+            break
+    while pending:
+        yield pending.popleft().result()
+        for number in upcoming:
+            pending.append(pool.submit(read, number))
+            break
 
-    def read(number: int) -> tuple[int, list[ApiImage], int | None]:
-        images, page_total = _page(fetch(number, page_size), number)
+
+def _one_pass(
+    fetch: FetchPage,
+    pool: ThreadPoolExecutor,
+    window: int,
+    page_size: int,
+    previous: _Pass | None,
+    take: Callable[[list[ApiImage]], None] | None,
+    progress: Progress | None,
+) -> _Pass:
+    """Read every page once, handing each to ``take`` in order (without ``take``, only the
+    image keys are read); raises _Drift if the pass is inconsistent. With an earlier pass's
+    shape, every page is asked for at once."""
+    full = take is not None
+
+    def read(number: int) -> tuple[int, list[Any], int | None]:
+        images, page_total = _page(fetch(number, page_size, full), number, full)
         return number, images, page_total
 
+    if previous is None:
+        _, first, total = read(1)
+        if total is None:
+            raise CrawlError("The API sent no TotalCount, so a complete listing cannot be checked.")
+        # A server may cap PageSize below what was asked; page 1 tells the real size.
+        per_page = min(len(first), page_size) if first else page_size
+        head: list[list[Any]] = [first]
+    else:
+        total, per_page, head = previous.total, previous.per_page, []
+    planned = max(1, math.ceil(total / per_page)) if per_page else 1
+    if planned > MAX_PAGES:
+        raise CrawlError(f"The listing would take {planned} pages, over the limit of {MAX_PAGES}.")
+    seen: set[str] = set()
+    digest = 0
+
+    def accept(number: int, images: list[Any], page_total: int | None) -> None:
+        nonlocal digest
+        if page_total != total:
+            raise _Drift(f"TotalCount moved from {total} to {page_total}")
+        expected = min(per_page, total - per_page * (number - 1))
+        if len(images) != expected:
+            raise _Drift(f"page {number} has {len(images)} images, expected {expected}")
+        for image in images:
+            key = image.key if full else image
+            if key in seen:
+                raise _Drift(f"image {key} was listed twice")
+            seen.add(key)
+            digest = (digest + hash(key)) & _MASK  # hash() is stable within the process
+        if take is not None and images:
+            take(images)
+        if progress is not None:
+            progress(number, planned)
+
+    if head:
+        accept(1, head[0], total)
     # One page past the end must come back empty: a TotalCount short by whole pages would
     # otherwise pass every check, and the images past it would be stored as removed.
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for number, images, page_total in pool.map(read, range(2, planned + 2)):
-            if page_total != total:
-                raise _Drift(f"TotalCount moved from {total} to {page_total}")
-            if number > planned:
-                if images:
-                    raise _Drift(
-                        f"page {number}, past TotalCount {total}, lists {len(images)} images"
-                    )
-                continue
-            pages[number] = images
-            if progress is not None:
-                progress(len(pages), planned)
-    collected = [image for number in sorted(pages) for image in pages[number]]
-    for number in range(1, planned + 1):
-        expected = per_page if number < planned else total - per_page * (planned - 1)
-        if len(pages[number]) != expected:
-            raise _Drift(f"page {number} has {len(pages[number])} images, expected {expected}")
-    unique = records.dedupe(collected)
-    if len(unique) != total:
-        raise _Drift(f"{len(collected) - len(unique)} images were listed twice")
-    return unique, total
-
-
-def _fingerprint(images: list[ApiImage]) -> dict[str, str]:
-    return {image.key: image.content_hash for image in images}
+    last = planned + 1 if total else planned
+    for number, images, page_total in _ordered(pool, window, read, range(len(head) + 1, last + 1)):
+        if number > planned:
+            if page_total != total or images:
+                raise _Drift(f"page {number}, past TotalCount {total}, lists {len(images)} images")
+            continue
+        accept(number, images, page_total)
+    return _Pass(total, per_page, digest)
 
 
 def crawl(
     fetch: FetchPage,
+    sink: Sink,
     *,
     page_size: int = 100,
     workers: int = 4,
@@ -103,35 +163,52 @@ def crawl(
     max_recrawls: int = 3,
     progress: Progress | None = None,
 ) -> CrawlResult:
-    """Read the whole listing; with ``verify``, until two consistent passes agree.
+    """Read the whole listing into ``sink``; with ``verify``, until two passes agree.
 
     Offset paging over a live list can skip an image when one is deleted and another added
-    between two page requests, leaving every count right; only a second read shows it.
+    between two page requests, leaving every count right; only a second read shows it. The
+    sink takes the first pass as it arrives, so storing overlaps the crawl; a second pass reads
+    only which images are listed, and a disagreement rolls the sink back and reads again.
     """
     reads: list[int] = []  # list.append is atomic, so worker threads can count here
 
-    def counted(number: int, size: int) -> Any:
-        body = fetch(number, size)
+    def counted(number: int, size: int, verbose: bool) -> Any:
+        body = fetch(number, size, verbose)
         reads.append(number)
         return body
 
-    previous: dict[str, str] | None = None  # the last pass's fingerprint, not its images
+    previous: _Pass | None = None  # the last consistent pass
+    stored: _Pass | None = None  # the pass the sink holds
     reasons: list[str] = []
-    for attempt in range(1, max_recrawls + 2):
-        try:
-            images, total = _one_pass(counted, page_size, workers, progress)
-        except _Drift as drift:
-            log.info("the listing moved during pass %d (%s); crawling again", attempt, drift)
-            reasons.append(str(drift))
-            previous = None
-            continue
-        fingerprint = _fingerprint(images)
-        if not verify or previous == fingerprint:
-            return CrawlResult(images=images, total=total, pages=len(reads), passes=attempt)
-        if previous is not None:
-            reasons.append("two passes listed different images")
-        previous = fingerprint
-        del images
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for attempt in range(1, max_recrawls + 2):
+                taking = stored is None
+                if taking:
+                    sink.open()
+                try:
+                    seen = _one_pass(
+                        counted, pool, 2 * max(1, workers), page_size, previous,
+                        sink.add if taking else None, progress,
+                    )  # fmt: skip
+                except _Drift as drift:
+                    log.info("the listing moved during pass %d (%s); reading again", attempt, drift)
+                    reasons.append(str(drift))
+                    previous = stored = None
+                    sink.discard()
+                    continue
+                if taking:
+                    stored = seen
+                if not verify or (previous is not None and previous == seen):
+                    return CrawlResult(total=seen.total, pages=len(reads), passes=attempt)
+                if not taking:  # this read disagrees with the one the sink holds
+                    reasons.append("two passes listed different images")
+                    stored = None
+                    sink.discard()
+                previous = seen
+    except BaseException:
+        sink.discard()
+        raise
     shown = "; ".join(reasons[-3:]) or "the passes never agreed"
     raise CrawlError(
         f"The listing kept changing during {max_recrawls + 1} crawls ({shown}); "

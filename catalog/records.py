@@ -59,6 +59,8 @@ class ApiImage:
 def _text(value: Any, where: str, name: str) -> str | None:
     if value is None:
         return None
+    if type(value) is str and value.isascii():  # nearly every value: nothing to check
+        return value
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InputError(f"{where}: {name} must be a string, not {type(value).__name__}.")
     text = str(value)
@@ -118,11 +120,41 @@ def parse_image(obj: Any, where: str) -> ApiImage:
         value = _text(label.get("Value"), where, f"Labels[{index}].Value")
         # Keys and short values repeat across thousands of images: share one copy of each.
         labels[key] = sys.intern(value) if value is not None and len(value) <= 40 else value
-    image_id = (fields["image_id"] or "").strip()
-    uri = (fields["uri"] or "").strip()
-    if not image_id and not uri:
+    named = image_key(fields["image_id"], fields["uri"])
+    if named is None:
         raise InputError(f"{where}: the image has neither ImageId nor ImageUri.")
-    return ApiImage(key=image_id or f"uri:{uri}", fields=fields, labels=tuple(labels.items()))
+    return ApiImage(key=named, fields=fields, labels=tuple(labels.items()))
+
+
+def image_key(image_id: Any, uri: Any) -> str | None:
+    """How the catalog names an image: its ImageId, or "uri:<ImageUri>" when it has none."""
+    image_id, uri = _plain(image_id), _plain(uri)
+    return image_id or (f"uri:{uri}" if uri else None)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return ""
+    return str(value).strip()
+
+
+def listed_keys(body: Any, where: str) -> tuple[list[str], int | None]:
+    """Only the image keys of a ListImages body, and its TotalCount: enough to check which
+    images a page lists, at a fraction of the cost of reading them."""
+    if not isinstance(body, dict) or not isinstance(body.get("Images") or [], list):
+        raise InputError(f'{where}: expected a ListImages response ({{"Images": [...]}}).')
+    total = body.get("TotalCount")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
+        raise InputError(f"{where}: TotalCount must be an integer, not {total!r}.")
+    keys = []
+    for index, item in enumerate(body.get("Images") or []):
+        key = None
+        if isinstance(item, dict):
+            key = image_key(item.get("ImageId"), item.get("ImageUri"))
+        if key is None:
+            raise InputError(f"{where}: Images[{index}] has neither ImageId nor ImageUri.")
+        keys.append(key)
+    return keys, total
 
 
 def parse_body(body: Any, where: str) -> tuple[list[ApiImage], int | None]:

@@ -1,4 +1,4 @@
-"""All writes: apply one complete listing of a region as one run, in one transaction."""
+"""All writes: store one complete listing of a region as one run, in one transaction."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy import exc as sa_exc
 
 from catalog import tags, versions
+from catalog.bulk import BulkInserter
 from catalog.config import utcnow
-from catalog.errors import DatabaseError, SafetyError
+from catalog.errors import CatalogError, DatabaseError, SafetyError
 from catalog.models import Base, Image, ImageEvent, ImageLabel, ImageScope, ImageVersion, SyncRun
 from catalog.records import ApiImage
 
@@ -178,28 +179,6 @@ def _changed_fields(
     return names
 
 
-def _insert_returning_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert rows in batches; their new ids, in the rows' order."""
-    if conn.dialect.name == "sqlite":
-        # The run's first insert already took SQLite's single write lock, so numbering the rows
-        # here is safe, and plain executemany is far faster than RETURNING row by row.
-        start = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one() + 1
-        for offset, row in enumerate(rows):
-            row["id"] = start + offset
-        _insert_many(conn, table, rows)
-        return list(range(start, start + len(rows)))
-    ids: list[int] = []
-    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    for chunk in _chunks(rows):
-        ids.extend(row[0] for row in conn.execute(statement, list(chunk)))
-    return ids
-
-
-def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    for chunk in _chunks(rows):
-        conn.execute(insert(table), list(chunk))
-
-
 def _last_ok_run(conn: Connection, region: str, before: int) -> int | None:
     query = select(run_t.c.id).where(
         run_t.c.region == region, run_t.c.status == "ok", run_t.c.id < before
@@ -207,128 +186,183 @@ def _last_ok_run(conn: Connection, region: str, before: int) -> int | None:
     return conn.execute(query.order_by(run_t.c.id.desc()).limit(1)).scalar()
 
 
-def _check_removals(region: str, current: dict[str, _Old], images: Sequence[ApiImage]) -> None:
-    """Refuse a listing that would remove more than 20% (and more than 5) of the live images."""
-    live = [key for key, old in current.items() if old.removed_run_id is None]
-    listed = {image.key for image in images}
-    gone = sum(1 for key in live if key not in listed)
-    if gone > MASS_REMOVAL_MIN and gone > MASS_REMOVAL_SHARE * len(live):
-        raise SafetyError(
-            f"{region}: this run would remove {gone} of {len(live)} live images "
-            f"({gone / len(live):.0%}); nothing was written. If the removal is real, "
-            "run again with --allow-mass-removal."
+_CLOSE = (
+    update(version_t)
+    .where(version_t.c.id == bindparam("vid"))
+    .values(valid_to=bindparam("now"), valid_to_run_id=bindparam("run"))
+)
+_NOT_LATEST = update(version_t).where(version_t.c.id == bindparam("vid")).values(is_latest=False)
+_MARK = update(image_t).where(image_t.c.id == bindparam("pk"))
+_IMAGE_COLUMNS = ("region", "image_id", "first_seen_run_id")
+_EVENT_COLUMNS = ("run_id", "image_pk", "version_id", "kind", "changed_fields")
+
+
+class ListingWriter:
+    """Store one complete listing of a region as one run, page by page, in one transaction.
+
+    ``open`` starts the transaction and the run; ``add`` compares a page with the catalog and
+    writes its new and changed images at once; ``finish`` removes what was not listed, checks
+    the mass-removal guard and commits; ``discard`` rolls it all back. Only the catalog's own
+    state of the region (image key -> latest version) stays in memory, never the listing.
+
+    As a context manager it rolls back whatever is not finished, and records a failed run for
+    failures of the store itself; the caller records crawl failures.
+    """
+
+    def __init__(self, engine: Engine, run: RunInfo, *, allow_mass_removal: bool = False) -> None:
+        self.engine = engine
+        self.run = run
+        self.allow_mass_removal = allow_mass_removal
+        self._conn: Connection | None = None
+        self._txn: Any = None
+
+    def __enter__(self) -> ListingWriter:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        self.discard()
+        if exc is None or (isinstance(exc, CatalogError) and not isinstance(exc, SafetyError)):
+            return
+        if isinstance(exc, sa_exc.SQLAlchemyError):
+            reason = getattr(exc, "orig", None) or exc
+            record_failure(self.engine, self.run, f"database error: {reason}")
+            what = f"Could not store the {self.run.region} listing"
+            raise DatabaseError(f"{what}: {reason}.") from None
+        # A refused removal, a bug or an interrupt: the transaction is gone, the failure stays.
+        message = str(exc) if isinstance(exc, SafetyError) else f"{type(exc).__name__}: {exc}"
+        record_failure(self.engine, self.run, message)
+
+    def open(self) -> None:
+        """Start (or start again) the run's transaction."""
+        self.discard()
+        self._conn = self.engine.connect()
+        self._txn = self._conn.begin()
+        self._run_id = _start_run(self._conn, self.run)
+        when = select(run_t.c.started_at).where(run_t.c.id == self._run_id)
+        self._now = self._conn.execute(when).scalar_one()
+        self._current = _current(self._conn, self.run.region)
+        self._live = sum(1 for old in self._current.values() if old.removed_run_id is None)
+        self._counts = {"added": 0, "changed": 0, "removed": 0, "restored": 0}
+        self._seen = 0
+        self._insert = BulkInserter(self._conn)
+
+    def discard(self) -> None:
+        """Roll back everything since ``open``."""
+        if self._conn is None:
+            return
+        conn, self._conn, self._current = self._conn, None, {}
+        try:
+            self._txn.rollback()
+        except sa_exc.SQLAlchemyError:
+            pass  # nothing was committed; closing the connection drops the rest
+        finally:
+            conn.close()
+
+    def add(self, images: Sequence[ApiImage]) -> None:
+        """Write the new and changed images of one page (or any part) of the listing."""
+        if self._conn is None:
+            raise RuntimeError("ListingWriter.add before open")
+        conn, region, run_id = self._conn, self.run.region, self._run_id
+        added: list[ApiImage] = []
+        updated: list[tuple[ApiImage, _Old]] = []  # changed or restored
+        for image in images:
+            old = self._current.pop(image.key, None)
+            if old is None:
+                added.append(image)
+            elif old.removed_run_id is not None or old.content_hash != image.content_hash:
+                updated.append((image, old))
+        self._seen += len(images)
+        if not added and not updated:
+            return
+        new_pks = self._insert.returning_ids(
+            image_t, _IMAGE_COLUMNS, [(region, i.key, run_id) for i in added]
         )
-
-
-def _apply(
-    conn: Connection,
-    region: str,
-    images: Sequence[ApiImage],
-    run_id: int,
-    allow_mass_removal: bool,
-) -> dict[str, int]:
-    """Compare the listing with the catalog and write the difference, in batches."""
-    now = conn.execute(select(run_t.c.started_at).where(run_t.c.id == run_id)).scalar_one()
-    current = _current(conn, region)
-    if not allow_mass_removal:
-        _check_removals(region, current, images)
-    added: list[ApiImage] = []
-    updated: list[tuple[ApiImage, _Old]] = []  # changed or restored
-    for image in images:
-        old = current.pop(image.key, None)
-        if old is None:
-            added.append(image)
-        elif old.removed_run_id is not None or old.content_hash != image.content_hash:
-            updated.append((image, old))
-    gone = [old for old in current.values() if old.removed_run_id is None]
-    del current
-
-    new_pks = _insert_returning_ids(
-        conn,
-        image_t,
-        [{"region": region, "image_id": i.key, "first_seen_run_id": run_id} for i in added],
-    )
-    states = _old_states(
-        conn, [old.version_id for image, old in updated if old.content_hash != image.content_hash]
-    )
-    # Every old version that a new one replaces, or that is removed, ends with this run.
-    ending = [old.version_id for _, old in updated if old.removed_run_id is None]
-    ending += [old.version_id for old in gone]
-    close = (
-        update(version_t)
-        .where(version_t.c.id == bindparam("vid"))
-        .values(valid_to=now, valid_to_run_id=run_id)
-    )
-    for chunk in _chunks(ending):
-        conn.execute(close, [{"vid": vid} for vid in chunk])
-    not_latest = update(version_t).where(version_t.c.id == bindparam("vid")).values(is_latest=False)
-    for chunk in _chunks(updated):
-        conn.execute(not_latest, [{"vid": old.version_id} for _, old in chunk])
-
-    owners = new_pks + [old.image_pk for _, old in updated]
-    fresh = added + [image for image, _ in updated]
-    version_ids: list[int] = []
-    # One batch at a time, so a large first sync never holds every row it writes.
-    for start in range(0, len(fresh), BATCH):
-        batch = fresh[start : start + BATCH]
-        rows = [version_row(image, region) for image in batch]
-        for row, image_pk in zip(rows, owners[start : start + BATCH], strict=True):
-            row.update(image_pk=image_pk, valid_from_run_id=run_id, valid_from=now, is_latest=True)
-        ids = _insert_returning_ids(conn, version_t, rows)
+        edited = [old.version_id for img, old in updated if old.content_hash != img.content_hash]
+        states = _old_states(conn, edited)
+        # Every old version that a new one replaces ends with this run.
+        ending = [old.version_id for _, old in updated if old.removed_run_id is None]
+        if ending:
+            conn.execute(_CLOSE, [{"vid": vid, "now": self._now, "run": run_id} for vid in ending])
+        if updated:
+            conn.execute(_NOT_LATEST, [{"vid": old.version_id} for _, old in updated])
+        fresh = added + [image for image, _ in updated]
+        owners = new_pks + [old.image_pk for _, old in updated]
+        rows = [version_row(image, region) for image in fresh]
+        for row, image_pk in zip(rows, owners, strict=True):
+            row.update(image_pk=image_pk, valid_from_run_id=run_id, valid_from=self._now)
+            row["is_latest"] = True
+        names = tuple(rows[0])
+        version_ids = self._insert.returning_ids(
+            version_t, names, [tuple(row.values()) for row in rows]
+        )
         labels, scopes = [], []
-        for image, row, vid in zip(batch, rows, ids, strict=True):
-            labels += [{"version_id": vid, "key": k, "value": v} for k, v in image.labels]
-            scopes += [
-                {"version_id": vid, "scope": s} for s in (row["scopes"] or "").split(",") if s
-            ]
-        _insert_many(conn, label_t, labels)
-        _insert_many(conn, scope_t, scopes)
-        version_ids += ids
+        for image, row, vid in zip(fresh, rows, version_ids, strict=True):
+            labels += [(vid, k, v) for k, v in image.labels]
+            scopes += [(vid, s) for s in (row["scopes"] or "").split(",") if s]
+        self._insert.rows(label_t, ("version_id", "key", "value"), labels)
+        self._insert.rows(scope_t, ("version_id", "scope"), scopes)
+        restored = [old.image_pk for _, old in updated if old.removed_run_id is not None]
+        if restored:
+            conn.execute(
+                _MARK.values(removed_run_id=None, last_seen_run_id=None),
+                [{"pk": pk} for pk in restored],
+            )
+        events: list[tuple[int, int, int, str, str | None]] = [
+            (run_id, pk, vid, "added", None) for pk, vid in zip(new_pks, version_ids, strict=False)
+        ]
+        self._counts["added"] += len(added)
+        for (image, old), vid in zip(updated, version_ids[len(added) :], strict=True):
+            kind = "restored" if old.removed_run_id is not None else "changed"
+            self._counts[kind] += 1
+            changed = _changed_fields(states[old.version_id], image) if kind == "changed" else []
+            events.append(
+                (run_id, old.image_pk, vid, kind, json.dumps(changed) if changed else None)
+            )
+        self._insert.rows(event_t, _EVENT_COLUMNS, events)
 
-    restored = [old.image_pk for _, old in updated if old.removed_run_id is not None]
-    revive = update(image_t).where(image_t.c.id == bindparam("pk"))
-    for chunk in _chunks(restored):
+    def finish(self, run: RunInfo | None = None) -> RunStats:
+        """Remove what the listing did not name, record the run (with ``run``'s final crawl
+        counts when given) and commit."""
+        if self._conn is None:
+            raise RuntimeError("ListingWriter.finish before open")
+        self.run = run or self.run
+        conn, region, run_id = self._conn, self.run.region, self._run_id
+        gone = [old for old in self._current.values() if old.removed_run_id is None]
+        too_many = len(gone) > MASS_REMOVAL_MIN and len(gone) > MASS_REMOVAL_SHARE * self._live
+        if too_many and not self.allow_mass_removal:
+            raise SafetyError(
+                f"{region}: this run would remove {len(gone)} of {self._live} live images "
+                f"({len(gone) / self._live:.0%}); nothing was written. If the removal is "
+                "real, run again with --allow-mass-removal."
+            )
+        if gone:
+            last_ok = _last_ok_run(conn, region, run_id)
+            for chunk in _chunks(gone):
+                conn.execute(
+                    _CLOSE, [{"vid": o.version_id, "now": self._now, "run": run_id} for o in chunk]
+                )
+                conn.execute(
+                    _MARK.values(removed_run_id=run_id, last_seen_run_id=last_ok),
+                    [{"pk": old.image_pk} for old in chunk],
+                )
+                self._insert.rows(
+                    event_t,
+                    _EVENT_COLUMNS,
+                    [(run_id, o.image_pk, o.version_id, "removed", None) for o in chunk],
+                )
+        self._counts["removed"] = len(gone)
         conn.execute(
-            revive.values(removed_run_id=None, last_seen_run_id=None), [{"pk": pk} for pk in chunk]
-        )
-    last_ok = _last_ok_run(conn, region, run_id) if gone else None
-    for chunk in _chunks(gone):
-        conn.execute(
-            revive.values(removed_run_id=run_id, last_seen_run_id=last_ok),
-            [{"pk": old.image_pk} for old in chunk],
-        )
-
-    events = [
-        {
-            "run_id": run_id,
-            "image_pk": pk,
-            "version_id": vid,
-            "kind": "added",
-            "changed_fields": None,
-        }
-        for pk, vid in zip(new_pks, version_ids, strict=False)
-    ]
-    counts = {"added": len(added), "changed": 0, "removed": len(gone), "restored": 0}
-    for (image, old), vid in zip(updated, version_ids[len(added) :], strict=True):
-        kind = "restored" if old.removed_run_id is not None else "changed"
-        counts[kind] += 1
-        fields = _changed_fields(states[old.version_id], image) if old.version_id in states else []
-        events.append(
-            {
-                "run_id": run_id,
-                "image_pk": old.image_pk,
-                "version_id": vid,
-                "kind": kind,
-                "changed_fields": json.dumps(fields) if fields else None,
-            }
-        )
-    events += [
-        {"run_id": run_id, "image_pk": o.image_pk, "version_id": o.version_id, "kind": "removed",
-         "changed_fields": None}
-        for o in gone
-    ]  # fmt: skip
-    _insert_many(conn, event_t, events)
-    return counts
+            update(run_t)
+            .where(run_t.c.id == run_id)
+            .values(
+                status="ok", finished_at=utcnow(), seen=self._seen, pages=self.run.pages,
+                requests=self.run.requests, retries=self.run.retries, **self._counts,
+            )
+        )  # fmt: skip
+        self._txn.commit()
+        self._conn, self._current = None, {}
+        conn.close()
+        return RunStats(run_id=run_id, region=region, seen=self._seen, **self._counts)
 
 
 def apply_listing(
@@ -339,26 +373,11 @@ def apply_listing(
     allow_mass_removal: bool = False,
 ) -> RunStats:
     """Store a complete listing of a region as one run: all of it, or nothing but a failure."""
-    try:
-        with engine.begin() as conn:
-            run_id = _start_run(conn, run)
-            counts = _apply(conn, run.region, images, run_id, allow_mass_removal)
-            conn.execute(
-                update(run_t)
-                .where(run_t.c.id == run_id)
-                .values(status="ok", finished_at=utcnow(), seen=len(images), **counts)
-            )
-    except SafetyError as exc:
-        record_failure(engine, run, str(exc))
-        raise
-    except sa_exc.SQLAlchemyError as exc:
-        reason = getattr(exc, "orig", None) or exc
-        record_failure(engine, run, f"database error: {reason}")
-        raise DatabaseError(f"Could not store the {run.region} listing: {reason}.") from None
-    except BaseException as exc:  # a bug or an interrupt: the transaction is rolled back
-        record_failure(engine, run, f"{type(exc).__name__}: {exc}")
-        raise
-    return RunStats(run_id=run_id, region=run.region, seen=len(images), **counts)
+    with ListingWriter(engine, run, allow_mass_removal=allow_mass_removal) as writer:
+        writer.open()
+        for chunk in _chunks(images):
+            writer.add(chunk)
+        return writer.finish()
 
 
 def record_failure(engine: Engine, run: RunInfo, error: str) -> int | None:

@@ -128,18 +128,20 @@ def _sync_region(
 
     pages = 0
     log.info("%s: syncing from %s", region, client.base_url)
+    writer = store.ListingWriter(engine, run_info(0), allow_mass_removal=options.allow_mass_removal)
     try:
-        result = crawl.crawl(
-            client.list_images_page,
-            page_size=options.page_size,
-            workers=options.workers,
-            verify=options.verify,
-            progress=on_page,
-        )
-        pages = result.pages
-        stats = store.apply_listing(
-            engine, run_info(pages), result.images, allow_mass_removal=options.allow_mass_removal
-        )
+        # The writer stores the first pass while later pages are still on the wire.
+        with writer:
+            result = crawl.crawl(
+                client.list_images_page,
+                writer,
+                page_size=options.page_size,
+                workers=options.workers,
+                verify=options.verify,
+                progress=on_page,
+            )
+            pages = result.pages
+            stats = writer.finish(run_info(pages))
     except CatalogError as exc:
         log.warning("%s: sync failed: %s", region, exc)
         info = run_info(pages)

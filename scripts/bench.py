@@ -441,7 +441,7 @@ def measure_cold_cli(path: Path, region: str, workdir: Path, mode: Mode, report:
 # ------------------------------------------------------------------------- the fake API server
 
 
-def fake_server(fake: ModuleType, images: list[dict[str, Any]], latency: float) -> Any:
+def cached_server(fake: ModuleType, images: list[dict[str, Any]], latency: float) -> Any:
     """A FakePaiApi that filters its listing once, not once per page.
 
     The stock fake scans every image for every page (20 ms a page at 10k images, 0.2 s at 100k),
@@ -471,6 +471,45 @@ def fake_server(fake: ModuleType, images: list[dict[str, Any]], latency: float) 
             return fake._json_reply(200, {"TotalCount": len(matches), "Images": chunk})
 
     return CachedListing({CRAWL_REGION: images}, faults=fake.Faults(latency=latency))
+
+
+def serve_child(count: int, latency: float) -> None:
+    """Runs in the server's own process: serve ``count`` synthetic images until stdin closes."""
+    fake = load_fake()
+    with cached_server(fake, fake.synthetic_images(count, CRAWL_REGION), latency) as api:
+        print(api.url, flush=True)
+        sys.stdin.read()
+
+
+@contextmanager
+def fake_server(count: int, latency: float) -> Iterator[str]:
+    """The base URL of a fake API serving ``count`` synthetic images, in a process of its own.
+
+    The real API's CPU is not on this machine: in-process, the server's signature checks and
+    JSON would compete with the sync for the interpreter lock, and it would be the server, not
+    the client, that set the pace.
+    """
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--serve-child", str(count), str(latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the fake API did not start (it said {url!r})")
+        yield url
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 # -------------------------------------------------------------------------------------- crawl
@@ -533,22 +572,22 @@ def table_rows(path: Path) -> dict[str, set[tuple[Any, ...]]]:
         conn.close()
 
 
-def measure_crawl(fake: ModuleType, workdir: Path, mode: Mode, report: Report) -> None:
+def measure_crawl(workdir: Path, mode: Mode, report: Report) -> None:
     n = mode.crawl_images
-    with fake_server(fake, fake.synthetic_images(n, CRAWL_REGION), LATENCY) as api:
-        serial, serial_pages, serial_read = serial_crawl(api.url)
+    with fake_server(n, LATENCY) as url:
+        serial, serial_pages, serial_read = serial_crawl(url)
         log(f"  serial crawl: {serial_pages} pages, {serial_read} images, {serial:.2f} s")
         if serial_read != n:
             report.disagreements.append(f"the serial crawl read {serial_read} of {n} images")
         timed: dict[bool, TimedSync] = {}
         for verify in (True, False):
             path = workdir / f"crawl-{verify}.db"
-            done = timed[verify] = timed_sync(api.url, path, verify=verify)
+            done = timed[verify] = timed_sync(url, path, verify=verify)
             log(f"  sync, verify {'on' if verify else 'off'}: {done.seconds:.2f} s")
             if done.result.seen != n:
                 report.disagreements.append(f"sync stored {done.result.seen} of {n} images")
         before = table_rows(workdir / "crawl-True.db")
-        noop = timed_sync(api.url, workdir / "crawl-True.db", verify=True)
+        noop = timed_sync(url, workdir / "crawl-True.db", verify=True)
         after = table_rows(workdir / "crawl-True.db")
     workers = SyncOptions().workers
     for verify, synced in timed.items():
@@ -613,13 +652,13 @@ def memory_child(url: str, path: str) -> None:
     print(json.dumps({**outcome, "seconds": time.perf_counter() - clock}))
 
 
-def measure_memory(fake: ModuleType, workdir: Path, mode: Mode, report: Report) -> None:
+def measure_memory(workdir: Path, mode: Mode, report: Report) -> None:
     n = mode.memory_images
     path = workdir / "memory.db"
     # No latency here: this measures memory, and the latency only stretches the run.
-    with fake_server(fake, fake.synthetic_images(n, CRAWL_REGION), 0.0) as api:
+    with fake_server(n, 0.0) as url:
         done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--memory-child", api.url, str(path)],
+            [sys.executable, str(Path(__file__).resolve()), "--memory-child", url, str(path)],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -718,9 +757,9 @@ def run(mode: Mode, workdir: Path) -> Report:
         measure_cold_cli(paths[large], "cn-r00", workdir, mode, report)
     readdb.forget()  # the readers' open files; the catalogs are done with
     with phase(report, "crawl"):
-        measure_crawl(fake, workdir, mode, report)
+        measure_crawl(workdir, mode, report)
     with phase(report, "memory"):
-        measure_memory(fake, workdir, mode, report)
+        measure_memory(workdir, mode, report)
     size, objects = db_bytes(paths[large]), db_objects(paths[large])
     biggest = ", ".join(f"{name} {n / large:.0f} B" for name, n in list(objects.items())[:4])
     report.details["db_bytes_by_object"] = objects
@@ -751,6 +790,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", help="catalog sizes, comma-separated (default: by mode)")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the databases in DIR")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-child", nargs=2, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -758,6 +798,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.memory_child:
         memory_child(*args.memory_child)
+        return 0
+    if args.serve_child:
+        serve_child(int(args.serve_child[0]), float(args.serve_child[1]))
         return 0
     mode = QUICK if args.quick else FULL
     if args.sizes:
