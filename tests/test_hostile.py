@@ -523,7 +523,7 @@ CRASH = (
     "from catalog.cli import main\n"
     "def crash(*args, **kwargs):\n"
     "    raise RuntimeError('the disk caught fire')\n"
-    "store.apply_listing = crash\n"
+    "store.ListingWriter.add = crash\n"
     "main(sys.argv[1:], prog_name='pai-catalog')\n"
 )
 
