@@ -19,6 +19,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -27,6 +28,19 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def _text(length: int) -> TypeEngine[str]:
+    """VARCHAR(length) in SQLite files, as they always were; on PostgreSQL, TEXT: the lengths
+    were never rules, and SQLite never enforced them (migration 0007)."""
+    return String(length).with_variant(Text(), "postgresql")
+
+
+def _ordered(length: int | None = None) -> TypeEngine[str]:
+    """A column that is sorted or range-compared: on PostgreSQL it compares bytes (COLLATE "C"),
+    as SQLite does, whatever the database's locale (migration 0007)."""
+    base = Text() if length is None else String(length)
+    return base.with_variant(Text(collation="C"), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -43,12 +57,12 @@ class SyncRun(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    region: Mapped[str] = mapped_column(String(64))
-    source: Mapped[str] = mapped_column(String(16))  # "sync" or "import"
+    region: Mapped[str] = mapped_column(_ordered(64))
+    source: Mapped[str] = mapped_column(_text(16))  # "sync" or "import"
     detail: Mapped[str | None] = mapped_column(Text)  # endpoint or file names
     started_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(_text(16))
     pages: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     requests: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
@@ -67,8 +81,8 @@ class Image(Base):
     __table_args__ = (UniqueConstraint("region", "image_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    region: Mapped[str] = mapped_column(String(64))
-    image_id: Mapped[str] = mapped_column(String(255))
+    region: Mapped[str] = mapped_column(_ordered(64))
+    image_id: Mapped[str] = mapped_column(_ordered(255))
     first_seen_run_id: Mapped[int] = mapped_column(ForeignKey("sync_run.id"))
     # Set when the image is removed: the last run that still listed it. A live image was seen by
     # the latest successful run of its region; v_image computes that.
@@ -89,27 +103,27 @@ class ImageVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_pk: Mapped[int] = mapped_column(ForeignKey("image.id"))
-    region: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(_ordered(64))
     valid_from_run_id: Mapped[int] = mapped_column(ForeignKey("sync_run.id"))
     valid_to_run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_run.id"))
     valid_from: Mapped[datetime] = mapped_column(DateTime)
     valid_to: Mapped[datetime | None] = mapped_column(DateTime)
     is_latest: Mapped[bool] = mapped_column(Boolean)
-    content_hash: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(_text(64))
     # API fields, as listed
-    image_id: Mapped[str] = mapped_column(String(255))
+    image_id: Mapped[str] = mapped_column(_ordered(255))
     name: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
-    uri: Mapped[str | None] = mapped_column(Text)
-    accessibility: Mapped[str | None] = mapped_column(String(32))
-    workspace_id: Mapped[str | None] = mapped_column(String(64))
-    user_id: Mapped[str | None] = mapped_column(String(64))
-    parent_user_id: Mapped[str | None] = mapped_column(String(64))
-    gmt_create_time: Mapped[str | None] = mapped_column(String(40))
-    gmt_modified_time: Mapped[str | None] = mapped_column(String(40))
+    uri: Mapped[str | None] = mapped_column(_ordered())
+    accessibility: Mapped[str | None] = mapped_column(_text(32))
+    workspace_id: Mapped[str | None] = mapped_column(_text(64))
+    user_id: Mapped[str | None] = mapped_column(_text(64))
+    parent_user_id: Mapped[str | None] = mapped_column(_text(64))
+    gmt_create_time: Mapped[str | None] = mapped_column(_ordered(40))
+    gmt_modified_time: Mapped[str | None] = mapped_column(_text(40))
     size: Mapped[int | None] = mapped_column(BigInteger)
     source_id: Mapped[str | None] = mapped_column(Text)
-    source_type: Mapped[str | None] = mapped_column(String(64))
+    source_type: Mapped[str | None] = mapped_column(_text(64))
     # the URI, split
     host: Mapped[str | None] = mapped_column(Text)
     namespace: Mapped[str | None] = mapped_column(Text)
@@ -118,20 +132,20 @@ class ImageVersion(Base):
     digest: Mapped[str | None] = mapped_column(Text)
     # what the labels and the tag mean
     official: Mapped[bool] = mapped_column(Boolean)
-    framework: Mapped[str | None] = mapped_column(Text)
+    framework: Mapped[str | None] = mapped_column(_ordered())
     framework_key: Mapped[str | None] = mapped_column(Text)  # lower-cased, for matching
     framework_version: Mapped[str | None] = mapped_column(Text)
-    version_key: Mapped[str] = mapped_column(Text)
+    version_key: Mapped[str] = mapped_column(_ordered())
     version_class: Mapped[int] = mapped_column(Integer)  # 2 release, 1 prerelease, 0 none
-    accelerator: Mapped[str | None] = mapped_column(String(16))
-    python_version: Mapped[str | None] = mapped_column(String(16))
-    cuda_version: Mapped[str | None] = mapped_column(String(16))
-    os_version: Mapped[str | None] = mapped_column(String(64))
+    accelerator: Mapped[str | None] = mapped_column(_text(16))
+    python_version: Mapped[str | None] = mapped_column(_text(16))
+    cuda_version: Mapped[str | None] = mapped_column(_text(16))
+    os_version: Mapped[str | None] = mapped_column(_text(64))
     components: Mapped[str | None] = mapped_column(Text)  # JSON [[name, version], ...]
     build_suffix: Mapped[str | None] = mapped_column(Text)
     scopes: Mapped[str | None] = mapped_column(Text)  # comma-joined copy of image_scope
     scope_inferred: Mapped[bool] = mapped_column(Boolean)
-    parse_status: Mapped[str] = mapped_column(String(16))
+    parse_status: Mapped[str] = mapped_column(_text(16))
     parse_reason: Mapped[str | None] = mapped_column(Text)
 
 
@@ -143,7 +157,7 @@ class ImageLabel(Base):
     __table_args__ = ({"sqlite_with_rowid": False},)
 
     version_id: Mapped[int] = mapped_column(ForeignKey("image_version.id"), primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(_ordered(255), primary_key=True)
     value: Mapped[str | None] = mapped_column(Text)
 
 
@@ -157,7 +171,7 @@ class ImageScope(Base):
     )
 
     version_id: Mapped[int] = mapped_column(ForeignKey("image_version.id"), primary_key=True)
-    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    scope: Mapped[str] = mapped_column(_text(16), primary_key=True)
 
 
 class ImageEvent(Base):
@@ -173,7 +187,7 @@ class ImageEvent(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("sync_run.id"), index=True)
     image_pk: Mapped[int] = mapped_column(ForeignKey("image.id"))
     version_id: Mapped[int] = mapped_column(ForeignKey("image_version.id"))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(_text(16))
     changed_fields: Mapped[str | None] = mapped_column(Text)  # JSON list of field names
 
 
@@ -186,5 +200,5 @@ Index(
     ImageVersion.version_class.desc(),
     ImageVersion.version_key.desc(),
     # NULLS LAST is what DESC means in SQLite; 0005 says it outright for other databases.
-    ImageVersion.gmt_create_time.desc(),
+    ImageVersion.gmt_create_time.desc().nulls_last(),
 )

@@ -15,7 +15,7 @@ from catalog.config import DbTarget
 from catalog.errors import DatabaseError
 
 # The migration revision this code reads; tests check it against the migrations' head.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _OPEN: dict[str, Reader] = {}
 _SERIALS = itertools.count(1)
@@ -69,11 +69,17 @@ class Reader:
         from sqlalchemy import text
 
         try:
-            with self._engine.connect() as conn:
+            conn = self._engine.connect()
+        except sa_exc.SQLAlchemyError as exc:
+            raise _Unreachable(
+                f"Cannot connect to {self.target.display} ({_reason(exc)}); check that the "
+                "server is running and the URL is right."
+            ) from None
+        try:
+            with conn:
                 return [dict(row._mapping) for row in conn.execute(text(sql), params)]
         except sa_exc.SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise DatabaseError(f"Cannot read {self.target.display}: {reason}.") from None
+            raise DatabaseError(f"Cannot read {self.target.display}: {_reason(exc)}.") from None
 
     @property
     def dialect(self) -> str:
@@ -87,6 +93,8 @@ class Reader:
     def _check_revision(self) -> None:
         try:
             revision = self.scalar("SELECT version_num FROM alembic_version")
+        except _Unreachable:
+            raise
         except DatabaseError as exc:
             raise DatabaseError(
                 f"{self.target.display} is not a pai-catalog database (no schema revision); "
@@ -103,6 +111,14 @@ class Reader:
             self._sqlite.close()
         if self._engine is not None:
             self._engine.dispose()
+
+
+class _Unreachable(DatabaseError):
+    """The server did not answer: not a sign that the database is not a catalog."""
+
+
+def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0].rstrip(".")
 
 
 def open_sqlite(path: Path) -> sqlite3.Connection:

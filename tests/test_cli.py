@@ -163,7 +163,7 @@ def test_database_at_another_revision(db_path: Path) -> None:
     result = run("--db", str(db_path), "resolve", "pytorch")
     assert result.exit_code == 1
     assert (
-        "is at schema revision 0001, this pai-catalog reads 0006; run 'pai-catalog db upgrade'"
+        "is at schema revision 0001, this pai-catalog reads 0007; run 'pai-catalog db upgrade'"
         in result.output
     )
 
@@ -171,12 +171,12 @@ def test_database_at_another_revision(db_path: Path) -> None:
 def test_db_commands(tmp_path: Path) -> None:
     path = tmp_path / "fresh" / "catalog.db"
     result = run("--db", str(path), "db", "upgrade")
-    assert result.output == f"{path}: upgraded from an empty database to revision 0006\n"
-    assert run("--db", str(path), "db", "upgrade").output == f"{path}: already at revision 0006\n"
-    assert run("--db", str(path), "db", "current").output == f"{path}: revision 0006 (at head)\n"
+    assert result.output == f"{path}: upgraded from an empty database to revision 0007\n"
+    assert run("--db", str(path), "db", "upgrade").output == f"{path}: already at revision 0007\n"
+    assert run("--db", str(path), "db", "current").output == f"{path}: revision 0007 (at head)\n"
     result = run("--db", str(path), "db", "check")
     assert result.exit_code == 0
-    assert result.output == f"{path}: revision 0006, schema matches the models\n"
+    assert result.output == f"{path}: revision 0007, schema matches the models\n"
 
 
 def test_db_check_fails_on_drift(db_path: Path) -> None:
