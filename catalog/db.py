@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
 
 from catalog.config import DbTarget, resolve_target
 from catalog.errors import DatabaseError, LockedError
+
+# First keys of pai-catalog's PostgreSQL advisory locks: syncs (the second key is 0 for the
+# whole catalog, else a hash of the region), and migrations. "PAIC" and "PAIM" in ASCII.
+_SYNC_LOCKS = 0x50414943
+_MIGRATION_LOCK = 0x5041494D
 
 
 def migrations_dir() -> str:
@@ -92,6 +98,7 @@ def upgrade(engine: Engine, target: DbTarget, revision: str = "head") -> None:
 
     try:
         with engine.begin() as conn:
+            _serialize_migrations(conn)
             command.upgrade(_alembic_config(conn), revision)
     except CommandError as exc:
         raise DatabaseError(f"Cannot upgrade {target.display} to {revision!r}: {exc}.") from None
@@ -105,11 +112,20 @@ def downgrade(engine: Engine, target: DbTarget, revision: str) -> None:
 
     try:
         with engine.begin() as conn:
+            _serialize_migrations(conn)
             command.downgrade(_alembic_config(conn), revision)
     except CommandError as exc:
         raise DatabaseError(f"Cannot downgrade {target.display} to {revision!r}: {exc}.") from None
     except sa_exc.SQLAlchemyError as exc:
         raise _translate(exc, target) from None
+
+
+def _serialize_migrations(conn: Connection) -> None:
+    """On PostgreSQL, one migration at a time: workers starting together on an empty database
+    would otherwise all create the tables. The lock ends with the migration's transaction, and
+    Alembic then reads the revision the first worker committed."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:space, 0)"), {"space": _MIGRATION_LOCK})
 
 
 def schema_differences(engine: Engine) -> list[Any]:
@@ -121,7 +137,28 @@ def schema_differences(engine: Engine) -> list[Any]:
 
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, Base.metadata)) + _collation_differences(conn)
+
+
+def _collation_differences(conn: Connection) -> list[tuple[str, ...]]:
+    """Columns whose collation is not the models' one; Alembic does not compare collations."""
+    from catalog.models import Base
+
+    inspector = inspect(conn)
+    found: list[tuple[str, ...]] = []
+    for table in Base.metadata.sorted_tables:
+        actual = {
+            column["name"]: getattr(column["type"], "collation", None)
+            for column in inspector.get_columns(table.name)
+        }
+        for column in table.columns:
+            wanted = getattr(column.type.dialect_impl(conn.dialect), "collation", None)
+            if column.name in actual and actual[column.name] != wanted:
+                collation = actual[column.name] or "default"
+                found.append(
+                    ("modify_collation", table.name, column.name, collation, wanted or "default")
+                )
+    return found
 
 
 @contextmanager
@@ -231,14 +268,19 @@ def check_command(option: str | None) -> str:
 
 
 @contextmanager
-def sync_lock(target: DbTarget, *, wait: bool = False) -> Iterator[None]:
-    """Hold the database's sync lock: a second sync fails at once, or waits with ``wait``.
+def sync_lock(
+    target: DbTarget, regions: Sequence[str] = (), *, wait: bool = False
+) -> Iterator[None]:
+    """Hold the sync lock: a second sync fails at once, or waits with ``wait``.
 
-    SQLite uses an flock on a file beside the database; the kernel drops it if the holder
-    dies, so a killed sync never leaves a stale lock.
+    SQLite uses an flock on a file beside the database, one writer per file; the kernel drops
+    it if the holder dies, so a killed sync never leaves a stale lock. PostgreSQL uses session
+    advisory locks, one per region, so that syncs of different regions run side by side;
+    without ``regions`` (every region, or a reparse) the whole catalog is locked.
     """
     if target.path is None:
-        yield
+        with _advisory_locks(target, regions, wait=wait):
+            yield
         return
     import fcntl
 
@@ -256,6 +298,56 @@ def sync_lock(target: DbTarget, *, wait: bool = False) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _advisory_lock(conn: Connection, key: int, *, shared: bool, wait: bool) -> bool:
+    """Take one lock (the try_ form returns at once); whether it was taken."""
+    name = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
+    name += "_shared" if shared else ""
+    result = conn.execute(text(f"SELECT {name}(:space, :key)"), {"space": _SYNC_LOCKS, "key": key})
+    return wait or bool(result.scalar())
+
+
+def _region_key(region: str) -> int:
+    """A region's second lock key: a 32-bit hash that is never 0, the whole catalog's key."""
+    digest = hashlib.sha256(region.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big", signed=True) or 1
+
+
+@contextmanager
+def _advisory_locks(target: DbTarget, regions: Sequence[str], *, wait: bool) -> Iterator[None]:
+    """Every sync shares the catalog's lock and holds its regions' locks alone; a sync of the
+    whole catalog holds the catalog's lock alone. Locks are taken in one order, so two
+    waiting syncs never deadlock, on a connection of their own that ends with the sync (or
+    with its process: the server then drops the locks)."""
+    engine = make_engine(target)
+    if engine.dialect.name != "postgresql":
+        engine.dispose()
+        yield
+        return
+    wanted = [(True, 0, "")] + [(False, _region_key(r), r) for r in sorted(set(regions))]
+    if not regions:
+        wanted = [(False, 0, "")]
+    try:
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    except sa_exc.SQLAlchemyError as exc:
+        engine.dispose()
+        raise _translate(exc, target) from None
+    try:
+        try:
+            for shared, key, region in wanted:
+                if not _advisory_lock(conn, key, shared=shared, wait=wait):
+                    where = f"{region} in " if region else ""
+                    raise LockedError(
+                        f"Another sync is writing {where}{target.display}; let it finish, "
+                        "or pass --wait to start when it does."
+                    )
+        except sa_exc.SQLAlchemyError as exc:
+            raise _translate(exc, target) from None
+        yield
+    finally:
+        conn.close()  # with the engine disposed, the session ends and its locks with it
+        engine.dispose()
 
 
 @contextmanager

@@ -176,7 +176,7 @@ def sync(
     target = resolve_target(db_option, write=True)
     credentials = credentials or resolve_credentials()
     with (
-        db.sync_lock(target, wait=options.wait),
+        db.sync_lock(target, regions, wait=options.wait),
         db.removed_unless_stored(target) as stored,
         db.writable(target) as engine,
     ):
