@@ -271,29 +271,34 @@ def _finished(image: dict[str, Any]) -> dict[str, Any]:
 
 
 def publish(out: Path, *, db: str | None = None) -> Published:
-    """Write a compact, checked copy of the catalog to ``out``, atomically, with a .sha256."""
+    """Write a compact, checked copy of the catalog to ``out``, atomically, with a .sha256.
+
+    From SQLite, the file is copied whole; from a server, the migrations build a new file and
+    every row is copied in, so both give the same file for the same history.
+    """
     target = resolve_target(db)
-    if target.path is None:
-        raise UsageError(
-            "publish from PostgreSQL is not supported yet; sync into an SQLite file "
-            "(--db catalog.db) and publish that."
-        )
-    source, out = target.path, Path(out).expanduser().absolute()
-    if out.resolve() == source.resolve():
-        raise UsageError(f"Cannot publish {source} onto itself; give another output file.")
+    out = Path(out).expanduser().absolute()
+    if target.path is not None and out.resolve() == target.path.resolve():
+        raise UsageError(f"Cannot publish {target.path} onto itself; give another output file.")
     if not out.parent.is_dir():
         raise UsageError(f"The folder {out.parent} does not exist; create it or choose another.")
-    readdb.reader(target)  # refuse a file that is not a catalog at this revision
+    readdb.reader(target)  # refuse a database that is not a catalog at this revision
     sidecar = out.with_name(out.name + ".sha256")
     fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     temp = Path(name)
     try:
-        conn = sqlite3.connect(f"file:{quote(str(source))}?mode=ro", uri=True)
-        try:
-            conn.execute("VACUUM INTO ?", (str(temp),))  # one consistent snapshot, compacted
-        finally:
-            conn.close()
+        if target.path is None:
+            from catalog.sqlitecopy import copy_to_sqlite  # SQLAlchemy, for servers only
+
+            copy_to_sqlite(target, temp)
+            _vacuum(temp)
+        else:
+            conn = sqlite3.connect(f"file:{quote(str(target.path))}?mode=ro", uri=True)
+            try:
+                conn.execute("VACUUM INTO ?", (str(temp),))  # one consistent snapshot, compacted
+            finally:
+                conn.close()
         images, revision = _checked(temp)
         temp.chmod(0o644)  # mkstemp's 0600 would hide the published file from other users
         digest = _sha256(temp)
@@ -302,7 +307,7 @@ def publish(out: Path, *, db: str | None = None) -> Published:
         os.replace(temp, out)
         os.replace(temp.with_name(temp.name + ".sha256"), sidecar)
     except sqlite3.Error as exc:
-        raise DatabaseError(f"Cannot publish {source} to {out}: {exc}.") from None
+        raise DatabaseError(f"Cannot publish {target.display} to {out}: {exc}.") from None
     except OSError as exc:
         raise DatabaseError(f"Cannot write {out}: {exc.strerror or exc}.") from None
     finally:
@@ -310,6 +315,15 @@ def publish(out: Path, *, db: str | None = None) -> Published:
             temp.with_name(temp.name + suffix).unlink(missing_ok=True)
     readdb.forget(parse_target(str(out)))  # a cached reader would still see the old file
     return Published(out, digest, out.stat().st_size, images, revision)
+
+
+def _vacuum(path: Path) -> None:
+    """Compact a file written row by row, as VACUUM INTO compacts a copied one."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("VACUUM")
+    finally:
+        conn.close()
 
 
 def _checked(path: Path) -> tuple[int, str]:

@@ -339,9 +339,11 @@ def test_publish_from_a_non_catalog_or_postgresql_writes_nothing(tmp_path: Path)
     sqlite3.connect(other).execute("CREATE TABLE t (a)").connection.close()
     with pytest.raises(DatabaseError, match="is not a pai-catalog database"):
         analysis.publish(tmp_path / "pai.db", db=str(other))
-    with pytest.raises(UsageError) as caught:
-        analysis.publish(tmp_path / "pai.db", db="postgresql://me:secret@localhost/catalog")
-    assert str(caught.value).startswith("publish from PostgreSQL is not supported yet; ")
+    with pytest.raises(DatabaseError) as caught:  # nothing listens on port 1
+        analysis.publish(tmp_path / "pai.db", db="postgresql+psycopg://me:secret@127.0.0.1:1/c")
+    assert str(caught.value).startswith(
+        "Cannot connect to postgresql+psycopg://me:***@127.0.0.1:1/c"
+    )
     assert os.listdir(tmp_path) == ["other.db"]
 
 
