@@ -1,0 +1,135 @@
+"""The crawl against the fake API: pages stream into a sink in order, a check pass reads only
+keys, a slow sink holds the fetchers back, and a disagreement or failure rolls the sink back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from catalog import crawl
+from catalog.client import ClientSettings, PaiClient
+from catalog.records import ApiImage
+from tests.test_sync import CREDS, REGION, fake
+
+
+@dataclass
+class RecordingSink:
+    """A sink that keeps what it is given, and how often it was opened and rolled back."""
+
+    delay: float = 0.0
+    fail_on_page: int | None = None
+    server: Any = None
+    pages: list[list[str]] = field(default_factory=list)
+    served_at_add: list[int] = field(default_factory=list)
+    opened: int = 0
+    discarded: int = 0
+
+    def open(self) -> None:
+        self.opened += 1
+        self.pages = []
+
+    def add(self, images: list[ApiImage]) -> None:
+        if self.server is not None:
+            self.served_at_add.append(len(self.server.requests))
+        if self.fail_on_page is not None and len(self.pages) + 1 == self.fail_on_page:
+            raise RuntimeError("the sink failed")
+        time.sleep(self.delay)
+        self.pages.append([image.key for image in images])
+
+    def discard(self) -> None:
+        self.discarded += 1
+        self.pages = []
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for page in self.pages for key in page]
+
+
+@pytest.fixture
+def api() -> Iterator[Any]:
+    with fake.FakePaiApi({REGION: fake.synthetic_images(230, REGION)}) as server:
+        yield server
+
+
+@pytest.fixture
+def client(api: Any) -> Iterator[PaiClient]:
+    settings = ClientSettings(retries=2, backoff=0.001, backoff_cap=0.01, pool_size=8)
+    client = PaiClient(REGION, api.url, CREDS, settings)
+    yield client
+    client.close()
+
+
+def listed(api: Any) -> list[str]:
+    return [image["ImageId"] for image in api.listing()]
+
+
+def test_first_pass_streams_in_order_and_the_check_reads_only_keys(
+    api: Any, client: PaiClient
+) -> None:
+    sink = RecordingSink()
+    result = crawl.crawl(client.list_images_page, sink, page_size=50, workers=3)
+    assert (result.total, result.pages, result.passes) == (230, 12, 2)
+    assert [len(page) for page in sink.pages] == [50, 50, 50, 50, 30]
+    assert sink.keys == listed(api)
+    assert (sink.opened, sink.discarded) == (1, 0)
+    verbose = [(r.query["PageNumber"], r.query["Verbose"]) for r in api.requests]
+    first, check = verbose[:6], verbose[6:]
+    assert sorted(first) == [(str(n), "true") for n in range(1, 7)]
+    assert sorted(check) == [(str(n), "false") for n in range(1, 7)]
+
+
+def test_without_verify_one_pass_is_enough(api: Any, client: PaiClient) -> None:
+    sink = RecordingSink()
+    result = crawl.crawl(client.list_images_page, sink, page_size=50, verify=False)
+    assert (result.pages, result.passes, sink.keys) == (6, 1, listed(api))
+
+
+def test_a_slow_sink_holds_the_fetchers_back(client: PaiClient) -> None:
+    workers = 2
+    with fake.FakePaiApi({REGION: fake.synthetic_images(400, REGION)}) as server:
+        slow = PaiClient(REGION, server.url, CREDS, client.settings)
+        sink = RecordingSink(delay=0.01, server=server)
+        try:
+            crawl.crawl(slow.list_images_page, sink, page_size=10, workers=workers, verify=False)
+        finally:
+            slow.close()
+    assert len(sink.pages) == 40
+    # When page n is handed over, at most the window (2 x workers) of later pages were asked for.
+    ahead = [served - n for n, served in enumerate(sink.served_at_add, start=1)]
+    assert max(ahead) <= 2 * workers, ahead
+
+
+def test_passes_that_disagree_roll_the_sink_back(api: Any, client: PaiClient) -> None:
+    # After the first pass's six pages, two images go and two new ones come: the counts stay
+    # right, only which images are listed changes.
+    api.faults.drift_after = 6
+    api.faults.drift_delete = 2
+    api.faults.drift_insert = 2
+    sink = RecordingSink()
+    result = crawl.crawl(client.list_images_page, sink, page_size=50, workers=2)
+    assert result.passes == 3  # stored, disagreed; stored again, agreeing with the check
+    assert (sink.opened, sink.discarded) == (2, 1)
+    assert sink.keys == listed(api) and len(sink.keys) == 230
+
+
+def test_a_failing_sink_stops_the_crawl_and_is_rolled_back(api: Any, client: PaiClient) -> None:
+    sink = RecordingSink(fail_on_page=2)
+    with pytest.raises(RuntimeError, match="the sink failed"):
+        crawl.crawl(client.list_images_page, sink, page_size=10, workers=2)
+    assert sink.discarded == 1 and sink.pages == []
+    assert len(api.requests) <= 2 + 2 * 2  # page 1, page 2 and at most one window more
+
+
+def test_an_empty_listing_reads_page_one_per_pass() -> None:
+    with fake.FakePaiApi({REGION: []}) as server:
+        client = PaiClient(REGION, server.url, CREDS, ClientSettings(retries=0))
+        sink = RecordingSink()
+        try:
+            result = crawl.crawl(client.list_images_page, sink, page_size=50)
+        finally:
+            client.close()
+    assert (result.total, result.pages, result.passes, sink.keys) == (0, 2, 2, [])
