@@ -112,8 +112,11 @@ def _fields(row: Mapping[str, Any]) -> str:
 
 
 def sqlite_dump(path: Path) -> list[str]:
-    """The SQL text of an SQLite file, schema included, for tests of the file itself."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    """The SQL text of an SQLite file, schema included, for tests of the file itself.
+
+    The connection may write: a sync killed mid-write leaves a WAL that only such a connection
+    can recover, as any later reader would."""
+    conn = sqlite3.connect(path)
     try:
         return list(conn.iterdump())
     finally:

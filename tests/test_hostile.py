@@ -24,11 +24,11 @@ from catalog import readdb, records, store, tags, versions
 from catalog.cli import main
 from catalog.errors import InputError
 from catalog.sync import sync
+from tests.dbkit import CatalogDb, Databases, dump, sqlite_dump
 from tests.test_reliability import (
     FOREVER,
     assert_catalog_equals,
     catalog_dump,
-    dump_lines,
     matrix_options,
     run_rows,
     subprocess_env,
@@ -205,9 +205,19 @@ def peak_rss(command: list[str]) -> tuple[int, str]:
     return int(done.stdout), done.stderr
 
 
-def import_command(db: Path, *files: Path) -> list[str]:
+def import_command(db: CatalogDb, *files: Path) -> list[str]:
     files_ = [str(f) for f in files]
-    return [sys.executable, "-m", "catalog", "--db", str(db), "import", *files_, "--region", REGION]
+    return [
+        sys.executable,
+        "-m",
+        "catalog",
+        "--db",
+        db.target,
+        "import",
+        *files_,
+        "--region",
+        REGION,
+    ]
 
 
 def heavy_image() -> dict[str, Any]:
@@ -223,41 +233,43 @@ def heavy_image() -> dict[str, Any]:
     return image
 
 
-def stored_labels(db: Path, image_id: str) -> dict[str, str | None]:
-    conn = sqlite3.connect(db)
-    try:
-        rows = conn.execute(
-            "SELECT l.key, l.value FROM image_label l JOIN v_image v ON v.version_id = "
-            "l.version_id WHERE v.image_id = ?",
-            (image_id,),
-        )
-        return dict(rows.fetchall())
-    finally:
-        conn.close()
+def stored_labels(db: CatalogDb, image_id: str) -> dict[str, str | None]:
+    rows = db.rows(
+        "SELECT l.key, l.value FROM image_label l JOIN v_image v ON v.version_id = "
+        "l.version_id WHERE v.image_id = :image_id",
+        {"image_id": image_id},
+    )
+    return dict(rows)
 
 
-def test_ten_megabytes_of_labels_on_one_image(db_path: Path, tmp_path: Path) -> None:
+def test_ten_megabytes_of_labels_on_one_image(
+    catalog_db: CatalogDb, databases: Databases, tmp_path: Path
+) -> None:
     heavy = heavy_image()
     assert len(json.dumps(heavy["Labels"])) > 10 * MiB
     listing = [*fake.synthetic_images(30, REGION), heavy]
     page = tmp_path / "page.json"
     page.write_text(json.dumps({"TotalCount": len(listing), "Images": listing}), encoding="utf-8")
-    imported, _ = peak_rss(import_command(db_path, page))
+    imported, _ = peak_rss(import_command(catalog_db, page))
     assert imported < 512 * MiB, f"import of one 10 MB image peaked at {imported / MiB:.0f} MiB"
-    assert_catalog_equals(db_path, listing)
+    assert_catalog_equals(catalog_db, listing)
     expected = {label["Key"]: label["Value"] for label in heavy["Labels"]}
-    assert stored_labels(db_path, heavy["ImageId"]) == expected
+    assert stored_labels(catalog_db, heavy["ImageId"]) == expected
     # The same image through a sync: the API serves it on a page of its own.
-    synced = tmp_path / "synced.db"
-    with fake.FakePaiApi({REGION: listing}) as api:
-        peak, _ = peak_rss(sync_command(synced, api, "--page-size", "25"))
-        assert_catalog_equals(synced, api.listing())
-    assert peak < 512 * MiB, f"sync of one 10 MB image peaked at {peak / MiB:.0f} MiB"
-    assert stored_labels(synced, heavy["ImageId"]) == expected
+    (tmp_path / "synced").mkdir()
+    synced = databases.empty(tmp_path / "synced")
+    try:
+        with fake.FakePaiApi({REGION: listing}) as api:
+            peak, _ = peak_rss(sync_command(synced, api, "--page-size", "25"))
+            assert_catalog_equals(synced, api.listing())
+        assert peak < 512 * MiB, f"sync of one 10 MB image peaked at {peak / MiB:.0f} MiB"
+        assert stored_labels(synced, heavy["ImageId"]) == expected
+    finally:
+        databases.drop(synced)
     print(f"\n10 MB of labels: import peaked at {imported / MiB:.0f}, sync {peak / MiB:.0f} MiB")
 
 
-def test_a_page_of_100k_images(db_path: Path, tmp_path: Path, long_run: bool) -> None:
+def test_a_page_of_100k_images(catalog_db: CatalogDb, tmp_path: Path, long_run: bool) -> None:
     if long_run:  # realistic images, 90 MB of JSON
         listing = fake.synthetic_images(100_000, REGION)
     else:  # the same count, lean records: 18 MB of JSON
@@ -272,10 +284,10 @@ def test_a_page_of_100k_images(db_path: Path, tmp_path: Path, long_run: bool) ->
     page = tmp_path / "page.json"
     page.write_text(json.dumps({"TotalCount": len(listing), "Images": listing}), encoding="utf-8")
     size = page.stat().st_size
-    peak, _ = peak_rss(import_command(db_path, page))
+    peak, _ = peak_rss(import_command(catalog_db, page))
     # 670 MiB for the realistic 90 MB page when this was written: about 7 times the JSON.
     assert peak < 1024 * MiB, f"{size / MiB:.0f} MB page peaked at {peak / MiB:.0f} MiB"
-    assert_catalog_equals(db_path, listing)
+    assert_catalog_equals(catalog_db, listing)
     print(f"\n100k images, {size / MiB:.0f} MiB page: import peaked at {peak / MiB:.0f} MiB")
 
 
@@ -295,13 +307,25 @@ def real_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def real_db(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CatalogDb]:
+    """The same catalog on the backend under test."""
+    made = databases.empty(tmp_path_factory.mktemp("real_db"))
+    with fake.FakePaiApi({REGION: fake.synthetic_images(120, REGION)}) as api:
+        [result] = sync(matrix_options(api), db_option=made.target, credentials=CREDS)
+    assert result.ok, result.error
+    yield made
+    databases.drop(made)
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def invoke(db: Path, *args: str) -> Any:
+def invoke(db: Path | CatalogDb, *args: str) -> Any:
     env = {k: v for k, v in subprocess_env().items() if k.startswith("ALIBABA_CLOUD_")}
-    return CliRunner().invoke(main, ["--db", str(db), *args], env=env)
+    target = db.target if isinstance(db, CatalogDb) else str(db)
+    return CliRunner().invoke(main, ["--db", target, *args], env=env)
 
 
 SYNC_FAILED = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+: failed after [0-9.]+ s: ")
@@ -363,22 +387,25 @@ HOSTILE_ARGS = [
 
 @pytest.mark.parametrize("args", HOSTILE_ARGS, ids=lambda args: " ".join(args)[:60])
 def test_sql_in_arguments_changes_nothing(
-    real_catalog: Path, tmp_path: Path, args: list[str]
+    databases: Databases, real_db: CatalogDb, tmp_path: Path, args: list[str]
 ) -> None:
-    db = tmp_path / "catalog.db"
-    db.write_bytes(real_catalog.read_bytes())
-    before = sha256(db)
-    result = invoke(db, *args)
-    assert_clean_exit(result)
-    readdb.forget()
-    if args[0] == "sync" and result.exit_code == 1:
-        # A failed sync records itself, hostile text and all, as data in one sync_run row.
-        assert catalog_dump(db) == catalog_dump(real_catalog)
-        [failed] = [row for row in run_rows(db) if row["status"] == "failed"]
-        assert failed["detail"].endswith("DROP TABLE x") and len(run_rows(db)) == 2
-    else:
-        assert sha256(db) == before, result.output
-    assert not list(tmp_path.glob("*.so")) and not (tmp_path / "x").exists()
+    db = databases.copy(real_db, tmp_path)
+    try:
+        before = (dump(db), sha256(db.path) if db.path else None)
+        result = invoke(db, *args)
+        assert_clean_exit(result)
+        readdb.forget()
+        if args[0] == "sync" and result.exit_code == 1:
+            # A failed sync records itself, hostile text and all, as data in one sync_run row.
+            assert catalog_dump(db) == catalog_dump(real_db)
+            [failed] = [row for row in run_rows(db) if row["status"] == "failed"]
+            assert failed["detail"].endswith("DROP TABLE x") and len(run_rows(db)) == 2
+        else:
+            after = (dump(db), sha256(db.path) if db.path else None)
+            assert after == before, result.output
+        assert not list(tmp_path.glob("*.so")) and not (tmp_path / "x").exists()
+    finally:
+        databases.drop(db)
 
 
 def test_vacuum_into_is_refused(real_catalog: Path, tmp_path: Path) -> None:
@@ -457,7 +484,7 @@ def test_a_damaged_database_gives_one_line_naming_the_problem(
     if kind == "empty" and command in ("import", "sync"):
         # An empty file is an empty SQLite database: writers make it a catalog (judgement call).
         assert (result.exit_code, command) == (0, "import") or "cannot connect" in result.stderr
-        assert len(run_rows(db)) == 1  # the import, or the sync's failure, recorded
+        assert len(run_rows(CatalogDb.file(db))) == 1  # the import, or the sync's failure, recorded
         return
     assert result.exit_code == 1 and result.stdout == ""
     assert re.search(PROBLEMS[kind], result.stderr), result.stderr
@@ -539,7 +566,7 @@ def assert_no_secret(*texts: str | bytes) -> None:
 
 def everything_stored(db: Path) -> list[bytes]:
     """Every table dumped, and the raw bytes of every file beside the database."""
-    dumped = "\n".join(dump_lines(db)) if db.exists() and db.stat().st_size else ""
+    dumped = "\n".join(sqlite_dump(db)) if db.exists() and db.stat().st_size else ""
     files = [path.read_bytes() for path in db.parent.iterdir() if path.is_file()]
     return [dumped.encode(), *files]
 

@@ -22,6 +22,7 @@ import pytest
 from catalog import records
 from catalog.client import ClientSettings
 from catalog.sync import RegionResult, SyncOptions, sync
+from tests.dbkit import CatalogDb, Databases, dump, sqlite_dump
 from tests.test_sync import CREDS, REGION, SECRET, fake
 
 # The tables that hold the catalog itself; sync_run is the only one a failed run may touch.
@@ -39,53 +40,32 @@ FOREVER = 10**6  # a budget no run can spend
 # --- helpers shared by the matrix, kill and concurrency tests ---------------------------------
 
 
-def dump_lines(db: Path) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
+def catalog_dump(db: CatalogDb) -> list[str]:
+    """The dump of everything but sync_run."""
+    return dump(db, skip=("sync_run",))
 
 
-def catalog_dump(db: Path) -> list[str]:
-    """The dump of everything but sync_run (and its AUTOINCREMENT counter)."""
-    return [
-        line
-        for line in dump_lines(db)
-        if not line.startswith('INSERT INTO "sync_run"') and '"sqlite_sequence"' not in line
-    ]
-
-
-def run_rows(db: Path) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in conn.execute("SELECT * FROM sync_run ORDER BY id")]
-    finally:
-        conn.close()
+def run_rows(db: CatalogDb) -> list[dict[str, Any]]:
+    return db.dicts("SELECT * FROM sync_run ORDER BY id")
 
 
 def stored_listing(
-    db: Path, region: str = REGION
+    db: CatalogDb, region: str = REGION
 ) -> dict[str, tuple[str, str | None, tuple[Any, ...]]]:
     """Live images of a region: {image key: (content hash, uri, sorted labels)}."""
-    conn = sqlite3.connect(db)
-    try:
-        labels: dict[int, list[tuple[str, str | None]]] = {}
-        query = (
-            "SELECT l.version_id, l.key, l.value FROM image_label l "
-            "JOIN image_version v ON v.id = l.version_id WHERE v.valid_to IS NULL"
-        )
-        for vid, key, value in conn.execute(query):
-            labels.setdefault(vid, []).append((key, value))
-        rows = conn.execute(
-            "SELECT v.id, v.image_id, v.content_hash, v.uri, v.is_latest, i.removed_run_id "
-            "FROM image_version v JOIN image i ON i.id = v.image_pk "
-            "WHERE v.valid_to IS NULL AND v.region = ?",
-            (region,),
-        ).fetchall()
-    finally:
-        conn.close()
+    labels: dict[int, list[tuple[str, str | None]]] = {}
+    query = (
+        "SELECT l.version_id, l.key, l.value FROM image_label l "
+        "JOIN image_version v ON v.id = l.version_id WHERE v.valid_to IS NULL"
+    )
+    for vid, key, value in db.rows(query):
+        labels.setdefault(vid, []).append((key, value))
+    rows = db.rows(
+        "SELECT v.id, v.image_id, v.content_hash, v.uri, v.is_latest, i.removed_run_id "
+        "FROM image_version v JOIN image i ON i.id = v.image_pk "
+        "WHERE v.valid_to IS NULL AND v.region = :region",
+        {"region": region},
+    )
     # A live version is the latest one and belongs to an image that is not removed.
     assert all(row[4] == 1 and row[5] is None for row in rows), rows[:3]
     return {row[1]: (row[2], row[3], tuple(sorted(labels.get(row[0], [])))) for row in rows}
@@ -104,7 +84,7 @@ def expected_listing(
     return expected
 
 
-def assert_catalog_equals(db: Path, served: list[dict[str, Any]]) -> None:
+def assert_catalog_equals(db: CatalogDb, served: list[dict[str, Any]]) -> None:
     stored, expected = stored_listing(db), expected_listing(served)
     missing, extra = (
         sorted(expected.keys() - stored.keys()),
@@ -204,18 +184,32 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def first_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def first_catalog(
+    databases: Databases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CatalogDb]:
     """A catalog after one good sync of the matrix's images; each case starts from a copy."""
-    path = tmp_path_factory.mktemp("first") / "catalog.db"
+    first = databases.empty(tmp_path_factory.mktemp("first"))
     with fake.FakePaiApi({REGION: fake.synthetic_images(MATRIX_IMAGES, REGION)}) as api:
-        [result] = sync(matrix_options(api), db_option=str(path), credentials=CREDS)
+        [result] = sync(matrix_options(api), db_option=first.target, credentials=CREDS)
     assert result.ok, result.error
-    assert not path.with_name(path.name + "-wal").exists()  # checkpointed: one file to copy
+    if first.path is not None:  # checkpointed: one file to copy
+        assert not first.path.with_name(first.path.name + "-wal").exists()
     # "Unchanged" must compare something: every catalog table has rows to compare.
-    dumped = catalog_dump(path)
+    dumped = catalog_dump(first)
     for table in CATALOG_TABLES:
-        assert any(line.startswith(f'INSERT INTO "{table}"') for line in dumped), table
-    return path
+        assert any(line.startswith(f"{table} ") for line in dumped), table
+    yield first
+    databases.drop(first)
+
+
+@pytest.fixture
+def first_copy(
+    databases: Databases, first_catalog: CatalogDb, tmp_path: Path
+) -> Iterator[CatalogDb]:
+    """A copy of the first catalog for one case."""
+    copy = databases.copy(first_catalog, tmp_path)
+    yield copy
+    databases.drop(copy)
 
 
 def matrix_options(api: Any, **overrides: Any) -> SyncOptions:
@@ -236,14 +230,12 @@ def matrix_options(api: Any, **overrides: Any) -> SyncOptions:
 class Trial:
     result: RegionResult
     served: list[dict[str, Any]]
-    db: Path
+    db: CatalogDb
     before: list[str]
     runs_before: int
 
 
-def run_with_faults(first_catalog: Path, tmp_path: Path, *faults: Fault) -> Trial:
-    db = tmp_path / "catalog.db"
-    shutil.copyfile(first_catalog, db)
+def run_with_faults(db: CatalogDb, *faults: Fault) -> Trial:
     before, runs_before = catalog_dump(db), len(run_rows(db))
     options: dict[str, Any] = {}
     with fake.FakePaiApi({REGION: fake.synthetic_images(MATRIX_IMAGES, REGION)}) as api:
@@ -251,7 +243,7 @@ def run_with_faults(first_catalog: Path, tmp_path: Path, *faults: Fault) -> Tria
             options |= fault.options
             for name, value in fault.settings.items():
                 setattr(api.faults, name, value)
-        [result] = sync(matrix_options(api, **options), db_option=str(db), credentials=CREDS)
+        [result] = sync(matrix_options(api, **options), db_option=db.target, credentials=CREDS)
         served = api.listing()
     return Trial(result, served, db, before, runs_before)
 
@@ -275,14 +267,14 @@ def outcome(trial: Trial) -> str:
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
-def test_each_fault_alone(first_catalog: Path, tmp_path: Path, fault: Fault) -> None:
-    trial = run_with_faults(first_catalog, tmp_path, fault)
+def test_each_fault_alone(first_copy: CatalogDb, fault: Fault) -> None:
+    trial = run_with_faults(first_copy, fault)
     assert outcome(trial) == fault.expect, trial.result.error
 
 
-def test_fault_pairs(first_catalog: Path, tmp_path: Path, fault_pair: tuple[Fault, Fault]) -> None:
+def test_fault_pairs(first_copy: CatalogDb, fault_pair: tuple[Fault, Fault]) -> None:
     first, second = fault_pair
-    trial = run_with_faults(first_catalog, tmp_path, first, second)
+    trial = run_with_faults(first_copy, first, second)
     # A fault that never stops still wins beside another; two that stop are both outlasted.
     expected = "fail" if "fail" in (first.expect, second.expect) else "ok"
     assert outcome(trial) == expected, trial.result.error
@@ -295,9 +287,10 @@ KILLS = (10_000, 20)
 LONG_KILLS = (25_000, 100)
 
 
-def sync_command(db: Path, api: Any, *extra: str) -> list[str]:
+def sync_command(db: Path | CatalogDb, api: Any, *extra: str) -> list[str]:
+    target = db.target if isinstance(db, CatalogDb) else str(db)
     return [
-        sys.executable, "-m", "catalog", "--db", str(db), "sync", "--region", REGION,
+        sys.executable, "-m", "catalog", "--db", target, "sync", "--region", REGION,
         "--endpoint", api.url, "--page-size", "1000", "--backoff", "0", "--timeout", "30", *extra,
     ]  # fmt: skip
 
@@ -402,7 +395,7 @@ class Killer:
     kills: list[Kill] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.before = dump_lines(self.pristine)
+        self.before = sqlite_dump(self.pristine)
 
     def kill(self, delay: float) -> None:
         phase = ""
@@ -415,15 +408,15 @@ class Killer:
         wrote = wal.exists() and wal.stat().st_size > 0
         checked = integrity(self.db)
         assert checked == ("ok", []), (delay, phase, checked)
-        after = dump_lines(self.db)
+        after = sqlite_dump(self.db)
         state = "intact"
         if after != self.before:  # killed after its COMMIT: then the whole run must be there
-            runs = run_rows(self.db)
+            runs = run_rows(CatalogDb.file(self.db))
             new = sorted(set(after) - set(self.before))[:5]
             assert runs[-1]["status"] == "ok" and len(runs) == 2, (delay, runs, new)
-            assert_catalog_equals(self.db, self.api.listing())
+            assert_catalog_equals(CatalogDb.file(self.db), self.api.listing())
             state = "committed"
-        assert all(run["status"] != "running" for run in run_rows(self.db))
+        assert all(run["status"] != "running" for run in run_rows(CatalogDb.file(self.db)))
         self.kills.append(Kill(delay, phase, state, wrote))
 
     def count(self, phase: str = "", mid_write: bool = False) -> int:
@@ -455,7 +448,7 @@ def test_sigkill_at_many_points_never_loses_the_catalog(tmp_path: Path, long_run
     with fake.FakePaiApi({REGION: served}) as api:
         restore(pristine, db)
         timeline = timed_sync(sync_command(db, api), api, db)
-        assert_catalog_equals(db, api.listing())
+        assert_catalog_equals(CatalogDb.file(db), api.listing())
         killer = Killer(api, pristine, db, requests_per_run=len(api.requests))
         planned = timeline.kill_times(count)
         rng = random.Random(seed := int(time.time()))
@@ -478,7 +471,7 @@ def test_sigkill_at_many_points_never_loses_the_catalog(tmp_path: Path, long_run
             sync_command(db, api), env=subprocess_env(), capture_output=True, text=True
         )
         assert finished.returncode == 0, finished.stderr
-        assert_catalog_equals(db, api.listing())
+        assert_catalog_equals(CatalogDb.file(db), api.listing())
     # The kill points must really cover both phases, and some must land in the middle of writing.
     assert len(killer.kills) >= count, killer.report()
     assert killer.count("crawl") >= count // 4, killer.report()
@@ -512,7 +505,7 @@ def started_together(commands: list[list[str]]) -> list[subprocess.CompletedProc
     return done
 
 
-def assert_runs_do_not_overlap(db: Path) -> list[dict[str, Any]]:
+def assert_runs_do_not_overlap(db: CatalogDb) -> list[dict[str, Any]]:
     runs = run_rows(db)
     for earlier, later in itertools.pairwise(runs):
         assert earlier["finished_at"] <= later["started_at"], (earlier, later)
@@ -528,27 +521,31 @@ def slow_api() -> Iterator[Any]:
         yield api
 
 
-def test_two_syncs_started_together_one_runs_one_is_refused(db_path: Path, slow_api: Any) -> None:
-    command = sync_command(db_path, slow_api, "--page-size", "10", "--workers", "1")
+def test_two_syncs_started_together_one_runs_one_is_refused(
+    catalog_db: CatalogDb, slow_api: Any
+) -> None:
+    command = sync_command(catalog_db, slow_api, "--page-size", "10", "--workers", "1")
     results = started_together([command, command])
     assert sorted(result.returncode for result in results) == [0, 1], results
     [refused] = [result for result in results if result.returncode == 1]
-    assert (refused.stdout, refused.stderr) == ("", LOCKED.format(db=db_path))
-    runs = assert_runs_do_not_overlap(db_path)
+    # A server locks each region, so that syncs of different regions run side by side.
+    where = catalog_db.display if catalog_db.path else f"{REGION} in {catalog_db.display}"
+    assert (refused.stdout, refused.stderr) == ("", LOCKED.format(db=where))
+    runs = assert_runs_do_not_overlap(catalog_db)
     assert [run["status"] for run in runs] == ["ok"]  # the refused one wrote nothing at all
-    assert_catalog_equals(db_path, slow_api.listing())
+    assert_catalog_equals(catalog_db, slow_api.listing())
 
 
-def test_three_syncs_with_wait_take_turns(db_path: Path, slow_api: Any) -> None:
+def test_three_syncs_with_wait_take_turns(catalog_db: CatalogDb, slow_api: Any) -> None:
     slow_api.faults.latency = 0.05
     slow_api.faults.drift_after, slow_api.faults.drift_insert = 25, 4  # during the second
-    command = sync_command(db_path, slow_api, "--page-size", "10", "--workers", "1", "--wait")
+    command = sync_command(catalog_db, slow_api, "--page-size", "10", "--workers", "1", "--wait")
     results = started_together([command] * 3)
     assert [result.returncode for result in results] == [0, 0, 0], results
-    runs = assert_runs_do_not_overlap(db_path)
+    runs = assert_runs_do_not_overlap(catalog_db)
     assert [run["status"] for run in runs] == ["ok", "ok", "ok"]
     assert sum(run["added"] for run in runs) == MATRIX_IMAGES + 4
-    assert_catalog_equals(db_path, slow_api.listing())
+    assert_catalog_equals(catalog_db, slow_api.listing())
 
 
 READER = """
@@ -590,23 +587,23 @@ def rebuilt(images: list[dict[str, Any]], top_id: str) -> list[dict[str, Any]]:
     return served
 
 
-def resolve_answer(db: Path) -> str:
-    command = [sys.executable, "-m", "catalog", "--db", str(db), "resolve", "pytorch", "--json"]
+def resolve_answer(db: CatalogDb) -> str:
+    command = [sys.executable, "-m", "catalog", "--db", db.target, "resolve", "pytorch", "--json"]
     done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     return done.stdout
 
 
 def test_readers_see_the_old_or_the_new_catalog_never_an_error_or_a_mix(
-    db_path: Path, tmp_path: Path
+    catalog_db: CatalogDb, tmp_path: Path
 ) -> None:
     images = fake.synthetic_images(3000, REGION)
     with fake.FakePaiApi({REGION: images}) as api:
         [first] = sync(
-            matrix_options(api, page_size=100), db_option=str(db_path), credentials=CREDS
+            matrix_options(api, page_size=100), db_option=catalog_db.target, credentials=CREDS
         )
     assert first.ok, first.error
-    old = resolve_answer(db_path)
+    old = resolve_answer(catalog_db)
     served = rebuilt(images, json.loads(old)["image_id"])
     stop = tmp_path / "stop"
     logs = [tmp_path / f"reader-{n}.jsonl" for n in range(4)]
@@ -616,7 +613,7 @@ def test_readers_see_the_old_or_the_new_catalog_never_an_error_or_a_mix(
                 sys.executable,
                 "-c",
                 READER,
-                str(db_path),
+                catalog_db.target,
                 str(stop),
                 str(log),
                 "process" if n % 2 else "service",
@@ -636,7 +633,7 @@ def test_readers_see_the_old_or_the_new_catalog_never_an_error_or_a_mix(
         with fake.FakePaiApi({REGION: served}) as api:
             api.faults.latency = 0.01
             finished = subprocess.run(
-                sync_command(db_path, api, "--page-size", "100"),
+                sync_command(catalog_db, api, "--page-size", "100"),
                 env=subprocess_env(), capture_output=True, text=True, timeout=120,
             )  # fmt: skip
         assert finished.returncode == 0, finished.stderr
@@ -645,7 +642,7 @@ def test_readers_see_the_old_or_the_new_catalog_never_an_error_or_a_mix(
         stop.touch()
         for reader in readers:
             assert reader.wait(timeout=60) == 0, reader.stderr.read() if reader.stderr else ""
-    new = resolve_answer(db_path)
+    new = resolve_answer(catalog_db)
     assert new != old and json.loads(new)["labels"]["system.rebuilt"] == "true"
     for log in logs:
         answers = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
