@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sqlite3
 from pathlib import Path
 from types import ModuleType
 
@@ -15,6 +14,7 @@ from catalog import db, readdb
 from catalog.cli import main
 from catalog.config import parse_target, shipped_db_path
 from tests.conftest import ROOT, SHARED
+from tests.dbkit import sqlite_dump
 
 SHIPPED = ROOT / "data" / "catalog.db"
 
@@ -27,14 +27,6 @@ def builder() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def dump(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def test_the_package_finds_the_shipped_file() -> None:
@@ -54,7 +46,7 @@ def test_shipped_database_is_at_head_and_matches_the_models() -> None:
 def test_shipped_database_equals_a_rebuild(tmp_path: Path) -> None:
     rebuilt = tmp_path / "rebuilt.db"
     builder().build_database(ROOT / "data" / "snapshot", rebuilt)
-    assert dump(rebuilt) == dump(SHIPPED)
+    assert sqlite_dump(rebuilt) == sqlite_dump(SHIPPED)
 
 
 def test_snapshot_equals_a_rebuild_from_the_public_list(tmp_path: Path) -> None:
