@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select
 
 Row = tuple[Any, ...]
+Params = Callable[[Sequence[Row]], Any]  # rows -> what the driver's executemany takes
 
 
 class BulkInserter:
@@ -20,10 +21,10 @@ class BulkInserter:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self._statements: dict[tuple[str, tuple[str, ...]], tuple[str, Callable[[Row], Any]]] = {}
+        self._statements: dict[tuple[str, tuple[str, ...]], tuple[str, Params]] = {}
         self._next_id: dict[str, int] = {}
 
-    def _statement(self, table: Any, names: tuple[str, ...]) -> tuple[str, Callable[[Row], Any]]:
+    def _statement(self, table: Any, names: tuple[str, ...]) -> tuple[str, Params]:
         found = self._statements.get((table.name, names))
         if found is not None:
             return found
@@ -32,14 +33,21 @@ class BulkInserter:
         convert = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
         order = [names.index(bind) for bind in compiled.positiontup or ()]
         plain = not any(convert)
+        as_given = plain and compiled.positional and order == list(range(len(names)))
 
-        def params(row: Row) -> Any:
-            values = row if plain else [f(v) if f else v for f, v in zip(convert, row, strict=True)]
-            if not compiled.positional:
-                return dict(zip(names, values, strict=True))
-            if order == list(range(len(names))):
-                return tuple(values)
-            return tuple(values[i] for i in order)
+        def params(rows: Sequence[Row]) -> Any:
+            if as_given:  # the common case: the driver takes the tuples as they are
+                return rows
+            out: list[Any] = []
+            for row in rows:
+                values = (
+                    row if plain else [f(v) if f else v for f, v in zip(convert, row, strict=True)]
+                )
+                if compiled.positional:
+                    out.append(tuple(values[i] for i in order))
+                else:
+                    out.append(dict(zip(names, values, strict=True)))
+            return out
 
         found = self._statements[(table.name, names)] = (str(compiled), params)
         return found
@@ -48,7 +56,7 @@ class BulkInserter:
         """Insert rows, each a tuple of values for ``names``."""
         if rows:
             sql, params = self._statement(table, tuple(names))
-            self.conn.exec_driver_sql(sql, [params(row) for row in rows])
+            self.conn.exec_driver_sql(sql, params(rows))
 
     def returning_ids(self, table: Any, names: Sequence[str], rows: Sequence[Row]) -> list[int]:
         """Insert rows and give their new ids, in the rows' order.
