@@ -59,6 +59,8 @@ class CatalogDb:
 
     @cached_property
     def engine(self) -> Engine:
+        if self.path is not None:  # a file that does not exist yet: its folder, at least
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         # No pool: nothing stays connected between calls, as with sqlite3.connect().close(),
         # so a server database can be copied or dropped whenever the test is done with it.
         return create_engine(parse_target(self.target).url, poolclass=NullPool)

@@ -14,18 +14,20 @@ from click.testing import CliRunner
 
 from catalog import ImageInfo
 from catalog.cli import main
+from tests.dbkit import CatalogDb
 from tests.test_query import HZ, beijing, hangzhou
 
 
 @pytest.fixture
-def db(db_path: Path, write_listing: Any) -> str:
+def db(catalog_db: CatalogDb, write_listing: Any) -> str:
     runner = CliRunner()
     for region, images in (("cn-hangzhou", hangzhou()), ("cn-beijing", beijing())):
         result = runner.invoke(
-            main, ["--db", str(db_path), "import", str(write_listing(images)), "--region", region]
+            main,
+            ["--db", catalog_db.target, "import", str(write_listing(images)), "--region", region],
         )
         assert result.exit_code == 0, result.output
-    return str(db_path)
+    return catalog_db.target
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Any:
@@ -117,9 +119,9 @@ def test_show_labels(db: str) -> None:
     assert "framework_version: 1.6.0\n" in result.output
 
 
-def test_import_reports_one_line_on_stderr(db_path: Path, write_listing: Any) -> None:
+def test_import_reports_one_line_on_stderr(catalog_db: CatalogDb, write_listing: Any) -> None:
     path = write_listing(hangzhou())
-    result = run("--db", str(db_path), "import", str(path), "--region", "cn-hangzhou")
+    result = run("--db", catalog_db.target, "import", str(path), "--region", "cn-hangzhou")
     assert result.exit_code == 0
     assert (
         result.output
@@ -127,9 +129,9 @@ def test_import_reports_one_line_on_stderr(db_path: Path, write_listing: Any) ->
     )
 
 
-def test_import_of_missing_file_is_an_error(db_path: Path, tmp_path: Path) -> None:
+def test_import_of_missing_file_is_an_error(catalog_db: CatalogDb, tmp_path: Path) -> None:
     result = run(
-        "--db", str(db_path), "import", str(tmp_path / "nope.json"), "--region", "cn-hangzhou"
+        "--db", catalog_db.target, "import", str(tmp_path / "nope.json"), "--region", "cn-hangzhou"
     )
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: Cannot read {tmp_path / 'nope.json'}: No such file")
@@ -153,14 +155,9 @@ def test_missing_database(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()
 
 
-def test_database_at_another_revision(db_path: Path) -> None:
-    import sqlite3
-
-    conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE alembic_version SET version_num = '0001'")
-    conn.commit()
-    conn.close()
-    result = run("--db", str(db_path), "resolve", "pytorch")
+def test_database_at_another_revision(catalog_db: CatalogDb) -> None:
+    catalog_db.execute("UPDATE alembic_version SET version_num = '0001'")
+    result = run("--db", catalog_db.target, "resolve", "pytorch")
     assert result.exit_code == 1
     assert (
         "is at schema revision 0001, this pai-catalog reads 0007; run 'pai-catalog db upgrade'"
@@ -168,40 +165,34 @@ def test_database_at_another_revision(db_path: Path) -> None:
     )
 
 
-def test_db_commands(tmp_path: Path) -> None:
-    path = tmp_path / "fresh" / "catalog.db"
-    result = run("--db", str(path), "db", "upgrade")
+def test_db_commands(empty_db: CatalogDb) -> None:
+    path = empty_db.display
+    result = run("--db", empty_db.target, "db", "upgrade")
     assert result.output == f"{path}: upgraded from an empty database to revision 0007\n"
-    assert run("--db", str(path), "db", "upgrade").output == f"{path}: already at revision 0007\n"
-    assert run("--db", str(path), "db", "current").output == f"{path}: revision 0007 (at head)\n"
-    result = run("--db", str(path), "db", "check")
+    assert run("--db", empty_db.target, "db", "upgrade").output == (
+        f"{path}: already at revision 0007\n"
+    )
+    assert run("--db", empty_db.target, "db", "current").output == (
+        f"{path}: revision 0007 (at head)\n"
+    )
+    result = run("--db", empty_db.target, "db", "check")
     assert result.exit_code == 0
     assert result.output == f"{path}: revision 0007, schema matches the models\n"
 
 
-def test_db_check_fails_on_drift(db_path: Path) -> None:
-    import sqlite3
-
-    conn = sqlite3.connect(db_path)
-    conn.execute("DROP INDEX ix_image_version_uri")
-    conn.commit()
-    conn.close()
-    result = run("--db", str(db_path), "db", "check")
+def test_db_check_fails_on_drift(catalog_db: CatalogDb) -> None:
+    catalog_db.execute("DROP INDEX ix_image_version_uri")
+    result = run("--db", catalog_db.target, "db", "check")
     assert result.exit_code == 1
-    assert result.output.startswith(f"Error: {db_path} differs from the models: ")
+    assert result.output.startswith(f"Error: {catalog_db.display} differs from the models: ")
 
 
-def test_foreign_database_is_not_migrated(tmp_path: Path) -> None:
-    import sqlite3
-
-    other = tmp_path / "other.db"
-    conn = sqlite3.connect(other)
-    conn.execute("CREATE TABLE customers (id INTEGER)")
-    conn.commit()
-    conn.close()
-    result = run("--db", str(other), "db", "upgrade")
+def test_foreign_database_is_not_migrated(empty_db: CatalogDb) -> None:
+    empty_db.execute("CREATE TABLE customers (id INTEGER)")
+    result = run("--db", empty_db.target, "db", "upgrade")
     assert result.exit_code == 1
     assert "is a database but not a pai-catalog one" in result.output
+    assert empty_db.rows("SELECT count(*) FROM customers") == [(0,)]
 
 
 def test_help_for_every_command() -> None:
@@ -233,25 +224,20 @@ def test_failed_first_import_leaves_no_database(tmp_path: Path) -> None:
     assert run("versions", "pytorch").exit_code == 0
 
 
-def test_unknown_revision_to_upgrade_to(tmp_path: Path) -> None:
-    result = run("--db", str(tmp_path / "c.db"), "db", "upgrade", "--revision", "nonsense")
+def test_unknown_revision_to_upgrade_to(empty_db: CatalogDb) -> None:
+    result = run("--db", empty_db.target, "db", "upgrade", "--revision", "nonsense")
     assert result.exit_code == 1
-    assert result.output.startswith(f"Error: Cannot upgrade {tmp_path / 'c.db'} to 'nonsense': ")
+    assert result.output.startswith(f"Error: Cannot upgrade {empty_db.display} to 'nonsense': ")
 
 
-def test_database_from_a_newer_version(db_path: Path, write_listing: Any) -> None:
-    import sqlite3
-
-    conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE alembic_version SET version_num = '9999'")
-    conn.commit()
-    conn.close()
+def test_database_from_a_newer_version(catalog_db: CatalogDb, write_listing: Any) -> None:
+    catalog_db.execute("UPDATE alembic_version SET version_num = '9999'")
     for args in (["db", "upgrade"], ["import", str(write_listing([])), "--region", "cn-hangzhou"]):
-        result = run("--db", str(db_path), *args)
+        result = run("--db", catalog_db.target, *args)
         assert result.exit_code == 1, args
         assert result.output == (
-            f"Error: {db_path} is at schema revision 9999, which this pai-catalog does not "
-            "know: it was written by a newer version; upgrade pai-catalog.\n"
+            f"Error: {catalog_db.display} is at schema revision 9999, which this pai-catalog "
+            "does not know: it was written by a newer version; upgrade pai-catalog.\n"
         )
 
 
