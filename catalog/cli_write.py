@@ -95,7 +95,8 @@ def import_command(
     "--verify/--no-verify",
     default=True,
     show_default=True,
-    help="Crawl until two passes agree, to catch images shifted between pages.",
+    help="Read the listing a second time (which images only) to catch images shifted "
+    "between pages.",
 )
 @click.option(
     "--allow-mass-removal",

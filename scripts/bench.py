@@ -13,7 +13,8 @@ the absolute times alongside (``--json`` prints the same numbers as JSON):
 - crawl: a full ``sync()`` from the fake PAI API (50 ms latency per request) into a fresh
   database versus a serial crawl of 50 per page, the way the PAI SDK pages, against the same
   server in the same run. Target >= 8x faster; and the sync within 1.5x of the page-fetch floor
-  (pages read / workers x latency). Reported with verify on (the default: two passes) and off.
+  (pages read / workers x latency). Reported with verify on (the default: a second pass that
+  reads only which images are listed) and off. The fake API runs in a process of its own.
 - no-op sync: the same listing synced again must write no image, version, label or event row.
 - memory and size: peak RSS of a child process that syncs a large listing (target <= 200 MB),
   and database bytes per image of the largest catalog (target <= 1.5 KB).
