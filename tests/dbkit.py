@@ -40,12 +40,16 @@ class CatalogDb:
     """One database: ``target`` is what --db takes (a file path, or a server URL)."""
 
     target: str
-    backend: str  # "sqlite" or "postgresql"
 
     @classmethod
     def file(cls, path: Path) -> CatalogDb:
         """An SQLite file, whatever the backend under test."""
-        return cls(str(path), "sqlite")
+        return cls(str(path))
+
+    @property
+    def backend(self) -> str:
+        """ "sqlite", or the server's kind: "postgresql"."""
+        return "sqlite" if self.path is not None else make_url(self.target).get_backend_name()
 
     @property
     def path(self) -> Path | None:
@@ -153,7 +157,7 @@ class Databases:
             upgrade(template)
             template.close()
             self._template = template.target
-        return self.copy(CatalogDb(self._template, self.backend), folder)
+        return self.copy(CatalogDb(self._template), folder)
 
     def copy(self, source: CatalogDb, folder: Path) -> CatalogDb:
         """A copy of ``source``, which nothing may be connected to meanwhile."""
@@ -171,7 +175,7 @@ class Databases:
         self._admin(f'CREATE DATABASE "{name}"{clause}')
         self._made.append(name)
         url = make_url(self.admin).set(database=name).render_as_string(hide_password=False)
-        return CatalogDb(url, self.backend)
+        return CatalogDb(url)
 
     def drop(self, catalog: CatalogDb) -> None:
         catalog.close()
