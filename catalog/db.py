@@ -300,6 +300,18 @@ def sync_lock(
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextmanager
+def import_lock(target: DbTarget, region: str) -> Iterator[None]:
+    """On PostgreSQL, an import waits for any sync or import of its region: two runs of one
+    region would otherwise both write over the same latest versions. SQLite's own write lock,
+    taken by a run's first statement, already keeps them apart."""
+    if target.path is not None:
+        yield
+        return
+    with _advisory_locks(target, [region], wait=True):
+        yield
+
+
 def _advisory_lock(conn: Connection, key: int, *, shared: bool, wait: bool) -> bool:
     """Take one lock (the try_ form returns at once); whether it was taken."""
     name = "pg_advisory_lock" if wait else "pg_try_advisory_lock"

@@ -44,7 +44,11 @@ def import_files(
     region = check_region(region)
     images = records.load_files(paths)
     target = resolve_target(db_option, write=True)
-    with db.removed_unless_stored(target) as stored, db.writable(target) as engine:
+    with (
+        db.import_lock(target, region),
+        db.removed_unless_stored(target) as stored,
+        db.writable(target) as engine,
+    ):
         run = store.RunInfo(region, "import", detail=", ".join(path.name for path in paths))
         stats = store.apply_listing(engine, run, images, allow_mass_removal=allow_mass_removal)
         stored()

@@ -88,10 +88,10 @@ def rows(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         engine.dispose()
 
 
-def run_spans(url: str, region: str) -> list[tuple[Any, Any]]:
-    return rows(
-        url, "SELECT started_at, finished_at FROM sync_run WHERE region = :r ORDER BY id", r=region
-    )
+def run_spans(url: str, region: str) -> list[tuple[Any, ...]]:
+    """(started, finished, status) of the region's runs, in order."""
+    sql = "SELECT started_at, finished_at, status FROM sync_run WHERE region = :r ORDER BY id"
+    return rows(url, sql, r=region)
 
 
 def test_three_regions_sync_in_parallel_on_a_new_database(
@@ -111,7 +111,7 @@ def test_three_regions_sync_in_parallel_on_a_new_database(
     counted = rows(pg_url, "SELECT region, count(*) FROM v_image GROUP BY region ORDER BY region")
     assert counted == sorted(REGIONS.items())
     assert rows(pg_url, "SELECT status, count(*) FROM sync_run GROUP BY status") == [("ok", 3)]
-    spans = [run_spans(pg_url, region)[0] for region in REGIONS]
+    spans = [run_spans(pg_url, region)[0][:2] for region in REGIONS]
     # They ran side by side: some run started before another had finished.
     assert any(a[0] < b[1] and b[0] < a[1] for a in spans for b in spans if a is not b)
     assert db.check_command(pg_url).endswith("schema matches the models")
@@ -140,7 +140,9 @@ def _holding(pg_url: str, apis: dict[str, Any], region: str) -> tuple[threading.
     return thread, found
 
 
-def test_one_region_never_syncs_twice_at_once(pg_url: str, servers: dict[str, Any]) -> None:
+def test_one_region_never_syncs_twice_at_once(
+    pg_url: str, servers: dict[str, Any], tmp_path: Path
+) -> None:
     region = "cn-hangzhou"
     db.upgrade_command(pg_url)
     servers[region].faults.latency = 3.0  # its first page keeps the first sync going
@@ -155,12 +157,19 @@ def test_one_region_never_syncs_twice_at_once(pg_url: str, servers: dict[str, An
     # Syncing every known region needs the whole catalog: refused too.
     with pytest.raises(LockedError, match=f"^Another sync is writing {re.escape(display)}; "):
         sync(options(servers, ()), db_option=pg_url, credentials=CREDS)
+    # An import of the region waits for the sync.
+    listing = _listing(tmp_path, "listing.json", servers[region].images(region))
+    importing = threading.Thread(
+        target=lambda: import_files([listing], region, db_option=pg_url), daemon=True
+    )
+    importing.start()
     # Another region is not held up.
     [other] = sync(options(servers, ("cn-beijing",)), db_option=pg_url, credentials=CREDS)
-    assert other.ok and first.is_alive()
+    assert other.ok and first.is_alive() and importing.is_alive()
     servers[region].faults.latency = 0.02
     first.join(DEADLINE)
-    assert [r.ok for r in first_results] == [True]
+    importing.join(DEADLINE)
+    assert [r.ok for r in first_results] == [True] and not importing.is_alive()
     # With --wait, two syncs of one region both run, one after the other.
     results = in_threads(
         *[
@@ -172,9 +181,11 @@ def test_one_region_never_syncs_twice_at_once(pg_url: str, servers: dict[str, An
     )
     assert [[r.ok for r in outcome] for outcome in results] == [[True], [True]]
     spans = run_spans(pg_url, region)
-    assert len(spans) == 3
+    assert [status for *_, status in spans] == ["ok"] * 4  # sync, import, sync, sync
     for earlier, later in itertools.pairwise(spans):
         assert earlier[1] <= later[0], f"runs interleaved: {spans}"
+    latest = "SELECT count(*) FROM image_version WHERE is_latest AND region = :r"
+    assert rows(pg_url, latest, r=region) == [(REGIONS[region],)]
 
 
 def _listing(tmp_path: Path, name: str, images: list[dict[str, Any]]) -> Path:
