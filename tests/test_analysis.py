@@ -23,6 +23,7 @@ from catalog.config import parse_target
 from catalog.errors import DatabaseError, UsageError
 from catalog.sync import import_files
 from tests.conftest import api_image
+from tests.dbkit import CatalogDb, Databases, dump, sqlite_dump
 from tests.test_query import HZ, beijing, fw, hangzhou
 from tests.test_readonly import read_only_command
 
@@ -36,10 +37,10 @@ def sha256(path: Path) -> str:
 
 
 def import_at(
-    monkeypatch: pytest.MonkeyPatch, when: int, path: Path, region: str, listing: Path
+    monkeypatch: pytest.MonkeyPatch, when: int, db: CatalogDb, region: str, listing: Path
 ) -> None:
     monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(when))
-    import_files([listing], region, db_option=str(path))
+    import_files([listing], region, db_option=db.target)
 
 
 @pytest.fixture
@@ -159,7 +160,7 @@ def test_sql_on_a_missing_file_says_so(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def history(db_path: Path, write_listing: Callable[..., Path], monkeypatch: Any) -> Path:
+def history(catalog_db: CatalogDb, write_listing: Callable[..., Path], monkeypatch: Any) -> str:
     """T1: pt and tf; T2: pt's labels change, tf is removed, ds is added."""
     pt = f"{HZ}/pytorch:2.1.0-gpu-py310-cu121-ubuntu22.04"
     tf = f"{HZ}/tensorflow-training:2.3-cpu-py36-ubuntu18.04"
@@ -172,16 +173,16 @@ def history(db_path: Path, write_listing: Callable[..., Path], monkeypatch: Any)
         api_image("pt", pt, fw("PyTorch", "2.1.0", "GPU", "training", "develop")),
         api_image("ds", ds, fw("DeepSpeed", "0.14.0", "GPU", "training")),
     ]
-    import_at(monkeypatch, T1, db_path, "cn-hangzhou", write_listing(first))
-    import_at(monkeypatch, T2, db_path, "cn-hangzhou", write_listing(second))
-    return db_path
+    import_at(monkeypatch, T1, catalog_db, "cn-hangzhou", write_listing(first))
+    import_at(monkeypatch, T2, catalog_db, "cn-hangzhou", write_listing(second))
+    return catalog_db.target
 
 
 def summary(rows: Iterator[dict[str, Any]]) -> list[tuple[str, list[str], int, str]]:
     return [(r["image_id"], r["scopes"], len(r["labels"]), r["state_since"]) for r in rows]
 
 
-def test_export_now_and_as_of(history: Path) -> None:
+def test_export_now_and_as_of(history: str) -> None:
     now = [
         ("ds", ["training"], 4, "2026-01-11T00:00:00Z"),
         ("pt", ["develop", "training"], 5, "2026-01-11T00:00:00Z"),
@@ -190,15 +191,15 @@ def test_export_now_and_as_of(history: Path) -> None:
         ("pt", ["training"], 4, "2026-01-01T00:00:00Z"),
         ("tf", ["training"], 1, "2026-01-01T00:00:00Z"),
     ]
-    assert summary(analysis.export_rows(db=str(history))) == now
-    assert summary(analysis.export_rows(as_of="2026-01-05", db=str(history))) == then
+    assert summary(analysis.export_rows(db=history)) == now
+    assert summary(analysis.export_rows(as_of="2026-01-05", db=history)) == then
     # valid_from <= T < valid_to: at T2 itself the new states hold
-    assert summary(analysis.export_rows(as_of="2026-01-11T00:00:00Z", db=str(history))) == now
-    assert summary(analysis.export_rows(as_of="2025-12-31", db=str(history))) == []
+    assert summary(analysis.export_rows(as_of="2026-01-11T00:00:00Z", db=history)) == now
+    assert summary(analysis.export_rows(as_of="2025-12-31", db=history)) == []
 
 
-def test_export_row_shape(history: Path) -> None:
-    rows = list(analysis.export_rows(as_of="2026-01-05", db=str(history)))
+def test_export_row_shape(history: str) -> None:
+    rows = list(analysis.export_rows(as_of="2026-01-05", db=history))
     assert rows[1] == {
         "image_id": "tf",
         "region": "cn-hangzhou",
@@ -238,35 +239,43 @@ def test_export_row_shape(history: Path) -> None:
     }
 
 
-def test_export_checks_as_of_at_once(history: Path) -> None:
+def test_export_checks_as_of_at_once(history: str) -> None:
     with pytest.raises(UsageError, match=r"^'yesterday' is not an ISO 8601 date or time; "):
-        analysis.export_rows(as_of="yesterday", db=str(history))
+        analysis.export_rows(as_of="yesterday", db=history)
 
 
 # publish ------------------------------------------------------------------------------------
 
 
-def dump(path: Path) -> list[str]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
+def fill(target: str, write_listing: Callable[..., Path]) -> None:
+    import_files([write_listing(hangzhou())], "cn-hangzhou", db_option=target)
+    import_files([write_listing(beijing())], "cn-beijing", db_option=target)
 
 
 @pytest.fixture
-def source(tmp_path: Path, write_listing: Callable[..., Path]) -> Path:
-    """A catalog as a sync leaves it: in WAL mode."""
+def source(
+    databases: Databases, tmp_path: Path, write_listing: Callable[..., Path]
+) -> Iterator[CatalogDb]:
+    """A catalog as a sync leaves it (in WAL mode, on SQLite), on the backend under test."""
+    made = databases.empty(tmp_path / "src")
+    fill(made.target, write_listing)
+    yield made
+    readdb.forget()
+    databases.drop(made)
+
+
+@pytest.fixture
+def source_file(tmp_path: Path, write_listing: Callable[..., Path]) -> Path:
+    """The same catalog in an SQLite file."""
     path = tmp_path / "src" / "catalog.db"
-    import_files([write_listing(hangzhou())], "cn-hangzhou", db_option=str(path))
-    import_files([write_listing(beijing())], "cn-beijing", db_option=str(path))
+    fill(str(path), write_listing)
     return path
 
 
-def test_publish_writes_a_checked_copy_and_its_checksum(source: Path, tmp_path: Path) -> None:
+def test_publish_writes_a_checked_copy_and_its_checksum(source: CatalogDb, tmp_path: Path) -> None:
     out = tmp_path / "out" / "pai.db"
     out.parent.mkdir()
-    published = analysis.publish(out, db=str(source))
+    published = analysis.publish(out, db=source.target)
     digest = sha256(out)
     assert published == analysis.Published(
         out, digest, out.stat().st_size, len(hangzhou()) + len(beijing()), readdb.SCHEMA_REVISION
@@ -279,20 +288,22 @@ def test_publish_writes_a_checked_copy_and_its_checksum(source: Path, tmp_path: 
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         conn.close()
-    assert sorted(dump(out)) == sorted(dump(source))  # VACUUM may reorder the schema
+    assert dump(CatalogDb.file(out)) == dump(source)
+    if source.path is not None:  # the schema too; VACUUM may reorder it
+        assert sorted(sqlite_dump(out)) == sorted(sqlite_dump(source.path))
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
 
 
 def test_publish_replaces_an_older_copy(
-    source: Path, tmp_path: Path, write_listing: Callable[..., Path]
+    source: CatalogDb, tmp_path: Path, write_listing: Callable[..., Path]
 ) -> None:
     out = tmp_path / "out" / "pai.db"
     out.parent.mkdir()
-    first = analysis.publish(out, db=str(source))
+    first = analysis.publish(out, db=source.target)
     assert list(analysis.run_sql("SELECT count(*) FROM v_image", db=str(out)).rows) == [(16,)]
     assert len(catalog.list_images(db=str(out))) == 16  # caches a reader of the first copy
-    import_files([write_listing(beijing()[:1])], "cn-beijing", db_option=str(source))
-    second = analysis.publish(out, db=str(source))
+    import_files([write_listing(beijing()[:1])], "cn-beijing", db_option=source.target)
+    second = analysis.publish(out, db=source.target)
     assert (first.images, second.images) == (16, 15)
     assert second.sha256 == sha256(out) != first.sha256
     assert (out.parent / "pai.db.sha256").read_text() == f"{second.sha256}  pai.db\n"
@@ -300,7 +311,8 @@ def test_publish_replaces_an_older_copy(
     assert len(catalog.list_images(db=str(out))) == 15
 
 
-def test_publish_refuses_its_source(source: Path) -> None:
+def test_publish_refuses_its_source(source_file: Path) -> None:
+    source = source_file
     before = sha256(source)
     listing = sorted(os.listdir(source.parent))
     link = source.with_name("link.db")
@@ -316,10 +328,10 @@ def test_publish_refuses_its_source(source: Path) -> None:
     assert sorted(os.listdir(source.parent)) == listing
 
 
-def test_publish_leaves_nothing_when_it_fails(source: Path, tmp_path: Path) -> None:
+def test_publish_leaves_nothing_when_it_fails(source: CatalogDb, tmp_path: Path) -> None:
     missing = tmp_path / "missing" / "pai.db"
     with pytest.raises(UsageError) as caught:
-        analysis.publish(missing, db=str(source))
+        analysis.publish(missing, db=source.target)
     assert str(caught.value) == (
         f"The folder {missing.parent} does not exist; create it or choose another."
     )
@@ -329,7 +341,7 @@ def test_publish_leaves_nothing_when_it_fails(source: Path, tmp_path: Path) -> N
     (folder / "pai.db").mkdir(parents=True)
     (folder / "pai.db" / "keep").write_text("x")
     with pytest.raises(DatabaseError) as failed:
-        analysis.publish(folder / "pai.db", db=str(source))
+        analysis.publish(folder / "pai.db", db=source.target)
     assert str(failed.value) == f"Cannot write {folder / 'pai.db'}: Is a directory."
     assert sorted(os.listdir(folder)) == ["pai.db"]
 
@@ -368,11 +380,13 @@ print(json.dumps({
 """
 
 
-def test_a_published_file_answers_on_a_read_only_filesystem(source: Path, tmp_path: Path) -> None:
+def test_a_published_file_answers_on_a_read_only_filesystem(
+    source: CatalogDb, tmp_path: Path
+) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
     out = folder / "pai.db"
-    analysis.publish(out, db=str(source))
+    analysis.publish(out, db=source.target)
     before, listing = sha256(out), sorted(os.listdir(folder))
     out.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
@@ -415,21 +429,22 @@ def test_a_published_file_answers_on_a_read_only_filesystem(source: Path, tmp_pa
 
 
 def test_info_counts_regions_and_ages(
-    db_path: Path, write_listing: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+    catalog_db: CatalogDb, write_listing: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import_at(monkeypatch, T1, db_path, "cn-hangzhou", write_listing(hangzhou()))
-    import_at(monkeypatch, T1, db_path, "cn-beijing", write_listing(beijing()))
-    import_at(monkeypatch, T2, db_path, "cn-hangzhou", write_listing(hangzhou()[1:]))
-    target = parse_target(str(db_path))
+    import_at(monkeypatch, T1, catalog_db, "cn-hangzhou", write_listing(hangzhou()))
+    import_at(monkeypatch, T1, catalog_db, "cn-beijing", write_listing(beijing()))
+    import_at(monkeypatch, T2, catalog_db, "cn-hangzhou", write_listing(hangzhou()[1:]))
+    target = parse_target(catalog_db.target)
     engine = db.make_engine(target)
     store.record_failure(engine, store.RunInfo("cn-beijing", "sync"), "the API timed out")
     engine.dispose()
     monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(T2 + 2 * DAY + 12 * 3600))
-    found = analysis.info(db=str(db_path))
+    found = analysis.info(db=catalog_db.target)
+    path = catalog_db.path
     assert found == CatalogInfo(
-        database=str(db_path),
+        database=catalog_db.display,
         revision=readdb.SCHEMA_REVISION,
-        size_bytes=db_path.stat().st_size,
+        size_bytes=path.stat().st_size if path else None,  # a server has no file to measure
         images=len(hangzhou()) - 1 + len(beijing()),
         regions=(
             RegionInfo("cn-beijing", len(beijing()), 0, "2026-01-01T00:00:00Z", "failed"),
@@ -440,8 +455,8 @@ def test_info_counts_regions_and_ages(
     )
 
 
-def test_info_of_an_empty_catalog(db_path: Path) -> None:
-    found = analysis.info(db=str(db_path))
+def test_info_of_an_empty_catalog(catalog_db: CatalogDb) -> None:
+    found = analysis.info(db=catalog_db.target)
     assert (found.images, found.regions, found.last_sync, found.age_days) == (0, (), None, None)
 
 
@@ -457,16 +472,16 @@ def test_info_of_an_empty_catalog(db_path: Path) -> None:
     ],
 )
 def test_staleness_warning(
-    db_path: Path,
+    catalog_db: CatalogDb,
     write_listing: Callable[..., Path],
     monkeypatch: pytest.MonkeyPatch,
     now: int,
     max_age: float,
     expected: str | None,
 ) -> None:
-    import_at(monkeypatch, T1, db_path, "cn-hangzhou", write_listing(hangzhou()))
+    import_at(monkeypatch, T1, catalog_db, "cn-hangzhou", write_listing(hangzhou()))
     monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(now))
-    warning = analysis.staleness_warning(max_age, db=str(db_path))
+    warning = analysis.staleness_warning(max_age, db=catalog_db.target)
     if expected is None:
         assert warning is None
     else:
@@ -476,10 +491,10 @@ def test_staleness_warning(
         )
 
 
-def test_staleness_of_a_catalog_never_synced(db_path: Path) -> None:
-    assert analysis.staleness_warning(7, db=str(db_path)) == (
+def test_staleness_of_a_catalog_never_synced(catalog_db: CatalogDb) -> None:
+    assert analysis.staleness_warning(7, db=catalog_db.target) == (
         "Warning: the catalog has never been synced; run 'pai-catalog sync' to fill it."
     )
     with pytest.raises(UsageError) as caught:
-        analysis.staleness_warning(-1, db=str(db_path))
+        analysis.staleness_warning(-1, db=catalog_db.target)
     assert str(caught.value) == "The maximum age must be 0 days or more, not -1."
