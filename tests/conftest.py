@@ -1,4 +1,4 @@
-"""Shared fixtures: databases migrated to head in tmp_path, and API-shaped listings."""
+"""Shared fixtures: catalog databases at migration head, on SQLite or PostgreSQL; listings."""
 
 from __future__ import annotations
 
@@ -100,12 +100,6 @@ def sqlite_path(tmp_path: Path) -> Path:
     path = tmp_path / "catalog.db"
     migrated_file(path)
     return path
-
-
-@pytest.fixture
-def db_path(sqlite_path: Path) -> Path:
-    """The old name of sqlite_path; new tests of the catalog take catalog_db instead."""
-    return sqlite_path
 
 
 @pytest.fixture

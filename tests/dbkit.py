@@ -182,7 +182,8 @@ class Databases:
         if catalog.path is None:
             name = make_url(catalog.target).database
             self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            self._made.remove(str(name))
+            if name in self._made:
+                self._made.remove(name)
 
     def close(self) -> None:
         for name in list(self._made):
