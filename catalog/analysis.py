@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from sqlite3 import SQLITE_FUNCTION, SQLITE_READ, SQLITE_RECURSIVE, SQLITE_SELECT
 from typing import Any
@@ -205,7 +206,8 @@ def _server_execute(target: DbTarget, sql: str, params: Mapping[str, Any], bare:
 
     def rows() -> Iterator[tuple[Any, ...]]:
         try:
-            yield from (tuple(row) for row in result) if result.returns_rows else ()
+            rows = result if result.returns_rows else ()
+            yield from (tuple(_as_sqlite(value) for value in row) for row in rows)
         except sa_exc.SQLAlchemyError as exc:
             raise _server_error(exc, bare) from None
         finally:
@@ -213,6 +215,18 @@ def _server_execute(target: DbTarget, sql: str, params: Mapping[str, Any], bare:
             engine.dispose()
 
     return SqlResult(tuple(result.keys()) if result.returns_rows else (), rows())
+
+
+def _as_sqlite(value: Any) -> Any:
+    """A server's value as SQLite gives the same stored value (times as SQLAlchemy's text,
+    booleans as 0 and 1, numerics as numbers), so a query prints the same on both."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime):
+        return value.strftime(_SQLITE_TIME)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
 
 
 def _first_line(exc: Exception) -> str:

@@ -236,9 +236,9 @@ def test_readers_and_a_sync_never_wait_for_each_other(pg_url: str, tmp_path: Pat
     assert catalog.retrieve("pytorch", "latest", "GPU", db=pg_url).framework_version == "2.3.0"
 
 
-def test_publish_from_postgresql_equals_publish_from_sqlite(
-    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _same_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *targets: str) -> None:
+    """Import one history into each target at the same times: two regions; an image removed,
+    changed and added; the removed ones restored."""
     snapshot = ROOT / "data" / "snapshot"
     first = json.loads((snapshot / "cn-hangzhou.json").read_text("utf-8"))["Images"]
     later = [dict(image) for image in first[3:]]  # three removed
@@ -252,11 +252,41 @@ def test_publish_from_postgresql_equals_publish_from_sqlite(
         ("cn-hangzhou", _listing(tmp_path, "h2.json", later)),
         ("cn-hangzhou", _listing(tmp_path, "h3.json", first)),  # the three come back
     ]
-    sqlite_db = str(tmp_path / "catalog.db")
     for step, (region, path) in enumerate(history):
         monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(1_767_225_600 + 3600 * step))
-        for target in (sqlite_db, pg_url):
+        for target in targets:
             import_files([path], region, db_option=target)
+
+
+def test_every_read_answers_the_same_on_both(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqlite_db = str(tmp_path / "catalog.db")
+    _same_history(tmp_path, monkeypatch, sqlite_db, pg_url)
+    reads: list[Callable[[str], Any]] = [
+        lambda d: catalog.list_images(include_removed=True, labels=True, db=d),
+        lambda d: catalog.list_images("pytorch", accelerator_type="gpu", db=d),
+        lambda d: catalog.list_versions("tensorflow", db=d),
+        lambda d: catalog.retrieve("pytorch", "2", "GPU", region="cn-shanghai", db=d),
+        lambda d: list(analysis.export_rows(db=d)),
+        lambda d: list(analysis.export_rows(as_of="2026-01-01T01:30:00Z", db=d)),
+        lambda d: history.runs(db=d),
+        lambda d: history.diff(db=d),
+        lambda d: history.diff(1, 4, db=d),
+        lambda d: [catalog.show(i.image_id, db=d) for i in catalog.list_images(db=d)[:5]],
+        lambda d: history.image_history("image-new", db=d),
+    ]
+    for query in ("SELECT * FROM sync_run", "SELECT * FROM v_image ORDER BY uri, region"):
+        reads.append(lambda d, q=query: list(analysis.run_sql(q, db=d).rows))
+    for read in reads:
+        assert read(pg_url) == read(sqlite_db)
+
+
+def test_publish_from_postgresql_equals_publish_from_sqlite(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqlite_db = str(tmp_path / "catalog.db")
+    _same_history(tmp_path, monkeypatch, sqlite_db, pg_url)
     from_sqlite = analysis.publish(tmp_path / "from-sqlite.db", db=sqlite_db)
     from_pg = analysis.publish(tmp_path / "from-pg.db", db=pg_url)
     assert (from_pg.images, from_pg.revision) == (from_sqlite.images, from_sqlite.revision)
