@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import pytest
@@ -121,6 +125,46 @@ ADVISORY = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
+
+
+def test_killed_worker_leaves_no_lock_and_worker_processes_run_side_by_side(
+    pg_url: str, servers: dict[str, Any]
+) -> None:
+    env = {
+        **os.environ,
+        "PAI_CATALOG_DB": pg_url,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "test-ak",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "test-secret",
+        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+        "ALIBABA_CLOUD_CLI_PROFILE_DISABLED": "true",
+    }
+
+    def worker(region: str) -> subprocess.Popen[str]:
+        command = [
+            sys.executable, "-m", "catalog", "sync", "--region", region, "--json",
+            "--endpoint", f"{region}={servers[region].url}", "--page-size", "20",
+        ]  # fmt: skip
+        return subprocess.Popen(command, env=env, stdout=PIPE, stderr=PIPE, text=True)
+
+    db.upgrade_command(pg_url)
+    servers["cn-hangzhou"].faults.latency = 3.0
+    victim = worker("cn-hangzhou")
+    deadline = time.monotonic() + DEADLINE
+    while rows(pg_url, ADVISORY) != [(2,)] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rows(pg_url, ADVISORY) == [(2,)], "the worker never took its locks"
+    victim.kill()  # SIGKILL, holding its locks: the server drops them with the session
+    victim.communicate()
+    servers["cn-hangzhou"].faults.latency = 0.02
+    workers = {region: worker(region) for region in REGIONS}
+    for region, process in workers.items():
+        out, err = process.communicate(timeout=DEADLINE)
+        assert process.returncode == 0, err
+        [summary] = json.loads(out)
+        assert (summary["region"], summary["ok"]) == (region, True)
+        assert (summary["seen"], summary["added"]) == (REGIONS[region],) * 2
+    counted = rows(pg_url, "SELECT region, count(*) FROM v_image GROUP BY region ORDER BY region")
+    assert counted == sorted(REGIONS.items())
 
 
 def _holding(pg_url: str, apis: dict[str, Any], region: str) -> tuple[threading.Thread, list[Any]]:
