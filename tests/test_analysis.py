@@ -22,7 +22,7 @@ from catalog.analysis import CatalogInfo, RegionInfo
 from catalog.config import parse_target
 from catalog.errors import DatabaseError, UsageError
 from catalog.sync import import_files
-from tests.conftest import api_image
+from tests.conftest import PG_ENV, api_image
 from tests.dbkit import CatalogDb, Databases, dump, sqlite_dump
 from tests.test_query import HZ, beijing, fw, hangzhou
 from tests.test_readonly import read_only_command
@@ -34,6 +34,11 @@ T2 = T1 + 10 * DAY  # 2026-01-11T00:00:00Z
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fingerprint(db: CatalogDb) -> tuple[list[str], str | None]:
+    """Every row, and on SQLite the file's bytes too."""
+    return dump(db), sha256(db.path) if db.path else None
 
 
 def import_at(
@@ -61,12 +66,12 @@ def catalog_file(tmp_path: Path, write_listing: Callable[..., Path]) -> Path:
 # run_sql ------------------------------------------------------------------------------------
 
 
-def test_select_with_parameters(catalog_file: Path) -> None:
+def test_select_with_parameters(source: CatalogDb) -> None:
     result = analysis.run_sql(
         "SELECT image_id, framework_version FROM v_image "
         "WHERE region = :region AND framework = :fw ORDER BY image_id -- the ; is a comment",
         {"region": "cn-beijing", "fw": "PyTorch"},
-        db=str(catalog_file),
+        db=source.target,
     )
     assert result.columns == ("image_id", "framework_version")
     assert iter(result.rows) is result.rows  # streamed, not a list
@@ -120,6 +125,16 @@ def test_writes_are_refused_and_change_nothing(catalog_file: Path, sql: str, wha
     assert sorted(os.listdir(folder)) == listing
 
 
+# On PostgreSQL, run_sql hands the statement to SQLAlchemy's text(), which reads ":b" inside a
+# string literal as a parameter too (catalog/analysis.py, _server_execute): "A value is required
+# for bind parameter 'b'", and WHERE uri LIKE '%:latest' fails the same way.
+COLON_IN_LITERAL = pytest.mark.xfail(
+    condition=os.environ.get(PG_ENV) is not None,
+    reason="PostgreSQL: ':name' inside a string literal is taken for a parameter",
+    strict=True,
+)
+
+
 @pytest.mark.parametrize(
     ("sql", "params", "message"),
     [
@@ -127,27 +142,44 @@ def test_writes_are_refused_and_change_nothing(catalog_file: Path, sql: str, wha
         ("SELECT 1;\nSELECT 2;", {}, "Give one statement; this has 2."),
         ("SELECT 1; -- done", {}, None),
         (" ; -- nothing", {}, "Give an SQL statement, such as SELECT count(*) FROM v_image."),
-        ("SELEC 1", {}, 'SQL error: near "SELEC": syntax error.'),
-        ("SELECT * FROM nowhere", {}, "SQL error: no such table: nowhere."),
+        # The database's own words, after "SQL error: ".
+        (
+            "SELEC 1",
+            {},
+            {
+                "sqlite": 'SQL error: near "SELEC": syntax error.',
+                "postgresql": 'SQL error: syntax error at or near "SELEC".',
+            },
+        ),
+        (
+            "SELECT * FROM nowhere",
+            {},
+            {
+                "sqlite": "SQL error: no such table: nowhere.",
+                "postgresql": 'SQL error: relation "nowhere" does not exist.',
+            },
+        ),
         (
             "SELECT :a, :b",
             {"a": "1"},
             "The query uses :b without a value; give each with -p NAME VALUE.",
         ),
-        ("SELECT ':b', :a", {"a": "1"}, None),
+        pytest.param("SELECT ':b', :a", {"a": "1"}, None, marks=COLON_IN_LITERAL),
     ],
 )
 def test_statement_errors(
-    catalog_file: Path, sql: str, params: dict[str, str], message: str | None
+    source: CatalogDb, sql: str, params: dict[str, str], message: str | dict[str, str] | None
 ) -> None:
-    before = sha256(catalog_file)
+    before = fingerprint(source)
     if message is None:
-        assert list(analysis.run_sql(sql, params, db=str(catalog_file)).rows)
+        assert list(analysis.run_sql(sql, params, db=source.target).rows)
     else:
         with pytest.raises(UsageError) as caught:
-            analysis.run_sql(sql, params, db=str(catalog_file))
+            analysis.run_sql(sql, params, db=source.target)
+        if isinstance(message, dict):
+            message = message[source.backend]
         assert str(caught.value) == message
-    assert sha256(catalog_file) == before
+    assert fingerprint(source) == before
 
 
 def test_sql_on_a_missing_file_says_so(tmp_path: Path) -> None:
