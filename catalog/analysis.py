@@ -185,7 +185,7 @@ def _statement(bare: str) -> str:
 
 
 def _server_execute(target: DbTarget, sql: str, params: Mapping[str, Any], bare: str) -> SqlResult:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
     from sqlalchemy import exc as sa_exc
 
     try:
@@ -199,7 +199,7 @@ def _server_execute(target: DbTarget, sql: str, params: Mapping[str, Any], bare:
         # The transaction's first statement, so the server refuses every write after it. No
         # stream_results: its server-side cursor would turn a refused write into a syntax error.
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-        result = conn.execute(text(sql), dict(params))
+        result = conn.exec_driver_sql(_pyformat(sql), dict(params))
     except sa_exc.SQLAlchemyError as exc:
         conn.close()
         raise _server_error(exc, bare) from None
@@ -215,6 +215,19 @@ def _server_execute(target: DbTarget, sql: str, params: Mapping[str, Any], bare:
             engine.dispose()
 
     return SqlResult(tuple(result.keys()) if result.returns_rows else (), rows())
+
+
+def _pyformat(sql: str) -> str:
+    """The statement in the driver's own style: ':name' outside strings, quoted names and
+    comments becomes '%(name)s' and every '%' is doubled, so "':b'" or "LIKE '%:latest'" stay
+    text, as they do in SQLite."""
+    pieces, last = [], 0
+    for match in _LEXEME.finditer(sql):
+        pieces.append(_PARAM.sub(r"%(\1)s", sql[last : match.start()].replace("%", "%%")))
+        pieces.append(match.group().replace("%", "%%"))
+        last = match.end()
+    pieces.append(_PARAM.sub(r"%(\1)s", sql[last:].replace("%", "%%")))
+    return "".join(pieces)
 
 
 def _as_sqlite(value: Any) -> Any:
