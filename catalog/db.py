@@ -81,7 +81,9 @@ def _translate(exc: Exception, target: DbTarget) -> DatabaseError:
             f"{target.display} is not an SQLite database (it may be corrupt); "
             "point --db at a catalog file or move this one away."
         )
-    return DatabaseError(f"Cannot use the database {target.display}: {original}")
+    # A server's message can run to several lines (psycopg adds a hint): the first says it.
+    reason = str(original).strip().splitlines()[0] if str(original).strip() else repr(original)
+    return DatabaseError(f"Cannot use the database {target.display}: {reason}")
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -439,3 +439,26 @@ def test_db_check_names_a_collation_that_differs(pg_url: str) -> None:
     assert "('modify_collation', 'image_version', 'version_key', 'default', 'C')" in str(
         caught.value
     )
+
+
+def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://me:secret@127.0.0.1:1/catalog"  # nothing listens on port 1
+    uri = "dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/xgboost:1.6.0"
+    listing = _listing(tmp_path, "a.json", [api_image("image-1", uri)])
+    nowhere = SyncOptions(("cn-hangzhou",), {"": "http://127.0.0.1:9"})
+    calls: list[Callable[[], Any]] = [
+        lambda: import_files([listing], "cn-hangzhou", db_option=url),
+        lambda: sync(nowhere, db_option=url, credentials=CREDS),
+        lambda: db.upgrade_command(url),
+        lambda: db.check_command(url),
+        lambda: catalog.list_images(db=url),
+        lambda: analysis.publish(tmp_path / "out.db", db=url),
+        lambda: list(analysis.run_sql("SELECT 1", db=url).rows),
+    ]
+    for call in calls:
+        with pytest.raises(DatabaseError) as caught:
+            call()
+        message = str(caught.value)
+        assert "me:***@127.0.0.1:1/catalog" in message and "secret" not in message
+        assert "\n" not in message and "Connection refused" in message
+    assert sorted(os.listdir(tmp_path)) == ["a.json"]
