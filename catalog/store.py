@@ -108,9 +108,13 @@ def version_row(image: ApiImage, region: str) -> dict[str, Any]:
     }
 
 
-def _start_run(conn: Connection, run: RunInfo) -> int:
+def _start_run(conn: Connection, run: RunInfo, run_id: int | None = None) -> int:
+    """Insert the run's row, numbered ``run_id`` when that number is free."""
+    if run_id is not None and conn.execute(select(run_t.c.id).where(run_t.c.id == run_id)).first():
+        run_id = None
     result = conn.execute(
         insert(run_t).values(
+            **({} if run_id is None else {"id": run_id}),
             region=run.region,
             source=run.source,
             detail=run.detail,
@@ -121,7 +125,7 @@ def _start_run(conn: Connection, run: RunInfo) -> int:
             retries=run.retries,
         )
     )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    return run_id or int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
 class _Old(NamedTuple):
@@ -215,6 +219,9 @@ class ListingWriter:
         self.allow_mass_removal = allow_mass_removal
         self._conn: Connection | None = None
         self._txn: Any = None
+        # A rolled-back run's number, used again: a PostgreSQL sequence never gives one back,
+        # and run numbers should not depend on the backend or on how often a crawl restarted.
+        self.spent_run_id: int | None = None
 
     def __enter__(self) -> ListingWriter:
         return self
@@ -225,19 +232,19 @@ class ListingWriter:
             return
         if isinstance(exc, sa_exc.SQLAlchemyError):
             reason = getattr(exc, "orig", None) or exc
-            record_failure(self.engine, self.run, f"database error: {reason}")
+            record_failure(self.engine, self.run, f"database error: {reason}", self.spent_run_id)
             what = f"Could not store the {self.run.region} listing"
             raise DatabaseError(f"{what}: {reason}.") from None
         # A refused removal, a bug or an interrupt: the transaction is gone, the failure stays.
         message = str(exc) if isinstance(exc, SafetyError) else f"{type(exc).__name__}: {exc}"
-        record_failure(self.engine, self.run, message)
+        record_failure(self.engine, self.run, message, self.spent_run_id)
 
     def open(self) -> None:
         """Start (or start again) the run's transaction."""
         self.discard()
         self._conn = self.engine.connect()
         self._txn = self._conn.begin()
-        self._run_id = _start_run(self._conn, self.run)
+        self._run_id = _start_run(self._conn, self.run, self.spent_run_id)
         when = select(run_t.c.started_at).where(run_t.c.id == self._run_id)
         self._now = self._conn.execute(when).scalar_one()
         self._current = _current(self._conn, self.run.region)
@@ -251,6 +258,7 @@ class ListingWriter:
         if self._conn is None:
             return
         conn, self._conn, self._current = self._conn, None, {}
+        self.spent_run_id = self._run_id
         try:
             self._txn.rollback()
         except sa_exc.SQLAlchemyError:
@@ -380,11 +388,14 @@ def apply_listing(
         return writer.finish()
 
 
-def record_failure(engine: Engine, run: RunInfo, error: str) -> int | None:
-    """Record a failed run in its own transaction; the catalog itself is untouched."""
+def record_failure(
+    engine: Engine, run: RunInfo, error: str, run_id: int | None = None
+) -> int | None:
+    """Record a failed run in its own transaction (as number ``run_id``, the rolled-back
+    attempt's, when free); the catalog itself is untouched."""
     try:
         with engine.begin() as conn:
-            run_id = _start_run(conn, run)
+            run_id = _start_run(conn, run, run_id)
             conn.execute(
                 update(run_t)
                 .where(run_t.c.id == run_id)
@@ -393,57 +404,3 @@ def record_failure(engine: Engine, run: RunInfo, error: str) -> int | None:
             return run_id
     except sa_exc.SQLAlchemyError:
         return None
-
-
-# What version_row() derives from an image's fields and labels: recomputed by reparse().
-DERIVED = (
-    "host", "namespace", "repository", "tag", "digest", "official", "framework",
-    "framework_key", "framework_version", "version_key", "version_class", "accelerator",
-    "python_version", "cuda_version", "os_version", "components", "build_suffix", "scopes",
-    "scope_inferred", "parse_status", "parse_reason",
-)  # fmt: skip
-
-
-def reparse(engine: Engine) -> tuple[int, int]:
-    """Read every stored image version again with today's rules; (changed, total).
-
-    Parsing improves between releases; stored rows keep what the old rules read until this
-    runs. Only derived columns change: API fields, labels, history and events stay as they are.
-    """
-    from catalog.records import API_FIELDS
-
-    fields = list(API_FIELDS.values())
-    changed = total = 0
-    with engine.begin() as conn:
-        rows = conn.execute(
-            select(
-                version_t.c.id, version_t.c.region, *[version_t.c[n] for n in (*fields, *DERIVED)]
-            )
-        ).all()
-        labels: dict[int, list[tuple[str, str | None]]] = {}
-        for vid, key, value in conn.execute(
-            select(label_t.c.version_id, label_t.c.key, label_t.c.value)
-        ):
-            labels.setdefault(vid, []).append((key, value))
-        for row in rows:
-            total += 1
-            stored = row._mapping
-            image = ApiImage(
-                key=stored["image_id"],
-                fields={n: stored[n] for n in fields},
-                labels=tuple(labels.get(row.id, ())),
-            )
-            fresh = version_row(image, row.region)
-            update_values = {n: fresh[n] for n in DERIVED if fresh[n] != stored[n]}
-            if not update_values:
-                continue
-            changed += 1
-            conn.execute(update(version_t).where(version_t.c.id == row.id).values(**update_values))
-            if "scopes" in update_values:
-                conn.execute(scope_t.delete().where(scope_t.c.version_id == row.id))
-                scopes = [s for s in (fresh["scopes"] or "").split(",") if s]
-                if scopes:
-                    conn.execute(
-                        insert(scope_t), [{"version_id": row.id, "scope": s} for s in scopes]
-                    )
-    return changed, total

@@ -17,6 +17,7 @@ from catalog.client import ClientSettings, PaiClient, endpoint_for
 from catalog.config import resolve_target, utcnow
 from catalog.credentials import Credentials, resolve_credentials
 from catalog.errors import CatalogError, DatabaseError, SafetyError, UsageError
+from catalog.reparse import reparse as reparse_versions
 
 log = logging.getLogger(__name__)
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
@@ -151,7 +152,7 @@ def _sync_region(
         info = run_info(pages)
         run_id = None
         if not isinstance(exc, (SafetyError, DatabaseError)):  # those record themselves
-            run_id = store.record_failure(engine, info, str(exc))
+            run_id = store.record_failure(engine, info, str(exc), writer.spent_run_id)
         return RegionResult(
             region, False, pages=pages, requests=info.requests, retries=info.retries,
             seconds=time.monotonic() - clock, run_id=run_id, error=str(exc),
@@ -247,5 +248,5 @@ def reparse(db_option: str | None = None, *, wait: bool = False) -> str:
     """Re-read every stored image with today's parsing rules; says how many changed."""
     target = resolve_target(db_option, write=True)
     with db.sync_lock(target, wait=wait), db.writable(target) as engine:
-        changed, total = store.reparse(engine)
+        changed, total = reparse_versions(engine)
     return f"{target.display}: {changed} of {total} image versions read differently and updated"

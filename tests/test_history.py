@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from catalog.config import DbTarget
 from catalog.errors import AmbiguousError, NotFoundError, SafetyError, UsageError
 from catalog.history import Change, Run
 from catalog.sync import import_files
-from tests.conftest import PG_ENV, ROOT, api_image
+from tests.conftest import ROOT, api_image
 from tests.dbkit import CatalogDb
 
 HZ = "dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai"
@@ -102,16 +101,6 @@ def build_history(db: str, write_listing: Any, monkeypatch: pytest.MonkeyPatch) 
     return db
 
 
-# On PostgreSQL a refused run's rolled-back insert spends a sync_run id, and record_failure()
-# (catalog/store.py) takes the next one: run 4 is stored as 5, and every later run is one off.
-# Every test that names runs of the seven by number carries this mark.
-GAP_AFTER_FAILED_RUN = pytest.mark.xfail(
-    condition=os.environ.get(PG_ENV) is not None,
-    reason="PostgreSQL: a failed run takes a new sync_run id, leaving a gap (store.record_failure)",
-    strict=True,
-)
-
-
 @pytest.fixture
 def db(
     catalog_db: CatalogDb,
@@ -122,7 +111,6 @@ def db(
     return build_history(catalog_db.target, write_listing, monkeypatch)
 
 
-@GAP_AFTER_FAILED_RUN
 def test_each_run_takes_the_next_number(db: str) -> None:
     assert [run.run_id for run in history.runs(db=db)] == [7, 6, 5, 4, 3, 2, 1]
 
@@ -140,7 +128,6 @@ def ran(n: int, region: str, *counts: int, status: str = "ok", error: str | None
     )  # fmt: skip
 
 
-@GAP_AFTER_FAILED_RUN
 def test_runs_newest_first_with_counts(db: str) -> None:
     hz, bj = "cn-hangzhou", "cn-beijing"
     assert history.runs(db=db) == [
@@ -154,7 +141,6 @@ def test_runs_newest_first_with_counts(db: str) -> None:
     ]
 
 
-@GAP_AFTER_FAILED_RUN
 def test_runs_filters(db: str) -> None:
     def ids(**kwargs: Any) -> list[int]:
         return [r.run_id for r in history.runs(db=db, **kwargs)]
@@ -192,7 +178,6 @@ HZ_LAST = [  # run 5 -> run 6
 ]  # fmt: skip
 
 
-@GAP_AFTER_FAILED_RUN
 def test_default_diff_is_each_regions_last_two_successful_runs(db: str) -> None:
     assert rows(history.diff(db=db)) == [
         ("changed", "cn-beijing", "bj-only", URI_BJ, "PyTorch", "2.12.0", ("labels",),
@@ -204,7 +189,6 @@ def test_default_diff_is_each_regions_last_two_successful_runs(db: str) -> None:
     assert rows(history.diff(5, db=db)) == HZ_LAST
 
 
-@GAP_AFTER_FAILED_RUN
 def test_diff_of_an_explicit_pair(db: str) -> None:
     assert rows(history.diff(1, 3, db=db)) == [
         ("added", "cn-hangzhou", "pt-2110", URI_K, "PyTorch", "2.11.0", (), None, None),
@@ -237,11 +221,9 @@ def test_diff_of_an_explicit_pair(db: str) -> None:
     ("args", "kwargs", "error", "message"),
     [
         pytest.param((4, 6), {}, UsageError, "Run 4 failed (cn-hangzhou: this run would remove 6 "
-                     f"of 10 live images (60%)); diff compares successful runs: {HINT}",
-                     marks=GAP_AFTER_FAILED_RUN),
+                     f"of 10 live images (60%)); diff compares successful runs: {HINT}"),
         pytest.param((3,), {"run_b": 4}, UsageError, "Run 4 failed (cn-hangzhou: this run would "
-                     f"remove 6 of 10 live images (60%)); diff compares successful runs: {HINT}",
-                     marks=GAP_AFTER_FAILED_RUN),
+                     f"remove 6 of 10 live images (60%)); diff compares successful runs: {HINT}"),
         ((2, 3), {}, UsageError, "Run 2 is of cn-beijing and run 3 of cn-hangzhou; diff compares "
          f"two runs of one region: {HINT}"),
         ((1, 99), {}, NotFoundError, f"There is no run 99; {HINT}"),
@@ -252,7 +234,7 @@ def test_diff_of_an_explicit_pair(db: str) -> None:
         ((), {"run_b": 1}, NotFoundError, "Run 1 is the first successful run of cn-hangzhou; "
          f"there is nothing earlier to compare it with: {HINT}"),
         pytest.param((6,), {}, NotFoundError, "Run 6 is the latest successful run of cn-hangzhou; "
-                     f"give a later run to compare it with: {HINT}", marks=GAP_AFTER_FAILED_RUN),
+                     f"give a later run to compare it with: {HINT}"),
         ((), {"region": "cn-shanghai"}, NotFoundError,
          f"cn-shanghai has no successful runs; diff needs two: {HINT}"),
     ],
@@ -286,7 +268,6 @@ def events(uri_or_id: str, db: str, region: str | None = None) -> list[tuple[Any
     return [dataclasses.astuple(event)[1:] for event in found]
 
 
-@GAP_AFTER_FAILED_RUN
 def test_image_history(db: str) -> None:
     hz = "cn-hangzhou"
     assert events("xgb", db) == [

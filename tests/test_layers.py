@@ -24,6 +24,7 @@ LAYER = {
     "db": 4,
     "bulk": 4,
     "store": 5,
+    "reparse": 5,
     "sqlitecopy": 5,
     "sync": 6,
     "readdb": 6,

@@ -172,6 +172,9 @@ def test_drift_in_the_middle_of_a_crawl(
     assert result.ok, result.error
     assert stored_ids(catalog_db) == served_ids(server)
     assert result.seen == 230 + insert - delete
+    # The crawl started over inside one run: it keeps its number on either backend.
+    assert result.run_id == 1
+    assert catalog_db.rows("SELECT id, status FROM sync_run") == [(1, "ok")]
 
 
 def test_faults_that_do_not_stop_fail_cleanly(server: Any, catalog_db: CatalogDb) -> None:
