@@ -379,7 +379,7 @@ def kill_served(images: list[dict[str, Any]], changed: int) -> list[dict[str, An
 @dataclass
 class Kill:
     delay: float
-    phase: str  # "crawl" or "store", by the requests the run had made
+    phase: str  # "store" once the run had written to the -wal file, "crawl" before
     state: str  # "intact" (the previous catalog) or "committed" (the whole new run)
     wrote: bool  # the WAL held frames: killed in the middle of writing or just after
 
@@ -417,6 +417,9 @@ class Killer:
             assert_catalog_equals(CatalogDb.file(self.db), self.api.listing())
             state = "committed"
         assert all(run["status"] != "running" for run in run_rows(CatalogDb.file(self.db)))
+        # Pages are stored while later ones are fetched: what the run had written, not how
+        # many requests it had made, tells whether the kill struck the store.
+        phase = "store" if wrote or state == "committed" else "crawl"
         self.kills.append(Kill(delay, phase, state, wrote))
 
     def count(self, phase: str = "", mid_write: bool = False) -> int:
@@ -462,10 +465,8 @@ def test_sigkill_at_many_points_never_loses_the_catalog(tmp_path: Path, long_run
         t = timeline
         for _ in range(count // 2):
             if killer.count("crawl") < count // 4:
-                killer.kill(rng.uniform(t.first_request, t.last_request) * 0.8)
-            elif killer.count("store") < count // 4:
-                killer.kill(rng.uniform(t.last_request, t.end))
-            elif killer.count(mid_write=True) < count // 10:
+                killer.kill(rng.uniform(t.first_request, min(t.first_write, t.last_request)))
+            elif killer.count("store") < count // 4 or killer.count(mid_write=True) < count // 10:
                 killer.kill(rng.uniform(min(t.first_write, t.last_request), t.end))
         finished = subprocess.run(
             sync_command(db, api), env=subprocess_env(), capture_output=True, text=True
