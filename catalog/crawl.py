@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections import deque
@@ -75,17 +76,15 @@ def _ordered(
 ) -> Iterator[Any]:
     """read(n) for each number, at most ``window`` ahead, yielded in order: pages that a slow
     consumer has not taken yet never pile up in memory."""
-    pending: deque[Future[Any]] = deque()
     upcoming = iter(numbers)
-    for number in upcoming:
-        pending.append(pool.submit(read, number))
-        if len(pending) >= window:
-            break
+    pending: deque[Future[Any]] = deque(
+        pool.submit(read, number) for number in itertools.islice(upcoming, window)
+    )
     while pending:
         yield pending.popleft().result()
-        for number in upcoming:
+        number = next(upcoming, None)
+        if number is not None:
             pending.append(pool.submit(read, number))
-            break
 
 
 def _one_pass(
