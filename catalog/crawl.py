@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from catalog import records
-from catalog.errors import CrawlError, InputError
+from catalog.errors import ApiError, AuthError, CrawlError, InputError
 from catalog.records import ApiImage
 
 FetchPage = Callable[[int, int, bool], Any]  # (page_number, page_size, verbose) -> body
 Progress = Callable[[int, int], None]  # (pages done, pages planned)
 MAX_PAGES = 10_000
+# A check pass reads only which images are listed, a small answer per image, so it asks for
+# pages this large; a server that caps them is followed, one that refuses them gets the usual.
+CHECK_PAGE_SIZE = 1000
 _MASK = (1 << 64) - 1
 log = logging.getLogger(__name__)
 
@@ -54,11 +57,11 @@ class _Pass:
     depend on their order (the API orders ties as it likes).
 
     Paging can only lose or repeat images, so which images were listed is what two passes
-    compare; an image whose labels changed in between is stored as the first pass read it.
+    compare, whatever their page sizes; an image whose labels changed in between is stored as
+    the first pass read it.
     """
 
     total: int
-    per_page: int
     digest: int
 
 
@@ -92,28 +95,22 @@ def _one_pass(
     pool: ThreadPoolExecutor,
     window: int,
     page_size: int,
-    previous: _Pass | None,
     take: Callable[[list[ApiImage]], None] | None,
     progress: Progress | None,
 ) -> _Pass:
     """Read every page once, handing each to ``take`` in order (without ``take``, only the
-    image keys are read); raises _Drift if the pass is inconsistent. With an earlier pass's
-    shape, every page is asked for at once."""
+    image keys are read); raises _Drift if the pass is inconsistent."""
     full = take is not None
 
     def read(number: int) -> tuple[int, list[Any], int | None]:
         images, page_total = _page(fetch(number, page_size, full), number, full)
         return number, images, page_total
 
-    if previous is None:
-        _, first, total = read(1)
-        if total is None:
-            raise CrawlError("The API sent no TotalCount, so a complete listing cannot be checked.")
-        # A server may cap PageSize below what was asked; page 1 tells the real size.
-        per_page = min(len(first), page_size) if first else page_size
-        head: list[list[Any]] = [first]
-    else:
-        total, per_page, head = previous.total, previous.per_page, []
+    _, first, total = read(1)
+    if total is None:
+        raise CrawlError("The API sent no TotalCount, so a complete listing cannot be checked.")
+    # A server may cap PageSize below what was asked; page 1 tells the real size.
+    per_page = min(len(first), page_size) if first else page_size
     planned = max(1, math.ceil(total / per_page)) if per_page else 1
     if planned > MAX_PAGES:
         raise CrawlError(f"The listing would take {planned} pages, over the limit of {MAX_PAGES}.")
@@ -138,18 +135,22 @@ def _one_pass(
         if progress is not None:
             progress(number, planned)
 
-    if head:
-        accept(1, head[0], total)
+    accept(1, first, total)
     # One page past the end must come back empty: a TotalCount short by whole pages would
     # otherwise pass every check, and the images past it would be stored as removed.
     last = planned + 1 if total else planned
-    for number, images, page_total in _ordered(pool, window, read, range(len(head) + 1, last + 1)):
+    for number, images, page_total in _ordered(pool, window, read, range(2, last + 1)):
         if number > planned:
             if page_total != total or images:
                 raise _Drift(f"page {number}, past TotalCount {total}, lists {len(images)} images")
             continue
         accept(number, images, page_total)
-    return _Pass(total, per_page, digest)
+    return _Pass(total, digest)
+
+
+def _refused_size(exc: ApiError) -> bool:
+    """Whether a page request failed for a reason a smaller PageSize may cure."""
+    return exc.status == 400 and not isinstance(exc, AuthError)
 
 
 def crawl(
@@ -166,15 +167,32 @@ def crawl(
 
     Offset paging over a live list can skip an image when one is deleted and another added
     between two page requests, leaving every count right; only a second read shows it. The
-    sink takes the first pass as it arrives, so storing overlaps the crawl; a second pass reads
-    only which images are listed, and a disagreement rolls the sink back and reads again.
+    sink takes the first pass as it arrives, so storing overlaps the crawl; a check pass then
+    reads only which images are listed, in pages of CHECK_PAGE_SIZE, and a disagreement rolls
+    the sink back and reads again.
     """
     reads: list[int] = []  # list.append is atomic, so worker threads can count here
+    check_size = max(page_size, CHECK_PAGE_SIZE)
 
     def counted(number: int, size: int, verbose: bool) -> Any:
         body = fetch(number, size, verbose)
         reads.append(number)
         return body
+
+    def read_pass(pool: ThreadPoolExecutor, take: bool) -> _Pass:
+        nonlocal check_size
+        window = 2 * max(1, workers)
+        if take:
+            return _one_pass(counted, pool, window, page_size, sink.add, progress)
+        try:
+            return _one_pass(counted, pool, window, check_size, None, progress)
+        except ApiError as exc:
+            if check_size == page_size or not _refused_size(exc):
+                raise
+            log.info("pages of %d were refused (%s); checking in pages of %d", check_size, exc,
+                     page_size)  # fmt: skip
+            check_size = page_size
+            return _one_pass(counted, pool, window, check_size, None, progress)
 
     previous: _Pass | None = None  # the last consistent pass
     stored: _Pass | None = None  # the pass the sink holds
@@ -186,10 +204,7 @@ def crawl(
                 if taking:
                     sink.open()
                 try:
-                    seen = _one_pass(
-                        counted, pool, 2 * max(1, workers), page_size, previous,
-                        sink.add if taking else None, progress,
-                    )  # fmt: skip
+                    seen = read_pass(pool, taking)
                 except _Drift as drift:
                     log.info("the listing moved during pass %d (%s); reading again", attempt, drift)
                     reasons.append(str(drift))

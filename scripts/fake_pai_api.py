@@ -26,7 +26,8 @@ HTML body labelled JSON), truncated_first (200, JSON cut in half, Content-Length
 hang_first delays the answer by hang_seconds on top of that; latency delays every response.
 Throttling is HTTP throttle_status with Code Throttling.User (400, 429) or ServiceUnavailable
 (503), plus ``x-acs-retry-after: <retry_after_ms>`` when set. page_size_cap silently shortens
-pages (offsets use the capped size; TotalCount is unchanged). drift_after=K applies drift once,
+pages (offsets use the capped size; TotalCount is unchanged); page_size_limit refuses a larger
+PageSize with 400 InvalidParameter.PageSize instead. drift_after=K applies drift once,
 after K ListImages pages were served: drift_delete images go from the front of the ASC order,
 drift_insert new ones are added with the newest GmtCreateTime.
 
@@ -89,6 +90,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "InvalidAction.NotFound": (404, "Specified api is not found, please check your url."),
     "InvalidVersion": (400, "Specified parameter Version is not valid."),
     "InvalidParameter": (400, "The specified parameter is not valid."),
+    "InvalidParameter.PageSize": (400, "The specified PageSize is too large."),
     "ImageNotFound": (404, "The specified image does not exist."),
     "Throttling.User": (400, "Request was denied due to user flow control."),
     "ServiceUnavailable": (503, "The request has failed due to a temporary failure of the server."),
@@ -105,6 +107,7 @@ _REQUIRED = ("x-acs-action", "x-acs-version", "x-acs-signature-nonce")
 class Faults:
     latency: float = 0.0
     page_size_cap: int | None = None
+    page_size_limit: int | None = None
     throttle_every: int = 0
     throttle_first: int = 0
     throttle_status: int = 400
@@ -281,6 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a hanging handler must not block stop()
+    # The stock backlog of 5 drops the connections that many workers open at once, and each
+    # dropped SYN costs the client a second: that would be the server's limit, not the client's.
+    request_queue_size = 128
     api: FakePaiApi
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -482,6 +488,9 @@ class FakePaiApi:
         order = query.get("Order", "ASC").upper()
         if page < 1 or size < 1 or order not in ("ASC", "DESC"):
             return _error("InvalidParameter")
+        limit = self.faults.page_size_limit
+        if limit is not None and size > limit:
+            return _error("InvalidParameter.PageSize")
         if query.get("SortBy", "GmtCreateTime") != "GmtCreateTime":
             return _error("InvalidParameter")
         faults = self.faults
@@ -588,7 +597,7 @@ def load_snapshot(directory: Path) -> dict[str, list[dict[str, Any]]]:
     return snapshot
 
 
-_OPTIONAL_INTS = {"page_size_cap", "retry_after_ms", "drift_after"}
+_OPTIONAL_INTS = {"page_size_cap", "page_size_limit", "retry_after_ms", "drift_after"}
 
 
 def _names(value: str) -> tuple[str, ...]:

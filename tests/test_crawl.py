@@ -3,6 +3,7 @@ keys, a slow sink holds the fetchers back, and a disagreement or failure rolls t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import pytest
 
 from catalog import crawl
 from catalog.client import ClientSettings, PaiClient
+from catalog.errors import ApiError
 from catalog.records import ApiImage
 from tests.test_sync import CREDS, REGION, fake
 
@@ -72,14 +74,56 @@ def test_first_pass_streams_in_order_and_the_check_reads_only_keys(
 ) -> None:
     sink = RecordingSink()
     result = crawl.crawl(client.list_images_page, sink, page_size=50, workers=3)
-    assert (result.total, result.pages, result.passes) == (230, 12, 2)
+    assert (result.total, result.pages, result.passes) == (230, 8, 2)
     assert [len(page) for page in sink.pages] == [50, 50, 50, 50, 30]
     assert sink.keys == listed(api)
     assert (sink.opened, sink.discarded) == (1, 0)
-    verbose = [(r.query["PageNumber"], r.query["Verbose"]) for r in api.requests]
-    first, check = verbose[:6], verbose[6:]
-    assert sorted(first) == [(str(n), "true") for n in range(1, 7)]
-    assert sorted(check) == [(str(n), "false") for n in range(1, 7)]
+    asked = [(r.query["PageNumber"], r.query["PageSize"], r.query["Verbose"]) for r in api.requests]
+    first, check = asked[:6], asked[6:]
+    # Pages of 50 with labels, one past the end; then the check in large pages of keys.
+    assert sorted(first) == [(str(n), "50", "true") for n in range(1, 7)]
+    assert sorted(check) == [(str(n), str(crawl.CHECK_PAGE_SIZE), "false") for n in (1, 2)]
+
+
+def test_the_check_follows_a_server_that_caps_its_large_pages(api: Any, client: PaiClient) -> None:
+    api.faults.page_size_cap = 40
+    sink = RecordingSink()
+    result = crawl.crawl(client.list_images_page, sink, page_size=50, workers=3)
+    assert sink.keys == listed(api)
+    assert [len(page) for page in sink.pages] == [40] * 5 + [30]
+    assert (result.pages, result.passes) == (7 + 7, 2)
+
+
+def test_a_server_that_refuses_large_pages_is_checked_in_the_listing_s_pages(
+    api: Any, client: PaiClient
+) -> None:
+    api.faults.page_size_limit = 100
+    sink = RecordingSink()
+    said: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("catalog.crawl")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        result = crawl.crawl(client.list_images_page, sink, page_size=50, workers=3)
+    finally:
+        logger.removeHandler(handler)
+        logger.level = level
+    assert sink.keys == listed(api) and (sink.opened, sink.discarded) == (1, 0)
+    assert (result.pages, result.passes) == (6 + 6, 2)
+    refused = [r for r in api.requests if r.code == "InvalidParameter.PageSize"]
+    assert [r.query["PageSize"] for r in refused] == [str(crawl.CHECK_PAGE_SIZE)]
+    assert any(line.endswith("checking in pages of 50") for line in said), said
+
+
+def test_a_refused_listing_page_size_is_an_error_not_a_retry(api: Any, client: PaiClient) -> None:
+    api.faults.page_size_limit = 20
+    sink = RecordingSink()
+    with pytest.raises(ApiError, match=r"InvalidParameter\.PageSize") as raised:
+        crawl.crawl(client.list_images_page, sink, page_size=50, workers=3)
+    assert raised.value.status == 400 and len(api.requests) == 1
+    assert sink.discarded == 1 and sink.pages == []
 
 
 def test_without_verify_one_pass_is_enough(api: Any, client: PaiClient) -> None:

@@ -85,8 +85,8 @@ def test_full_sync_then_a_second_that_writes_only_its_run(
 ) -> None:
     first = run(server, catalog_db)
     assert first.ok, first.error
-    # 5 pages and the empty one past them, read twice
-    assert (first.seen, first.added, first.pages) == (230, 230, 12)
+    # 5 pages and the empty one past them, then a check of one large page and the one past it
+    assert (first.seen, first.added, first.pages) == (230, 230, 6 + 2)
     assert stored_ids(catalog_db) == served_ids(server)
     before = dump(catalog_db)
     second = run(server, catalog_db)
@@ -158,7 +158,8 @@ def test_retry_after_is_honoured(server: Any) -> None:
     client = PaiClient(REGION, server.url, CREDS, ClientSettings(backoff=0.001), sleep=waits.append)
     body = client.list_images_page(1, 10)
     assert body["TotalCount"] == 230
-    assert len(waits) == 1 and 0.3 <= waits[0] <= 30
+    # The wait runs until 300 ms after the answer came, measured a moment later.
+    assert len(waits) == 1 and 0.29 <= waits[0] <= 30
 
 
 @pytest.mark.parametrize(("insert", "delete"), [(3, 0), (0, 3), (2, 2), (1, 1)])
