@@ -109,6 +109,11 @@ def _retry_after(response: requests.Response) -> float | None:
     return None
 
 
+def _throttled(status: int, code: str, wait: float | None) -> bool:
+    """Whether an answer asks the client as a whole to slow down, not only this request."""
+    return status == 429 or code.startswith("Throttling") or wait is not None
+
+
 def _retryable(status: int, code: str) -> bool:
     return (
         status == 429
@@ -136,6 +141,9 @@ class PaiClient:
         self.settings = settings or ClientSettings()
         self.counters = Counters()
         self._sleep = sleep
+        # When the server throttles one request, every worker holds its next one until then.
+        self._resume_at = 0.0
+        self._resume_lock = threading.Lock()
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_maxsize=self.settings.pool_size, max_retries=0)
         self._session.mount("http://", adapter)
@@ -167,7 +175,9 @@ class PaiClient:
         for attempt in range(settings.retries + 1):
             if attempt:
                 self.counters.add(retries=1)
+            self._hold()
             wait: float | None = None
+            throttled = False
             headers = signer.sign(
                 "GET",
                 self._host,
@@ -200,24 +210,42 @@ class PaiClient:
                     "%s: %s %s attempt %d: HTTP %d", self.region, action, what, attempt + 1,
                     response.status_code,
                 )  # fmt: skip
-                body, last, wait = self._outcome(response, what)
+                body, last, wait, throttled = self._outcome(response, what)
                 if body is not None:
                     return body
             if attempt < settings.retries:
                 delay = self._backoff(attempt, wait)
                 log.info("%s: %s: %s; retrying in %.2f s", self.region, what, last, delay)
-                self._sleep(delay)
+                if throttled:
+                    self._pause(delay)  # this request waits in _hold, with every other one
+                else:
+                    self._sleep(delay)
         raise ApiError(
             f"{self.region}: {what} failed after {settings.retries + 1} attempts: {last}."
         )
 
-    def _outcome(self, response: requests.Response, what: str) -> tuple[Any, str, float | None]:
-        """(body, None, None) on success; (None, reason, wait) when worth retrying; else raise."""
+    def _hold(self) -> None:
+        """Wait until the pause that a throttled request asked for is over."""
+        with self._resume_lock:
+            left = self._resume_at - time.monotonic()
+        if left > 0:
+            self._sleep(left)
+
+    def _pause(self, seconds: float) -> None:
+        """Hold every request of this client for ``seconds`` (or longer, if already held)."""
+        with self._resume_lock:
+            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+
+    def _outcome(
+        self, response: requests.Response, what: str
+    ) -> tuple[Any, str, float | None, bool]:
+        """(body, "", None, False) on success; (None, reason, wait, throttled) when worth
+        retrying; else raise."""
         if response.status_code == 200:
             try:
-                return json.loads(response.content), "", None
+                return json.loads(response.content), "", None, False
             except (ValueError, UnicodeDecodeError):
-                return None, f"{what} was not valid JSON", None
+                return None, f"{what} was not valid JSON", None, False
         try:
             error = json.loads(response.content)
         except (ValueError, UnicodeDecodeError):
@@ -227,7 +255,9 @@ class PaiClient:
         message = str(error.get("Message") or "").strip().rstrip(".")
         label = f"HTTP {response.status_code}" + (f" {code}" if code else "")
         if _retryable(response.status_code, code):
-            return None, f"{label}" + (f": {message}" if message else ""), _retry_after(response)
+            wait = _retry_after(response)
+            reason = f"{label}" + (f": {message}" if message else "")
+            return None, reason, wait, _throttled(response.status_code, code, wait)
         hint = AUTH_HINTS.get(code)
         if hint is not None or response.status_code in (401, 403):
             raise AuthError(

@@ -177,3 +177,18 @@ def test_an_empty_listing_reads_page_one_per_pass() -> None:
         finally:
             client.close()
     assert (result.total, result.pages, result.passes, sink.keys) == (0, 2, 2, [])
+
+
+def test_a_throttled_request_holds_every_worker(api: Any, client: PaiClient) -> None:
+    api.faults.throttle_every = 10  # every tenth request, with a 300 ms wait asked for
+    api.faults.retry_after_ms = 300
+    sink = RecordingSink()
+    crawl.crawl(client.list_images_page, sink, page_size=10, workers=6, verify=False)
+    assert sink.keys == listed(api)
+    throttled = [r.time for r in api.requests if r.code == "Throttling.User"]
+    assert len(throttled) >= 2
+    for moment in throttled:
+        # The requests under way when the answer came may still land just after it; nothing
+        # is sent after that until the wait is over.
+        during = [r for r in api.requests if moment + 0.05 < r.time < moment + 0.29]
+        assert during == [], (moment, [(r.time, r.query["PageNumber"]) for r in during])
