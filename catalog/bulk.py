@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
@@ -31,20 +32,24 @@ class BulkInserter:
         dialect = self.conn.dialect
         compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
         convert = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+        converted = [(i, f) for i, f in enumerate(convert) if f is not None]
+        # The compiled statement lists the columns in the table's order, not in ``names``'.
         order = [names.index(bind) for bind in compiled.positiontup or ()]
-        plain = not any(convert)
-        as_given = plain and compiled.positional and order == list(range(len(names)))
+        in_order = compiled.positional and order == list(range(len(names)))
+        reorder = itemgetter(*order) if compiled.positional and len(order) > 1 else None
 
         def params(rows: Sequence[Row]) -> Any:
-            if as_given:  # the common case: the driver takes the tuples as they are
+            if not converted and in_order:  # the driver takes the tuples as they are
                 return rows
             out: list[Any] = []
             for row in rows:
-                values = (
-                    row if plain else [f(v) if f else v for f, v in zip(convert, row, strict=True)]
-                )
-                if compiled.positional:
-                    out.append(tuple(values[i] for i in order))
+                values = list(row)
+                for i, f in converted:
+                    values[i] = f(values[i])
+                if in_order:
+                    out.append(values)
+                elif reorder is not None:
+                    out.append(reorder(values))
                 else:
                     out.append(dict(zip(names, values, strict=True)))
             return out
