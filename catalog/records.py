@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,12 @@ API_FIELDS = {
     "SourceType": "source_type",
 }
 MAX_SHOWN = 5
+# json.dumps builds a new encoder on every call that passes options: build the hash's one once.
+# Text, numbers and None cannot refer to themselves: skip the check for circular references.
+_HASH_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, check_circular=False)
+# The API's own form of a time: UTC, to the second or a fraction of one. From the year 1000 on:
+# strftime writes earlier years with fewer digits.
+_API_TIME_RE = re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +51,10 @@ class ApiImage:
 
     def __post_init__(self) -> None:
         if not self.content_hash:
-            payload = json.dumps(
-                {"fields": dict(self.fields), "labels": sorted(self.labels, key=lambda kv: kv[0])},
-                sort_keys=True,
-                ensure_ascii=False,
-            )
+            # The encoder takes a dict; parse_image's fields already are one.
+            fields = self.fields if type(self.fields) is dict else dict(self.fields)
+            labels = sorted(self.labels, key=itemgetter(0))
+            payload = _HASH_JSON.encode({"fields": fields, "labels": labels})
             object.__setattr__(self, "content_hash", hashlib.sha256(payload.encode()).hexdigest())
 
     @property
@@ -89,6 +96,14 @@ def _time(value: str | None) -> str | None:
     """API times as one sortable form, 2024-01-02T03:04:05.000000Z; other text as given."""
     if not value:
         return value
+    if _API_TIME_RE.fullmatch(value):
+        # Already UTC: the same text as below without the costly time zone round trip.
+        try:
+            moment = datetime.fromisoformat(value[:-1])
+        except ValueError:
+            pass  # 2021-02-30 and the like: left to the general rule below
+        else:
+            return f"{value[:19]}.{moment.microsecond:06d}Z"
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -105,7 +120,12 @@ def parse_image(obj: Any, where: str) -> ApiImage:
     fields: dict[str, Any] = {}
     for api_name, column in API_FIELDS.items():
         raw = obj.get(api_name)
-        fields[column] = _size(raw, where) if column == "size" else _text(raw, where, api_name)
+        if column == "size":
+            fields[column] = _size(raw, where)
+        elif raw is None or (type(raw) is str and raw.isascii()):
+            fields[column] = raw  # nearly every value: what _text would return, without the call
+        else:
+            fields[column] = _text(raw, where, api_name)
     for column in ("gmt_create_time", "gmt_modified_time"):
         fields[column] = _time(fields[column])
     labels: dict[str, str | None] = {}
@@ -113,11 +133,17 @@ def parse_image(obj: Any, where: str) -> ApiImage:
     if not isinstance(raw_labels, list):
         raise InputError(f"{where}: Labels must be a list of {{Key, Value}} objects.")
     for index, label in enumerate(raw_labels):
-        if not isinstance(label, dict) or not isinstance(label.get("Key"), str):
+        key = label.get("Key") if isinstance(label, dict) else None
+        if not isinstance(key, str):
             raise InputError(f"{where}: Labels[{index}] has no Key string.")
+        value = label.get("Value")
+        plain_key = type(key) is str and key.isascii()
+        plain_value = value is None or (type(value) is str and value.isascii())
+        if not (plain_key and plain_value):  # _text returns plain ASCII text as it is
+            key = _text(key, where, f"Labels[{index}].Key") or ""
+            value = _text(value, where, f"Labels[{index}].Value")
         # A repeated key keeps its last value, as a dict of labels would.
-        key = sys.intern(_text(label["Key"], where, f"Labels[{index}].Key") or "")
-        value = _text(label.get("Value"), where, f"Labels[{index}].Value")
+        key = sys.intern(key)
         # Keys and short values repeat across thousands of images: share one copy of each.
         labels[key] = sys.intern(value) if value is not None and len(value) <= 40 else value
     named = image_key(fields["image_id"], fields["uri"])

@@ -74,8 +74,13 @@ _FIRST_VERSION_RE = re.compile(r"[vr]?\d+(?:\.\d+)*(?:[a-z][a-z0-9.]*)?")
 _LATER_VERSION_RE = re.compile(r"\d+(?:\.\d+)+(?:[a-z][a-z0-9.]*)?")
 _PRE_WORD_RE = re.compile(r"(?:rc|alpha|beta|preview|pre)\d*|[ab]\d+")
 _UNKNOWN_COMPONENT_RE = re.compile(r"([a-z]{3,})(\d+(?:\.\d+)+)")
+_LEADING_VERSION_RE = re.compile(r"[vV]?\d")
+_MAJOR_MINOR_RE = re.compile(r"(\d+)(?:\.(\d+))?")
+_FOLLOWER_VERSION_RE = re.compile(r"v?" + _LATER_VERSION_RE.pattern)  # the 2.1 of pytorch-v2.1
 _ALIASES = sorted((a for a in KNOWN_FRAMEWORKS if a.isalpha()), key=len, reverse=True)
 _GLUED_RE = re.compile(rf"({'|'.join(_ALIASES)})(\d+(?:\.\d+)*)")
+_GLUED_REST_RE = re.compile(r"[a-z0-9.]*")
+_DASHED_ENDS = {name.rpartition("-")[2] for name in KNOWN_FRAMEWORKS if "-" in name}  # lm, llm
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,11 @@ def _tokenize(tag: str) -> list[str]:
     merged: list[str] = []
     for token in tokens:
         # Names with a dash (tensorrt-llm) were split by the tokenizer; glue them back.
-        if merged and f"{merged[-1]}-{token}".lower() in KNOWN_FRAMEWORKS:
+        if (
+            merged
+            and token.lower() in _DASHED_ENDS
+            and f"{merged[-1]}-{token}".lower() in KNOWN_FRAMEWORKS
+        ):
             merged[-1] = f"{merged[-1]}-{token}"
         else:
             merged.append(token)
@@ -154,16 +163,6 @@ def _compact_version(framework: str, version: str) -> str:
     return f"{major}.{rest}"
 
 
-def _os_name(token: str) -> str | None:
-    match = _OS_RE.fullmatch(token)
-    if match is None:
-        return None
-    if match.group("ubuntu"):
-        digits = (match.group("uv") or "").replace(".", "")
-        return f"ubuntu{digits[:2]}.{digits[2:]}" if digits else "ubuntu"
-    return token
-
-
 def _glued(token: str) -> tuple[list[tuple[str, str]], str | None] | None:
     """``pytorch2.3.0tensorflow2.16.1`` -> two components; ``tf2.12gpu`` -> one plus GPU."""
     pieces: list[tuple[str, str]] = []
@@ -176,7 +175,7 @@ def _glued(token: str) -> tuple[list[tuple[str, str]], str | None] | None:
         pieces.append((name, _compact_version(name, match.group(2))))
         pos = match.end()
     rest = token[pos:]
-    if not pieces or not re.fullmatch(r"[a-z0-9.]*", rest):
+    if not pieces or not _GLUED_REST_RE.fullmatch(rest):
         return None
     if rest in _ACCELERATORS:
         return pieces, _ACCELERATORS[rest]
@@ -185,12 +184,48 @@ def _glued(token: str) -> tuple[list[tuple[str, str]], str | None] | None:
     return pieces, None
 
 
+@lru_cache(maxsize=65536)  # tags are often unique, but made of the same few hundred tokens
+def _classify(
+    raw: str, first: bool, last: bool
+) -> tuple[str, str, tuple[tuple[str, str | None], ...]]:
+    """What one tag token is, whether it comes first or last: its kind, the text that kind reads
+    ("" when none) and, for kind "components", the components it names."""
+    token = raw.lower()
+    if not raw.isascii():
+        return "build", "", ()
+    if match := _OS_RE.fullmatch(token):
+        if not match.group("ubuntu"):
+            return "os", token, ()
+        digits = (match.group("uv") or "").replace(".", "")
+        return "os", f"ubuntu{digits[:2]}.{digits[2:]}" if digits else "ubuntu", ()
+    if token in _ACCELERATORS:
+        return "accelerator", _ACCELERATORS[token], ()
+    if match := _PY_RE.fullmatch(token):
+        return "python", _dotted(match, py=True), ()
+    if match := _CUDA_RE.fullmatch(token):
+        return "cuda", _dotted(match, py=False), ()
+    if _HASH_RE.fullmatch(token) or (
+        token.isdigit() and (len(token) >= 6 or (len(token) == 4 and last))
+    ):
+        return "build", "", ()  # a git hash, a unix time or a date
+    if (first and _FIRST_VERSION_RE.fullmatch(token)) or _LATER_VERSION_RE.fullmatch(token):
+        return "version", raw[1:] if token[0] in "vr" else raw, ()
+    if _PRE_WORD_RE.fullmatch(token):
+        return "prerelease", "", ()
+    if glued := _glued(token):
+        return "components", glued[1] or "", tuple(glued[0])  # tf2.12gpu: the text is GPU
+    if token in KNOWN_FRAMEWORKS:
+        return "framework", KNOWN_FRAMEWORKS[token], ()
+    if match := _UNKNOWN_COMPONENT_RE.fullmatch(token):
+        return "components", "", ((match.group(1), match.group(2)),)
+    return "build", "", ()
+
+
 @lru_cache(maxsize=65536)  # the same tags recur across regions and runs
 def parse_tag(tag: str, framework: str | None = None) -> TagInfo:
     """Classify each token of ``tag``; ``framework`` is the main one when already known."""
     raw_tokens = _tokenize(tag or "")
-    explicit = python = cuda = os_version = None
-    gpu = False
+    firsts: dict[str, str] = {}  # the os, accelerator, python and cuda: the first token wins
     versions: list[tuple[int, str]] = []
     prereleases: list[tuple[int, str]] = []
     components: list[tuple[int, str, str | None]] = []
@@ -200,62 +235,40 @@ def parse_tag(tag: str, framework: str | None = None) -> TagInfo:
         if skip:
             skip = False
             continue
-        token = raw.lower()
-        if not raw.isascii():
-            build.append((pos, raw))
-        elif (os_name := _os_name(token)) is not None:
-            os_version = os_version or os_name
-        elif token in _ACCELERATORS:
-            explicit = explicit or _ACCELERATORS[token]
-        elif match := _PY_RE.fullmatch(token):
-            python = python or _dotted(match, py=True)
-        elif match := _CUDA_RE.fullmatch(token):
-            cuda = cuda or _dotted(match, py=False)
-            gpu = True
-        elif _HASH_RE.fullmatch(token) or (
-            token.isdigit()
-            and (len(token) >= 6 or (len(token) == 4 and pos == len(raw_tokens) - 1))
-        ):
-            build.append((pos, raw))  # a git hash, a unix time or a date
-        elif (pos == 0 and _FIRST_VERSION_RE.fullmatch(token)) or _LATER_VERSION_RE.fullmatch(
-            token
-        ):
-            versions.append((pos, raw[1:] if token[0] in "vr" else raw))
-        elif _PRE_WORD_RE.fullmatch(token):
+        kind, text, named = _classify(raw, pos == 0, pos == len(raw_tokens) - 1)
+        if kind in ("os", "accelerator", "python", "cuda"):
+            firsts.setdefault(kind, text)
+        elif kind == "version":
+            versions.append((pos, text))
+        elif kind == "prerelease":
             prereleases.append((pos, raw))
-        elif glued := _glued(token):
-            components.extend((pos, name, version) for name, version in glued[0])
-            explicit = explicit or glued[1]
-        elif token in KNOWN_FRAMEWORKS:
+        elif kind == "components":
+            components.extend((pos, name, version) for name, version in named)
+            if text:  # tf2.12gpu
+                firsts.setdefault("accelerator", text)
+        elif kind == "framework":
             follower = raw_tokens[pos + 1].lower() if pos + 1 < len(raw_tokens) else ""
-            skip = bool(re.fullmatch(r"v?" + _LATER_VERSION_RE.pattern, follower))
+            skip = bool(_FOLLOWER_VERSION_RE.fullmatch(follower))
             version = raw_tokens[pos + 1].lstrip("vV") if skip else None
-            components.append((pos, KNOWN_FRAMEWORKS[token], version))
-        elif match := _UNKNOWN_COMPONENT_RE.fullmatch(token):
-            components.append((pos, match.group(1), match.group(2)))
+            components.append((pos, text, version))
         else:
             build.append((pos, raw))
     main = canonical_framework(framework) if framework else None
     if main is None:
         known = (c[1] for c in components if c[1].lower() in KNOWN_FRAMEWORKS)
         main = next((name for name in known if name not in LIBRARIES), None)
-    own = [c for c in components if main and c[1].lower() == main.lower()]
-    version = next((c[2] for c in own if c[2]), None)
+    main_key = main.lower() if main else None
+    version = next((c[2] for c in components if c[2] and c[1].lower() == main_key), None)
     version_pos = None
     if version is None and versions:
         version_pos, version = versions.pop(0)
     build.extend(versions)
-    dev_pos = next(
-        (p for p, text in build if p == (version_pos or 0) + 1 and text.lower() == "dev"), None
-    )
-    if (
-        version is not None
-        and version_pos is not None
-        and dev_pos is not None
-        and version.replace(".", "").isdigit()
-    ):
-        version += "dev"  # 2.12.0-dev is a prerelease; a dev token elsewhere is a flavour
-        build = [(p, text) for p, text in build if p != dev_pos]
+    if version_pos is not None and version is not None and version.replace(".", "").isdigit():
+        after = version_pos + 1
+        dev_pos = next((p for p, text in build if p == after and text.lower() == "dev"), None)
+        if dev_pos is not None:
+            version += "dev"  # 2.12.0-dev is a prerelease; a dev token elsewhere is a flavour
+            build = [(p, text) for p, text in build if p != dev_pos]
     parsed = parse_version(version)
     if version is not None and prereleases and parsed is not None and not parsed.is_prerelease:
         version += prereleases.pop(0)[1]  # 0.9-cpu-rc2 is 0.9rc2
@@ -269,52 +282,60 @@ def parse_tag(tag: str, framework: str | None = None) -> TagInfo:
     return TagInfo(
         framework=main,
         version=version,
-        accelerator=explicit,
-        gpu_implied=gpu or any(c[1] == "cuDNN" for c in components),
-        python_version=python,
-        cuda_version=cuda,
-        os_version=os_version,
+        accelerator=firsts.get("accelerator"),
+        gpu_implied="cuda" in firsts or any(c[1] == "cuDNN" for c in components),
+        python_version=firsts.get("python"),
+        cuda_version=firsts.get("cuda"),
+        os_version=firsts.get("os"),
         components=tuple(kept),
-        build_suffix="-".join(text for _, text in sorted(build)) or None,
+        build_suffix="-".join([text for _, text in sorted(build)]) or None,
     )
 
 
-def _repository_framework(repository: str) -> tuple[str, bool]:
-    """The framework a repository name gives, and whether the name is too generic to say."""
-    stripped = repository.lower()
+@lru_cache(maxsize=4096)  # a few hundred repositories hold every image
+def _repository(repository: str) -> tuple[str | None, bool, str, tuple[str, ...]]:
+    """What a repository name says: the framework it gives, whether the name is too generic to
+    say, its chip word ("" for none) and the scope its suffix names."""
+    name = repository.lower()
+    name_words = name.split("-")
+    chip = next((_ACCELERATORS[w] for w in ("xpu", "ppu", "gpu", "cpu") if w in name_words), "")
+    scopes: tuple[str, ...] = ()
+    for suffix, scope in _REPO_SUFFIXES.items():
+        if name.endswith(suffix) or name == suffix[1:]:
+            scopes = (scope,)
+            break
+    if not repository:
+        return None, True, chip, scopes
+    stripped = name
     for suffix in _REPO_SUFFIXES:
         if stripped.endswith(suffix):
             stripped = stripped[: -len(suffix)]
             break
     if stripped in KNOWN_FRAMEWORKS:
-        return KNOWN_FRAMEWORKS[stripped], False
+        return KNOWN_FRAMEWORKS[stripped], False, chip, scopes
     words = stripped.split("-")
     known = [word for word in words if word in KNOWN_FRAMEWORKS]
     if len(known) == 1 and all(w in KNOWN_FRAMEWORKS or w in _REPO_QUALIFIERS for w in words):
-        return KNOWN_FRAMEWORKS[known[0]], False
-    return stripped, not stripped or stripped in _GENERIC_REPOS
+        return KNOWN_FRAMEWORKS[known[0]], False, chip, scopes
+    return stripped, not stripped or stripped in _GENERIC_REPOS, chip, scopes
 
 
-def _repository_scopes(repository: str) -> tuple[str, ...]:
-    name = repository.lower()
-    for suffix, scope in _REPO_SUFFIXES.items():
-        if name.endswith(suffix) or name == suffix[1:]:
-            return (scope,)
-    return ()
-
-
-def _label_frameworks(
+def _read_labels(
     labels: Mapping[str, str], default: str | None
-) -> list[tuple[str, str | None]]:
+) -> tuple[dict[str, str], list[tuple[str, str | None]]]:
+    """Labels by stripped lower-case key, and the frameworks they name with their versions."""
+    low: dict[str, str] = {}
     found: dict[str, tuple[str, str | None]] = {}
-    for key, value in labels.items():
-        key, value = str(key).strip(), str(value or "").strip()
-        if key.lower().startswith("system.framework."):
+    for raw_key, raw_value in labels.items():
+        key, value = str(raw_key).strip(), str(raw_value or "").strip()
+        lowered = key.lower()
+        low[lowered] = value  # a repeated key keeps its last value
+        if lowered.startswith("system.framework."):
             name, version = key[len("system.framework.") :].strip(), value
-        elif key.lower() == "system.framework":
+        elif lowered == "system.framework":
             # "XGBoost 1.6.0": the version is the last word, when it looks like one.
             head, _, tail = value.rpartition(" ")
-            looks_like_version = bool(re.match(r"[vV]?\d", tail))
+            looks_like_version = bool(_LEADING_VERSION_RE.match(tail))
             if not head and looks_like_version:  # "2.3.0" alone: the repository's framework
                 name, version = default or "", tail
             else:
@@ -325,9 +346,10 @@ def _label_frameworks(
         if name:
             previous = found.get(name.lower(), (name, None))
             found[name.lower()] = (previous[0], version or previous[1])
-    return list(found.values())
+    return low, list(found.values())
 
 
+@lru_cache(maxsize=4096)  # label values repeat across images
 def _major_minor(value: str, *, cuda: bool = False, py: bool = False) -> str | None:
     """A label's "12.1.0", "cu121", "py310" or "Python 3.10" as "12.1" or "3.10"."""
     compact = value.lower().replace(" ", "")
@@ -335,7 +357,7 @@ def _major_minor(value: str, *, cuda: bool = False, py: bool = False) -> str | N
         return _dotted(match, py=False)
     if py and (match := _PY_RE.fullmatch(compact)):
         return _dotted(match, py=True)
-    match = re.search(r"(\d+)(?:\.(\d+))?", value)
+    match = _MAJOR_MINOR_RE.search(value)
     if match is None:
         return value or None
     return ".".join(part for part in match.groups() if part)
@@ -345,7 +367,9 @@ def _merge_components(
     tag_components: tuple[tuple[str, str | None], ...],
     label_components: list[tuple[str, str | None]],
 ) -> tuple[tuple[str, str | None], ...]:
-    merged = dict((name.lower(), (name, version)) for name, version in tag_components)
+    if not label_components:
+        return tag_components  # parse_tag gives one per name already
+    merged = {name.lower(): (name, version) for name, version in tag_components}
     for name, version in label_components:
         old = merged.get(name.lower(), (name, None))
         merged[name.lower()] = (old[0], version or old[1])
@@ -369,12 +393,9 @@ def _label_fields(low: Mapping[str, str]) -> tuple[str, str | None, str | None, 
 def parse_image(uri: str | None, labels: Mapping[str, str] | None = None) -> ParsedImage:
     """Read every catalog field from a URI and its labels (labels win); never raises."""
     ref = parse_uri(uri if isinstance(uri, str) else "")
-    labels = labels or {}
-    low = {str(k).strip().lower(): str(v or "").strip() for k, v in labels.items()}
     repository = ref.repository or ""
-    repo_framework, generic = _repository_framework(repository) if repository else (None, True)
-
-    label_frameworks = _label_frameworks(labels, None if generic else repo_framework)
+    repo_framework, generic, repo_chip, repo_scope = _repository(repository)
+    low, label_frameworks = _read_labels(labels or {}, None if generic else repo_framework)
     main_label: tuple[str, str | None] | None = None
     if label_frameworks:
         wanted = (repo_framework or "").lower()
@@ -388,17 +409,13 @@ def parse_image(uri: str | None, labels: Mapping[str, str] | None = None) -> Par
     version = (main_label[1] if main_label else None) or tag.version
 
     chip, python, cuda, os_version = _label_fields(low)
-    repo_words = repository.lower().split("-")
-    repo_chip = next(
-        (_ACCELERATORS[w] for w in ("xpu", "ppu", "gpu", "cpu") if w in repo_words), ""
-    )
     gpu = "GPU" if tag.gpu_implied or cuda else None
     python = python or tag.python_version
     if framework == "Python" and python is None and version:
         python = _major_minor(version)
-    label_scopes = tuple(s for k, s in _LABEL_SCOPES.items() if low.get(k, "").lower() == "true")
+    label_scopes = [s for k, s in _LABEL_SCOPES.items() if low.get(k, "").lower() == "true"]
     # Any scope label, even "false", means the labels speak; the repository name is a fallback.
-    repo_scopes = () if any(k in low for k in _LABEL_SCOPES) else _repository_scopes(repository)
+    repo_scopes = repo_scope if low.keys().isdisjoint(_LABEL_SCOPES) else ()
 
     if ref.error is not None:
         status, reason = "unrecognized", ref.error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,24 @@ def parse_uri(uri: str) -> ImageRef:
         name, _, tag = name.rpartition(":")
         if not _TAG_RE.fullmatch(tag):
             return _bad_uri(f"the tag in {text!r} is empty or has characters a tag cannot have")
+    host, namespace, repository, problem = _split_name(name)
+    if problem == "host":
+        return _bad_uri(f"the registry host in {text!r} is malformed")
+    if problem == "path":
+        return _bad_uri(f"no valid repository path in {text!r}")
+    return ImageRef(host, namespace, repository, tag, digest or None, None)
+
+
+@lru_cache(maxsize=4096)  # a few hundred repositories hold every image
+def _split_name(name: str) -> tuple[str | None, str | None, str | None, str | None]:
+    """Host, namespace and repository of ``host/namespace.../repository``, and what is wrong
+    with it: "host", "path" or None."""
     parts = name.split("/")
     host = None
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
         host = parts.pop(0)
         if not _HOST_RE.fullmatch(host):
-            return _bad_uri(f"the registry host in {text!r} is malformed")
+            return None, None, None, "host"
     if not all(_PATH_PART_RE.fullmatch(part) for part in parts):
-        return _bad_uri(f"no valid repository path in {text!r}")
-    namespace = "/".join(parts[:-1]) or None
-    return ImageRef(host, namespace, parts[-1], tag, digest or None, None)
+        return None, None, None, "path"
+    return host, "/".join(parts[:-1]) or None, parts[-1], None

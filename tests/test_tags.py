@@ -586,6 +586,15 @@ def test_tag_tokens(tag: str, field: str, value: object) -> None:
     assert getattr(parse_tag(tag, "SomeApp"), field) == value
 
 
+def test_a_token_reads_by_its_place_in_the_tag() -> None:
+    # Tokens are classified once and remembered: the place must still count.
+    assert parse_tag("v2-gpu", "SomeApp").version == "2"
+    assert parse_tag("gpu-v2", "SomeApp").build_suffix == "v2"
+    assert parse_tag("2024-gpu", "SomeApp").version == "2024"
+    assert parse_tag("gpu-2024", "SomeApp").build_suffix == "2024"
+    assert parse_tag("2024", "SomeApp").version is None
+
+
 def test_tag_alone_takes_its_first_framework_as_main() -> None:
     info = parse_tag("26.07.20-cudnn9-pytorch2.11-vllm0.8")
     assert (info.framework, info.version) == (PT, "2.11")
@@ -672,6 +681,13 @@ def test_bad_uris_are_unrecognized(uri: str | None) -> None:
     assert parse_uri(uri or "").error == parsed.parse_reason
 
 
+def test_a_bad_name_is_reported_with_each_whole_uri() -> None:
+    # The name part is checked once per name: the reason must still quote the URI at hand.
+    for tag in ("1", "2"):
+        uri = f"bad_host.example.com/pai/x:{tag}"
+        assert parse_uri(uri).error == f"the registry host in {uri!r} is malformed"
+
+
 def test_labels_still_apply_to_an_unrecognized_uri() -> None:
     parsed = parse_image("::::", {"system.framework.PyTorch": "2.1", "system.official": "true"})
     assert parsed.parse_status == "unrecognized"
@@ -736,6 +752,14 @@ def test_several_framework_labels_else_the_first() -> None:
     parsed = parse_image("r.example.com/pai/llm-inference:x", labels)
     assert (parsed.framework, parsed.framework_version) == ("vLLM", "0.6.3")
     assert parsed.components == ((PT, "2.4.0"),)
+
+
+def test_label_keys_are_read_without_case_or_spaces() -> None:
+    # A key repeated in another spelling: the last value wins, but every framework label counts.
+    parsed = parse_image(TAGGED, {"system.chipType": "ppu", " SYSTEM.CHIPTYPE ": "xpu"})
+    assert parsed.accelerator == "XPU"
+    labels = {" System.Framework.PyTorch ": "2.3", "system.framework.pytorch": ""}
+    assert parse_image(TAGGED, labels).framework_version == "2.3"
 
 
 def test_scopes_from_labels() -> None:
