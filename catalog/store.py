@@ -219,6 +219,9 @@ class ListingWriter:
         self.allow_mass_removal = allow_mass_removal
         self._conn: Connection | None = None
         self._txn: Any = None
+        self._current: dict[str, _Old] = {}
+        # Version rows that prepare() read ahead, by image key and content hash.
+        self._ahead: dict[tuple[str, str], dict[str, Any]] = {}
         # A rolled-back run's number, used again: a PostgreSQL sequence never gives one back,
         # and run numbers should not depend on the backend or on how often a crawl restarted.
         self.spent_run_id: int | None = None
@@ -252,6 +255,7 @@ class ListingWriter:
         self._counts = {"added": 0, "changed": 0, "removed": 0, "restored": 0}
         self._seen = 0
         self._insert = BulkInserter(self._conn)
+        self._ahead = {}
 
     def discard(self) -> None:
         """Roll back everything since ``open``."""
@@ -265,6 +269,20 @@ class ListingWriter:
             pass  # nothing was committed; closing the connection drops the rest
         finally:
             conn.close()
+
+    def prepare(self, images: Sequence[ApiImage]) -> None:
+        """Read the new and changed images of a page ahead of ``add``, from any thread: it only
+        reads the catalog's state, and a row is kept by image and content, so a row read for
+        a pass that is then discarded is still right if the same image comes again."""
+        current, region, ahead = self._current, self.run.region, self._ahead
+        for image in images:
+            old = current.get(image.key)
+            if (
+                old is None
+                or old.removed_run_id is not None
+                or old.content_hash != image.content_hash
+            ):
+                ahead[image.key, image.content_hash] = version_row(image, region)
 
     def add(self, images: Sequence[ApiImage]) -> None:
         """Write the new and changed images of one page (or any part) of the listing."""
@@ -295,7 +313,12 @@ class ListingWriter:
             conn.execute(_NOT_LATEST, [{"vid": old.version_id} for _, old in updated])
         fresh = added + [image for image, _ in updated]
         owners = new_pks + [old.image_pk for _, old in updated]
-        rows = [version_row(image, region) for image in fresh]
+        ahead = self._ahead
+        rows = [
+            ahead.pop(key) if (key := (image.key, image.content_hash)) in ahead
+            else version_row(image, region)
+            for image in fresh
+        ]  # fmt: skip
         for row, image_pk in zip(rows, owners, strict=True):
             row.update(image_pk=image_pk, valid_from_run_id=run_id, valid_from=self._now)
             row["is_latest"] = True
