@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections import deque
@@ -30,6 +29,10 @@ class Sink(Protocol):
 
     def open(self) -> None:
         """Start taking a new pass, dropping whatever an earlier one left."""
+
+    def prepare(self, images: list[ApiImage]) -> None:
+        """Work out ahead what ``add`` will need of a page; runs in a fetching thread, in any
+        order, and may be wasted on a pass that is discarded."""
 
     def add(self, images: list[ApiImage]) -> None:
         """Take one page, in page order."""
@@ -75,19 +78,34 @@ def _page(body: Any, number: int, full: bool) -> tuple[list[Any], int | None]:
 
 
 def _ordered(
-    pool: ThreadPoolExecutor, window: int, read: Callable[[int], Any], numbers: range
+    pool: ThreadPoolExecutor,
+    window: int,
+    read: Callable[[int], Any],
+    last: Callable[[], int],
+    when_read: Callable[[], None] | None = None,
 ) -> Iterator[Any]:
-    """read(n) for each number, at most ``window`` ahead, yielded in order: pages that a slow
-    consumer has not taken yet never pile up in memory."""
-    upcoming = iter(numbers)
-    pending: deque[Future[Any]] = deque(
-        pool.submit(read, number) for number in itertools.islice(upcoming, window)
-    )
+    """read(n) for n = 1, 2, ... up to last() (asked again as the pages come in), at most
+    ``window`` ahead, yielded in order: pages that a slow consumer has not taken yet never pile
+    up in memory. ``when_read`` is called once every read has come back, which can be before
+    the consumer has taken them all."""
+    pending: deque[Future[Any]] = deque()
+    asked = 0
+
+    def ask() -> None:
+        nonlocal asked
+        while len(pending) < window and asked < last():
+            asked += 1
+            pending.append(pool.submit(read, asked))
+
+    ask()
     while pending:
         yield pending.popleft().result()
-        number = next(upcoming, None)
-        if number is not None:
-            pending.append(pool.submit(read, number))
+        ask()
+        if when_read is not None and asked >= last() and all(f.done() for f in pending):
+            when_read()
+            when_read = None
+    if when_read is not None:
+        when_read()
 
 
 def _one_pass(
@@ -97,23 +115,28 @@ def _one_pass(
     page_size: int,
     take: Callable[[list[ApiImage]], None] | None,
     progress: Progress | None,
+    *,
+    prepare: Callable[[list[ApiImage]], None] | None = None,
+    when_read: Callable[[int], None] | None = None,
+    expected: int | None = None,
 ) -> _Pass:
     """Read every page once, handing each to ``take`` in order (without ``take``, only the
-    image keys are read); raises _Drift if the pass is inconsistent."""
+    image keys are read) after ``prepare`` saw it in the fetching thread; ``when_read`` gets
+    the TotalCount once every page has come back. Raises _Drift if the pass is inconsistent.
+
+    Page 1 tells how many pages there are; with the ``expected`` number of images, the pages
+    that many would fill are asked for along with it."""
     full = take is not None
 
     def read(number: int) -> tuple[int, list[Any], int | None]:
         images, page_total = _page(fetch(number, page_size, full), number, full)
+        if prepare is not None:
+            prepare(images)
         return number, images, page_total
 
-    _, first, total = read(1)
-    if total is None:
-        raise CrawlError("The API sent no TotalCount, so a complete listing cannot be checked.")
-    # A server may cap PageSize below what was asked; page 1 tells the real size.
-    per_page = min(len(first), page_size) if first else page_size
-    planned = max(1, math.ceil(total / per_page)) if per_page else 1
-    if planned > MAX_PAGES:
-        raise CrawlError(f"The listing would take {planned} pages, over the limit of {MAX_PAGES}.")
+    # Until page 1 has come: the pages the expected listing fills, and the one past them.
+    last = [min(math.ceil(expected / page_size) + 1, MAX_PAGES) if expected else 1]
+    total, per_page, planned = 0, page_size, 1
     seen: set[str] = set()
     digest = 0
 
@@ -135,11 +158,25 @@ def _one_pass(
         if progress is not None:
             progress(number, planned)
 
-    accept(1, first, total)
-    # One page past the end must come back empty: a TotalCount short by whole pages would
-    # otherwise pass every check, and the images past it would be stored as removed.
-    last = planned + 1 if total else planned
-    for number, images, page_total in _ordered(pool, window, read, range(2, last + 1)):
+    read_all = None if when_read is None else (lambda: when_read(total))
+    for number, images, page_total in _ordered(pool, window, read, lambda: last[0], read_all):
+        if number == 1:
+            if page_total is None:
+                raise CrawlError(
+                    "The API sent no TotalCount, so a complete listing cannot be checked."
+                )
+            total = page_total
+            # A server may cap PageSize below what was asked; page 1 tells the real size.
+            per_page = min(len(images), page_size) if images else page_size
+            planned = max(1, math.ceil(total / per_page)) if per_page else 1
+            if planned > MAX_PAGES:
+                raise CrawlError(
+                    f"The listing would take {planned} pages, over the limit of {MAX_PAGES}."
+                )
+            # One page past the end must come back empty: a TotalCount short by whole pages
+            # would otherwise pass every check, and the images past it would be stored as
+            # removed.
+            last[0] = planned + 1 if total else planned
         if number > planned:
             if page_total != total or images:
                 raise _Drift(f"page {number}, past TotalCount {total}, lists {len(images)} images")
@@ -173,38 +210,57 @@ def crawl(
     """
     reads: list[int] = []  # list.append is atomic, so worker threads can count here
     check_size = max(page_size, CHECK_PAGE_SIZE)
+    window = 2 * max(1, workers)
 
     def counted(number: int, size: int, verbose: bool) -> Any:
         body = fetch(number, size, verbose)
         reads.append(number)
         return body
 
-    def read_pass(pool: ThreadPoolExecutor, take: bool) -> _Pass:
+    def check(pool: ThreadPoolExecutor, progress: Progress | None, total: int) -> _Pass:
         nonlocal check_size
-        window = 2 * max(1, workers)
-        if take:
-            return _one_pass(counted, pool, window, page_size, sink.add, progress)
         try:
-            return _one_pass(counted, pool, window, check_size, None, progress)
+            return _one_pass(counted, pool, window, check_size, None, progress, expected=total)
         except ApiError as exc:
             if check_size == page_size or not _refused_size(exc):
                 raise
             log.info("pages of %d were refused (%s); checking in pages of %d", check_size, exc,
                      page_size)  # fmt: skip
             check_size = page_size
-            return _one_pass(counted, pool, window, check_size, None, progress)
+            return _one_pass(counted, pool, window, check_size, None, progress, expected=total)
 
     previous: _Pass | None = None  # the last consistent pass
     stored: _Pass | None = None  # the pass the sink holds
+    early: Future[_Pass] | None = None  # a check started once the stored pass's reads were in
     reasons: list[str] = []
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        with (
+            ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+            ThreadPoolExecutor(max_workers=1) as checker,
+        ):
+
+            def start_check(total: int) -> None:
+                nonlocal early
+                early = checker.submit(check, pool, None, total)  # no progress: one at a time
+
             for attempt in range(1, max_recrawls + 2):
                 taking = stored is None
-                if taking:
-                    sink.open()
                 try:
-                    seen = read_pass(pool, taking)
+                    if taking:
+                        _drop(early)
+                        early = None
+                        sink.open()
+                        # The check may start as soon as the pass is read, while the sink
+                        # still stores its last pages, unless an earlier check may settle it.
+                        when_read = start_check if verify and previous is None else None
+                        seen = _one_pass(
+                            counted, pool, window, page_size, sink.add, progress,
+                            prepare=sink.prepare, when_read=when_read,
+                        )  # fmt: skip
+                    elif early is not None:
+                        seen, early = early.result(), None
+                    else:
+                        seen = check(pool, progress, stored.total if stored else 0)
                 except _Drift as drift:
                     log.info("the listing moved during pass %d (%s); reading again", attempt, drift)
                     reasons.append(str(drift))
@@ -220,6 +276,7 @@ def crawl(
                     stored = None
                     sink.discard()
                 previous = seen
+            _drop(early)
     except BaseException:
         sink.discard()
         raise
@@ -228,3 +285,9 @@ def crawl(
         f"The listing kept changing during {max_recrawls + 1} crawls ({shown}); "
         "nothing was stored, run the sync again later."
     )
+
+
+def _drop(check: Future[_Pass] | None) -> None:
+    """Wait for a check that is no longer wanted, whatever it found."""
+    if check is not None and not check.cancel():
+        check.exception()

@@ -27,6 +27,7 @@ class RecordingSink:
     server: Any = None
     pages: list[list[str]] = field(default_factory=list)
     served_at_add: list[int] = field(default_factory=list)
+    prepared: set[str] = field(default_factory=set)
     opened: int = 0
     discarded: int = 0
 
@@ -34,7 +35,11 @@ class RecordingSink:
         self.opened += 1
         self.pages = []
 
+    def prepare(self, images: list[ApiImage]) -> None:
+        self.prepared.update(image.key for image in images)
+
     def add(self, images: list[ApiImage]) -> None:
+        assert all(image.key in self.prepared for image in images)
         if self.server is not None:
             self.served_at_add.append(len(self.server.requests))
         if self.fail_on_page is not None and len(self.pages) + 1 == self.fail_on_page:
@@ -113,7 +118,8 @@ def test_a_server_that_refuses_large_pages_is_checked_in_the_listing_s_pages(
     assert sink.keys == listed(api) and (sink.opened, sink.discarded) == (1, 0)
     assert (result.pages, result.passes) == (6 + 6, 2)
     refused = [r for r in api.requests if r.code == "InvalidParameter.PageSize"]
-    assert [r.query["PageSize"] for r in refused] == [str(crawl.CHECK_PAGE_SIZE)]
+    # Page 1 of the check and the one past it were asked for together, and both refused.
+    assert [r.query["PageSize"] for r in refused] == [str(crawl.CHECK_PAGE_SIZE)] * 2
     assert any(line.endswith("checking in pages of 50") for line in said), said
 
 
@@ -192,3 +198,24 @@ def test_a_throttled_request_holds_every_worker(api: Any, client: PaiClient) -> 
         # is sent after that until the wait is over.
         during = [r for r in api.requests if moment + 0.05 < r.time < moment + 0.29]
         assert during == [], (moment, [(r.time, r.query["PageNumber"]) for r in during])
+
+
+def test_the_check_starts_once_the_pass_is_read_while_the_sink_still_stores(
+    client: PaiClient,
+) -> None:
+    with fake.FakePaiApi({REGION: fake.synthetic_images(400, REGION)}) as server:
+        slow = PaiClient(REGION, server.url, CREDS, client.settings)
+        sink = RecordingSink(delay=0.02, server=server)
+        try:
+            result = crawl.crawl(slow.list_images_page, sink, page_size=10, workers=4)
+        finally:
+            slow.close()
+        requests = list(server.requests)
+    assert result.passes == 2 and len(sink.pages) == 40
+    first = [r for r in requests if r.query["Verbose"] == "true"]
+    check = [r for r in requests if r.query["Verbose"] == "false"]
+    assert len(first) == 41 and len(check) == 2  # 400 keys fit one page, then the empty one
+    # Every page of the stored pass had come back before the check asked for anything...
+    assert max(r.time for r in first) <= min(r.time for r in check)
+    # ...and the check was answered while the sink still had pages to take.
+    assert sink.served_at_add[-1] == len(requests)
