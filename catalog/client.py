@@ -148,6 +148,12 @@ class PaiClient:
         adapter = HTTPAdapter(pool_maxsize=self.settings.pool_size, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
+        # Proxies and the CA bundle from the environment, read once rather than on every
+        # request (requests walks the whole environment each time); no .netrc, whose
+        # Authorization header would replace the signature.
+        found = self._session.merge_environment_settings(self.base_url, {}, None, None, None)
+        self._session.proxies, self._session.verify = found["proxies"], found["verify"]
+        self._session.trust_env = False
         parts = urlsplit(self.base_url)
         self._host = parts.netloc
         self._prefix = parts.path.rstrip("/")

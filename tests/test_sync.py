@@ -162,6 +162,36 @@ def test_retry_after_is_honoured(server: Any) -> None:
     assert len(waits) == 1 and 0.29 <= waits[0] <= 30
 
 
+def test_a_netrc_entry_for_the_endpoint_does_not_replace_the_signature(
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password something\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    client = PaiClient(REGION, server.url, CREDS, ClientSettings(retries=0))
+    try:
+        assert client.list_images_page(1, 10)["TotalCount"] == 230
+    finally:
+        client.close()
+    assert server.requests[-1].headers["authorization"].startswith("ACS3-HMAC-SHA256 ")
+
+
+def test_proxies_from_the_environment_are_read_once_and_still_apply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "aiworkspace-vpc.cn-hangzhou.aliyuncs.com")
+    public = PaiClient(REGION, "https://aiworkspace.cn-hangzhou.aliyuncs.com", CREDS)
+    vpc = PaiClient(REGION, "https://aiworkspace-vpc.cn-hangzhou.aliyuncs.com", CREDS)
+    try:
+        assert public._session.proxies.get("https") == "http://127.0.0.1:9"
+        assert "https" not in vpc._session.proxies  # NO_PROXY names that host
+    finally:
+        public.close()
+        vpc.close()
+
+
 @pytest.mark.parametrize(("insert", "delete"), [(3, 0), (0, 3), (2, 2), (1, 1)])
 def test_drift_in_the_middle_of_a_crawl(
     server: Any, catalog_db: CatalogDb, insert: int, delete: int
