@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -211,9 +212,13 @@ def crawl(
     reads: list[int] = []  # list.append is atomic, so worker threads can count here
     check_size = max(page_size, CHECK_PAGE_SIZE)
     window = 2 * max(1, workers)
+    # ``workers`` requests are under way at most; reading a page that has come does not hold
+    # one back, so the threads are as many as the pages that may run ahead.
+    requests = threading.BoundedSemaphore(max(1, workers))
 
     def counted(number: int, size: int, verbose: bool) -> Any:
-        body = fetch(number, size, verbose)
+        with requests:
+            body = fetch(number, size, verbose)
         reads.append(number)
         return body
 
@@ -235,7 +240,7 @@ def crawl(
     reasons: list[str] = []
     try:
         with (
-            ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+            ThreadPoolExecutor(max_workers=window) as pool,
             ThreadPoolExecutor(max_workers=1) as checker,
         ):
 
