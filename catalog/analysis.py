@@ -10,7 +10,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from sqlite3 import SQLITE_FUNCTION, SQLITE_READ, SQLITE_RECURSIVE, SQLITE_SELECT
@@ -21,6 +21,8 @@ from catalog import readdb
 from catalog.config import DbTarget, parse_target, resolve_target, utcnow
 from catalog.errors import CatalogError, DatabaseError, UsageError
 from catalog.filters import make_filters
+from catalog.readdb import staleness_warning as staleness_warning  # the catalog's age, too
+from catalog.readdb import stored_moment
 
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
 # Strings, quoted names and comments: a ';' or ':name' inside them is not SQL.
@@ -385,7 +387,9 @@ def info(*, db: str | None = None) -> CatalogInfo:
     handle = readdb.reader(target)
     rows = handle.rows(_REGIONS)
     regions = tuple(RegionInfo(**{**row, "last_sync": _iso(row["last_sync"])}) for row in rows)
-    last = max((m for m in map(_moment, (row["last_sync"] for row in rows)) if m), default=None)
+    last = max(
+        (m for m in map(stored_moment, (row["last_sync"] for row in rows)) if m), default=None
+    )
     return CatalogInfo(
         database=target.display,
         revision=str(handle.scalar("SELECT version_num FROM alembic_version")),
@@ -397,32 +401,6 @@ def info(*, db: str | None = None) -> CatalogInfo:
     )
 
 
-def staleness_warning(max_age_days: float, *, db: str | None = None) -> str | None:
-    """One sentence when the last successful sync is ``max_age_days`` old or older, else None."""
-    if max_age_days < 0:
-        raise UsageError(f"The maximum age must be 0 days or more, not {max_age_days}.")
-    handle = readdb.reader(resolve_target(db))
-    last = _moment(handle.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
-    if last is None:
-        return "Warning: the catalog has never been synced; run 'pai-catalog sync' to fill it."
-    age = utcnow() - last
-    if age < timedelta(days=max_age_days):
-        return None
-    days = f"{age.days} day{'' if age.days == 1 else 's'} ago"
-    return (
-        f"Warning: the catalog was last updated {last:%Y-%m-%d} ({days}); "
-        "run 'pai-catalog sync' to refresh it."
-    )
-
-
-def _moment(value: Any) -> datetime | None:
-    """A stored time (a datetime, or SQLite's text) as naive UTC."""
-    if value is None:
-        return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
-
-
 def _iso(value: Any) -> str | None:
-    moment = _moment(value)
+    moment = stored_moment(value)
     return None if moment is None else f"{moment:%Y-%m-%dT%H:%M:%SZ}"

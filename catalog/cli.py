@@ -93,7 +93,7 @@ def resolve(
         render([info], Format.NL, sys.stdout)
     else:
         click.echo(info.image_uri)
-    from catalog.analysis import staleness_warning
+    from catalog.readdb import staleness_warning  # loaded already, unlike catalog.analysis
 
     warning = staleness_warning(max_age, db=db)
     if warning:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from catalog.config import resolve_target
 from catalog.errors import AmbiguousError, NotFoundError, UsageError
-from catalog.readdb import Reader, reader
+from catalog.readdb import Reader, reader, stored_moment
 from catalog.records import API_FIELDS
 
 # store.COMPARED_FIELDS, derived here because importing store would pull SQLAlchemy into reads.
@@ -91,23 +90,13 @@ class Event:
     changed_fields: tuple[str, ...]
 
 
-def _moment(value: Any) -> datetime | None:
-    """sqlite3 gives stored times as text, SQLAlchemy as datetimes; both become naive UTC."""
-    if value is None:
-        return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
-
-
 def _iso(value: Any) -> str | None:
-    moment = _moment(value)
+    moment = stored_moment(value)
     return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _run(row: Mapping[str, Any]) -> Run:
-    started, finished = _moment(row["started_at"]), _moment(row["finished_at"])
+    started, finished = stored_moment(row["started_at"]), stored_moment(row["finished_at"])
     seconds = None
     if started is not None and finished is not None:
         seconds = round((finished - started).total_seconds(), 3)

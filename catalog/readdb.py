@@ -6,13 +6,13 @@ import itertools
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from catalog.config import DbTarget
-from catalog.errors import DatabaseError
+from catalog.config import DbTarget, resolve_target, utcnow
+from catalog.errors import DatabaseError, UsageError
 
 # The migration revision this code reads; tests check it against the migrations' head.
 SCHEMA_REVISION = "0007"
@@ -205,3 +205,34 @@ def forget(target: DbTarget | None = None) -> None:
         found = _OPEN.pop(key, None)
         if found is not None:
             found.close()
+
+
+def stored_moment(value: Any) -> datetime | None:
+    """A stored time as naive UTC: sqlite3 gives text, SQLAlchemy datetimes."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def staleness_warning(max_age_days: float, *, db: str | None = None) -> str | None:
+    """One sentence when the last successful sync is ``max_age_days`` old or older, else None.
+
+    Here rather than with the other analyses: ``resolve`` asks after every answer, and this
+    module is already loaded by then."""
+    if max_age_days < 0:
+        raise UsageError(f"The maximum age must be 0 days or more, not {max_age_days}.")
+    handle = reader(resolve_target(db))
+    last = stored_moment(handle.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
+    if last is None:
+        return "Warning: the catalog has never been synced; run 'pai-catalog sync' to fill it."
+    age = utcnow() - last
+    if age < timedelta(days=max_age_days):
+        return None
+    days = f"{age.days} day{'' if age.days == 1 else 's'} ago"
+    return (
+        f"Warning: the catalog was last updated {last:%Y-%m-%d} ({days}); "
+        "run 'pai-catalog sync' to refresh it."
+    )
