@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,8 +34,9 @@ class Sink(Protocol):
         """Start taking a new pass, dropping whatever an earlier one left."""
 
     def prepare(self, images: list[ApiImage]) -> None:
-        """Work out ahead what ``add`` will need of a page; runs in a fetching thread, in any
-        order, and may be wasted on a pass that is discarded."""
+        """Work out ahead what ``add`` will need of a page. Runs in a fetching thread, in any
+        order, at the same time as ``add``, ``open`` or ``discard``, and possibly after its
+        own pass was discarded."""
 
     def add(self, images: list[ApiImage]) -> None:
         """Take one page, in page order."""
@@ -84,11 +87,12 @@ def _ordered(
     read: Callable[[int], Any],
     last: Callable[[], int],
     when_read: Callable[[], None] | None = None,
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """read(n) for n = 1, 2, ... up to last() (asked again as the pages come in), at most
     ``window`` ahead, yielded in order: pages that a slow consumer has not taken yet never pile
-    up in memory. ``when_read`` is called once every read has come back, which can be before
-    the consumer has taken them all."""
+    up in memory. ``when_read`` is called once every read has come back (or failed), which can
+    be before the consumer has taken them all. Reads not yet started when the consumer stops
+    are cancelled."""
     pending: deque[Future[Any]] = deque()
     asked = 0
 
@@ -99,12 +103,16 @@ def _ordered(
             pending.append(pool.submit(read, asked))
 
     ask()
-    while pending:
-        yield pending.popleft().result()
-        ask()
-        if when_read is not None and asked >= last() and all(f.done() for f in pending):
-            when_read()
-            when_read = None
+    try:
+        while pending:
+            yield pending.popleft().result()
+            ask()
+            if when_read is not None and asked >= last() and all(f.done() for f in pending):
+                when_read()
+                when_read = None
+    finally:
+        for future in pending:  # a pass given up on asks for nothing more
+            future.cancel()
     if when_read is not None:
         when_read()
 
@@ -145,9 +153,9 @@ def _one_pass(
         nonlocal digest
         if page_total != total:
             raise _Drift(f"TotalCount moved from {total} to {page_total}")
-        expected = min(per_page, total - per_page * (number - 1))
-        if len(images) != expected:
-            raise _Drift(f"page {number} has {len(images)} images, expected {expected}")
+        count = min(per_page, total - per_page * (number - 1))
+        if len(images) != count:
+            raise _Drift(f"page {number} has {len(images)} images, expected {count}")
         for image in images:
             key = image.key if full else image
             if key in seen:
@@ -160,29 +168,33 @@ def _one_pass(
             progress(number, planned)
 
     read_all = None if when_read is None else (lambda: when_read(total))
-    for number, images, page_total in _ordered(pool, window, read, lambda: last[0], read_all):
-        if number == 1:
-            if page_total is None:
-                raise CrawlError(
-                    "The API sent no TotalCount, so a complete listing cannot be checked."
-                )
-            total = page_total
-            # A server may cap PageSize below what was asked; page 1 tells the real size.
-            per_page = min(len(images), page_size) if images else page_size
-            planned = max(1, math.ceil(total / per_page)) if per_page else 1
-            if planned > MAX_PAGES:
-                raise CrawlError(
-                    f"The listing would take {planned} pages, over the limit of {MAX_PAGES}."
-                )
-            # One page past the end must come back empty: a TotalCount short by whole pages
-            # would otherwise pass every check, and the images past it would be stored as
-            # removed.
-            last[0] = planned + 1 if total else planned
-        if number > planned:
-            if page_total != total or images:
-                raise _Drift(f"page {number}, past TotalCount {total}, lists {len(images)} images")
-            continue
-        accept(number, images, page_total)
+    pages = _ordered(pool, window, read, lambda: last[0], read_all)
+    with contextlib.closing(pages):  # on any failure, at once: no more requests for this pass
+        for number, images, page_total in pages:
+            if number == 1:
+                if page_total is None:
+                    raise CrawlError(
+                        "The API sent no TotalCount, so a complete listing cannot be checked."
+                    )
+                total = page_total
+                # A server may cap PageSize below what was asked; page 1 tells the real size.
+                per_page = min(len(images), page_size) if images else page_size
+                planned = max(1, math.ceil(total / per_page)) if per_page else 1
+                if planned > MAX_PAGES:
+                    raise CrawlError(
+                        f"The listing would take {planned} pages, over the limit of {MAX_PAGES}."
+                    )
+                # One page past the end must come back empty: a TotalCount short by whole pages
+                # would otherwise pass every check, and the images past it would be stored as
+                # removed.
+                last[0] = planned + 1 if total else planned
+            if number > planned:
+                if page_total != total or images:
+                    raise _Drift(
+                        f"page {number}, past TotalCount {total}, lists {len(images)} images"
+                    )
+                continue
+            accept(number, images, page_total)
     return _Pass(total, digest)
 
 
@@ -216,27 +228,33 @@ def crawl(
     # one back, so the threads are as many as the pages that may run ahead.
     requests = threading.BoundedSemaphore(max(1, workers))
 
-    def counted(number: int, size: int, verbose: bool) -> Any:
+    def counted(number: int, size: int, verbose: bool, stop: threading.Event | None) -> Any:
         with requests:
+            if stop is not None and stop.is_set():
+                raise _GivenUp
             body = fetch(number, size, verbose)
         reads.append(number)
         return body
 
-    def check(pool: ThreadPoolExecutor, progress: Progress | None, total: int) -> _Pass:
+    def check(progress: Progress | None, total: int, stop: threading.Event | None = None) -> _Pass:
         nonlocal check_size
+        fetch_keys = functools.partial(counted, stop=stop)
+        asked = len(reads)
         try:
-            return _one_pass(counted, pool, window, check_size, None, progress, expected=total)
+            return _one_pass(fetch_keys, pool, window, check_size, None, progress, expected=total)
         except ApiError as exc:
-            if check_size == page_size or not _refused_size(exc):
+            # The size was refused only if no page of that size came back.
+            if check_size == page_size or not _refused_size(exc) or len(reads) > asked:
                 raise
             log.info("pages of %d were refused (%s); checking in pages of %d", check_size, exc,
                      page_size)  # fmt: skip
             check_size = page_size
-            return _one_pass(counted, pool, window, check_size, None, progress, expected=total)
+            return _one_pass(fetch_keys, pool, window, check_size, None, progress, expected=total)
 
+    fetch_pages = functools.partial(counted, stop=None)
     previous: _Pass | None = None  # the last consistent pass
     stored: _Pass | None = None  # the pass the sink holds
-    early: Future[_Pass] | None = None  # a check started once the stored pass's reads were in
+    early: _Early | None = None  # a check started once the stored pass's reads were in
     reasons: list[str] = []
     try:
         with (
@@ -246,42 +264,47 @@ def crawl(
 
             def start_check(total: int) -> None:
                 nonlocal early
-                early = checker.submit(check, pool, None, total)  # no progress: one at a time
+                stop = threading.Event()
+                # No progress from it: the stored pass is still reporting its own.
+                early = _Early(checker.submit(check, None, total, stop), stop)
 
-            for attempt in range(1, max_recrawls + 2):
-                taking = stored is None
-                try:
+            try:
+                for attempt in range(1, max_recrawls + 2):
+                    taking = stored is None
+                    try:
+                        if taking:
+                            _drop(early)
+                            early = None
+                            sink.open()
+                            # The check may start as soon as the pass is read, while the sink
+                            # still stores its last pages, unless an earlier check may settle it.
+                            when_read = start_check if verify and previous is None else None
+                            seen = _one_pass(
+                                fetch_pages, pool, window, page_size, sink.add, progress,
+                                prepare=sink.prepare, when_read=when_read,
+                            )  # fmt: skip
+                        elif early is not None:
+                            seen, early = early.future.result(), None
+                        else:
+                            seen = check(progress, stored.total if stored else 0)
+                    except _Drift as drift:
+                        log.info("the listing moved during pass %d (%s); reading again",
+                                 attempt, drift)  # fmt: skip
+                        reasons.append(str(drift))
+                        previous = stored = None
+                        sink.discard()
+                        continue
                     if taking:
-                        _drop(early)
-                        early = None
-                        sink.open()
-                        # The check may start as soon as the pass is read, while the sink
-                        # still stores its last pages, unless an earlier check may settle it.
-                        when_read = start_check if verify and previous is None else None
-                        seen = _one_pass(
-                            counted, pool, window, page_size, sink.add, progress,
-                            prepare=sink.prepare, when_read=when_read,
-                        )  # fmt: skip
-                    elif early is not None:
-                        seen, early = early.result(), None
-                    else:
-                        seen = check(pool, progress, stored.total if stored else 0)
-                except _Drift as drift:
-                    log.info("the listing moved during pass %d (%s); reading again", attempt, drift)
-                    reasons.append(str(drift))
-                    previous = stored = None
-                    sink.discard()
-                    continue
-                if taking:
-                    stored = seen
-                if not verify or (previous is not None and previous == seen):
-                    return CrawlResult(total=seen.total, pages=len(reads), passes=attempt)
-                if not taking:  # this read disagrees with the one the sink holds
-                    reasons.append("two passes listed different images")
-                    stored = None
-                    sink.discard()
-                previous = seen
-            _drop(early)
+                        stored = seen
+                    if not verify or (previous is not None and previous == seen):
+                        return CrawlResult(total=seen.total, pages=len(reads), passes=attempt)
+                    if not taking:  # this read disagrees with the one the sink holds
+                        reasons.append("two passes listed different images")
+                        stored = None
+                        sink.discard()
+                    previous = seen
+            finally:
+                _drop(early)  # a failure, or the last attempt: it is not wanted any more
     except BaseException:
         sink.discard()
         raise
@@ -292,7 +315,21 @@ def crawl(
     )
 
 
-def _drop(check: Future[_Pass] | None) -> None:
-    """Wait for a check that is no longer wanted, whatever it found."""
-    if check is not None and not check.cancel():
-        check.exception()
+class _GivenUp(Exception):
+    """A read of a check that is no longer wanted."""
+
+
+@dataclass(frozen=True)
+class _Early:
+    """A check pass under way in the background, and how to stop it."""
+
+    future: Future[_Pass]
+    stop: threading.Event
+
+
+def _drop(early: _Early | None) -> None:
+    """Stop a check that is no longer wanted: no new request, and wait for those under way."""
+    if early is not None:
+        early.stop.set()
+        if not early.future.cancel():
+            early.future.exception()

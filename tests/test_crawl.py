@@ -219,3 +219,23 @@ def test_the_check_starts_once_the_pass_is_read_while_the_sink_still_stores(
     assert max(r.time for r in first) <= min(r.time for r in check)
     # ...and the check was answered while the sink still had pages to take.
     assert sink.served_at_add[-1] == len(requests)
+
+
+def test_a_failing_sink_stops_the_check_already_under_way(
+    client: PaiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(crawl, "CHECK_PAGE_SIZE", 20)  # a check of 21 pages, started early
+    with fake.FakePaiApi({REGION: fake.synthetic_images(400, REGION)}) as server:
+        server.faults.latency = 0.05
+        slow = PaiClient(REGION, server.url, CREDS, client.settings)
+        sink = RecordingSink(delay=0.03, fail_on_page=40, server=server)
+        try:
+            with pytest.raises(RuntimeError, match="the sink failed"):
+                crawl.crawl(slow.list_images_page, sink, page_size=10, workers=4)
+        finally:
+            slow.close()
+        time.sleep(0.2)  # anything still on its way would be logged by now
+        check = [r for r in server.requests if r.query["Verbose"] == "false"]
+    assert sink.discarded == 1 and sink.pages == []
+    # The check had started before the sink failed, and asked for nothing after it.
+    assert 0 < len(check) < 21, len(check)
