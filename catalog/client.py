@@ -103,7 +103,10 @@ def _retry_after(response: requests.Response) -> float | None:
     if value:
         if value.strip().isdigit():
             return float(value)
-        moment = email.utils.parsedate_to_datetime(value)
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None  # neither seconds nor a date: the backoff decides
         if moment is not None:
             return max(0.0, moment.timestamp() - time.time())
     return None
@@ -231,11 +234,17 @@ class PaiClient:
         )
 
     def _hold(self) -> None:
-        """Wait until the pause that a throttled request asked for is over."""
-        with self._resume_lock:
-            left = self._resume_at - time.monotonic()
-        if left > 0:
+        """Wait until the pause that throttled requests asked for is over, including any that
+        another one extends meanwhile."""
+        slept_until = 0.0
+        while True:
+            with self._resume_lock:
+                until = self._resume_at
+            left = until - time.monotonic()
+            if until <= slept_until or left <= 0:
+                return
             self._sleep(left)
+            slept_until = until
 
     def _pause(self, seconds: float) -> None:
         """Hold every request of this client for ``seconds`` (or longer, if already held)."""

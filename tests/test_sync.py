@@ -12,8 +12,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import requests
 
 import catalog
+import catalog.client as client_module
 from catalog import db as database
 from catalog.client import ClientSettings, PaiClient
 from catalog.config import parse_target
@@ -381,3 +383,19 @@ def test_requests_name_the_tool(server: Any) -> None:
     client.list_images_page(1, 5)
     agent = server.requests[-1].headers["user-agent"]
     assert agent == f"pai-image-catalog/{catalog.__version__}"
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "wait"),
+    [
+        ("x-acs-retry-after", "250", 0.25),
+        ("Retry-After", "2", 2.0),
+        ("Retry-After", "1.5", None),  # neither seconds nor a date: the backoff decides
+        ("Retry-After", "soon", None),
+        ("x-acs-retry-after", "-5", None),
+    ],
+)
+def test_retry_after_headers(header: str, value: str, wait: float | None) -> None:
+    response = requests.Response()
+    response.headers[header] = value
+    assert client_module._retry_after(response) == wait
