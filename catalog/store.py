@@ -261,7 +261,7 @@ class ListingWriter:
         """Roll back everything since ``open``."""
         if self._conn is None:
             return
-        conn, self._conn, self._current = self._conn, None, {}
+        conn, self._conn, self._current, self._ahead = self._conn, None, {}, {}
         self.spent_run_id = self._run_id
         try:
             self._txn.rollback()
@@ -271,9 +271,10 @@ class ListingWriter:
             conn.close()
 
     def prepare(self, images: Sequence[ApiImage]) -> None:
-        """Read the new and changed images of a page ahead of ``add``, from any thread: it only
-        reads the catalog's state, and a row is kept by image and content, so a row read for
-        a pass that is then discarded is still right if the same image comes again."""
+        """Read the new and changed images of a page ahead of ``add``, from any thread, even
+        while ``add``, ``open`` or ``discard`` run: it reads the catalog's state and adds rows
+        to a dict, both one step each. A row is kept by image key and content hash, so a row
+        read for a pass that is then discarded is still right if the same image comes again."""
         current, region, ahead = self._current, self.run.region, self._ahead
         for image in images:
             old = current.get(image.key)
@@ -391,7 +392,7 @@ class ListingWriter:
             )
         )  # fmt: skip
         self._txn.commit()
-        self._conn, self._current = None, {}
+        self._conn, self._current, self._ahead = None, {}, {}
         conn.close()
         return RunStats(run_id=run_id, region=region, seen=self._seen, **self._counts)
 
