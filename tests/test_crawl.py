@@ -109,12 +109,13 @@ def test_a_server_that_refuses_large_pages_is_checked_in_the_listing_s_pages(
     handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
     logger = logging.getLogger("catalog.crawl")
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the level cache
     try:
         result = crawl.crawl(client.list_images_page, sink, page_size=50, workers=3)
     finally:
         logger.removeHandler(handler)
-        logger.level = level
+        logger.setLevel(level)
     assert sink.keys == listed(api) and (sink.opened, sink.discarded) == (1, 0)
     assert (result.pages, result.passes) == (6 + 6, 2)
     refused = [r for r in api.requests if r.code == "InvalidParameter.PageSize"]
