@@ -85,13 +85,14 @@ class BulkInserter:
         sql = str(compiled)
         # The compiled statement lists the columns in the table's order, not in ``names``'.
         order = [names.index(bind) for bind in compiled.positiontup or ()]
-        reorder = itemgetter(*order) if compiled.positional and len(order) > 1 else None
+        shuffled = compiled.positional and order != sorted(order)
+        reorder = itemgetter(*order) if shuffled else None
 
         def run(rows: Sequence[Row]) -> None:
             values = convert(rows)
             if not compiled.positional:
                 params: Any = [dict(zip(names, row, strict=True)) for row in values]
-            elif reorder is not None and order != sorted(order):
+            elif reorder is not None:
                 params = [reorder(row) for row in values]
             else:
                 params = values
