@@ -21,8 +21,10 @@ FetchPage = Callable[[int, int, bool], Any]  # (page_number, page_size, verbose)
 Progress = Callable[[int, int], None]  # (pages done, pages planned)
 MAX_PAGES = 10_000
 # A check pass reads only which images are listed, a small answer per image, so it asks for
-# pages this large; a server that caps them is followed, one that refuses them gets the usual.
+# pages this large, or larger (up to CHECK_PAGE_MAX) where that lets every page go out at once;
+# a server that caps them is followed, one that refuses them gets the usual.
 CHECK_PAGE_SIZE = 1000
+CHECK_PAGE_MAX = 5000
 _MASK = (1 << 64) - 1
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,11 @@ class Sink(Protocol):
     def open(self) -> None:
         """Start taking a new pass, dropping whatever an earlier one left."""
 
-    def prepare(self, images: list[ApiImage]) -> None:
-        """Work out ahead what ``add`` will need of a page. Runs in a fetching thread, in any
-        order, at the same time as ``add``, ``open`` or ``discard``, and possibly after its
-        own pass was discarded."""
+    def read(self, body: Any, where: str) -> tuple[list[ApiImage], int | None]:
+        """A page's images and TotalCount (InputError if the page is malformed), with what
+        ``add`` will need of them worked out ahead. Runs in a fetching thread, in any order, at
+        the same time as ``add``, ``open`` or ``discard``, and possibly after its own pass was
+        discarded."""
 
     def add(self, images: list[ApiImage]) -> None:
         """Take one page, in page order."""
@@ -72,13 +75,21 @@ class _Pass:
     digest: int
 
 
-def _page(body: Any, number: int, full: bool) -> tuple[list[Any], int | None]:
-    """The page's images (``full``), or only their keys, and its TotalCount."""
+def _page(
+    body: Any, number: int, read: Callable[[Any, str], tuple[list[Any], int | None]]
+) -> tuple[list[Any], int | None]:
+    """The page's images, or only their keys, and its TotalCount."""
     try:
-        where = f"ListImages page {number}"
-        return records.parse_body(body, where) if full else records.listed_keys(body, where)
+        return read(body, f"ListImages page {number}")
     except InputError as exc:
         raise CrawlError(f"The API sent a malformed page: {exc}") from None
+
+
+def _plan(total: int, first: int, page_size: int) -> tuple[int, int]:
+    """Images per page and pages in all, from page 1's TotalCount and its number of images: a
+    server may cap PageSize below what was asked, and page 1 tells the real size."""
+    per_page = min(first, page_size) if first else page_size
+    return per_page, max(1, math.ceil(total / per_page)) if per_page else 1
 
 
 def _ordered(
@@ -105,7 +116,9 @@ def _ordered(
     ask()
     try:
         while pending:
-            yield pending.popleft().result()
+            page = pending.popleft().result()
+            ask()  # a read may have told last() more
+            yield page
             ask()
             if when_read is not None and asked >= last() and all(f.done() for f in pending):
                 when_read()
@@ -125,22 +138,25 @@ def _one_pass(
     take: Callable[[list[ApiImage]], None] | None,
     progress: Progress | None,
     *,
-    prepare: Callable[[list[ApiImage]], None] | None = None,
+    read_page: Callable[[Any, str], tuple[list[ApiImage], int | None]] | None = None,
     when_read: Callable[[int], None] | None = None,
     expected: int | None = None,
 ) -> _Pass:
     """Read every page once, handing each to ``take`` in order (without ``take``, only the
-    image keys are read) after ``prepare`` saw it in the fetching thread; ``when_read`` gets
+    image keys are read) after ``read_page`` read it in the fetching thread; ``when_read`` gets
     the TotalCount once every page has come back. Raises _Drift if the pass is inconsistent.
 
     Page 1 tells how many pages there are; with the ``expected`` number of images, the pages
     that many would fill are asked for along with it."""
     full = take is not None
+    reader = (read_page or records.parse_body) if full else records.listed_keys
 
     def read(number: int) -> tuple[int, list[Any], int | None]:
-        images, page_total = _page(fetch(number, page_size, full), number, full)
-        if prepare is not None:
-            prepare(images)
+        images, page_total = _page(fetch(number, page_size, full), number, reader)
+        if number == 1 and isinstance(page_total, int):
+            planned = _plan(page_total, len(images), page_size)[1]
+            if planned <= MAX_PAGES:  # the later pages go out before page 1 is taken
+                last[0] = planned + 1 if page_total else planned
         return number, images, page_total
 
     # Until page 1 has come: the pages the expected listing fills, and the one past them.
@@ -177,9 +193,7 @@ def _one_pass(
                         "The API sent no TotalCount, so a complete listing cannot be checked."
                     )
                 total = page_total
-                # A server may cap PageSize below what was asked; page 1 tells the real size.
-                per_page = min(len(images), page_size) if images else page_size
-                planned = max(1, math.ceil(total / per_page)) if per_page else 1
+                per_page, planned = _plan(total, len(images), page_size)
                 if planned > MAX_PAGES:
                     raise CrawlError(
                         f"The listing would take {planned} pages, over the limit of {MAX_PAGES}."
@@ -196,6 +210,13 @@ def _one_pass(
                 continue
             accept(number, images, page_total)
     return _Pass(total, digest)
+
+
+def _check_size(total: int, page_size: int, workers: int) -> int:
+    """The page size of a check of ``total`` images: the pages it fills and the one past them
+    all go out at once where CHECK_PAGE_MAX allows, and never smaller than ``page_size``."""
+    at_once = math.ceil(total / max(1, workers - 1))  # one request is the page past the end
+    return max(page_size, CHECK_PAGE_SIZE, min(at_once, CHECK_PAGE_MAX))
 
 
 def _refused_size(exc: ApiError) -> bool:
@@ -218,11 +239,11 @@ def crawl(
     Offset paging over a live list can skip an image when one is deleted and another added
     between two page requests, leaving every count right; only a second read shows it. The
     sink takes the first pass as it arrives, so storing overlaps the crawl; a check pass then
-    reads only which images are listed, in pages of CHECK_PAGE_SIZE, and a disagreement rolls
-    the sink back and reads again.
+    reads only which images are listed, in pages of CHECK_PAGE_SIZE or more, and a disagreement
+    rolls the sink back and reads again.
     """
     reads: list[int] = []  # list.append is atomic, so worker threads can count here
-    check_size = max(page_size, CHECK_PAGE_SIZE)
+    refused = False  # whether the server refused pages larger than ``page_size``
     window = 2 * max(1, workers)
     # ``workers`` requests are under way at most; reading a page that has come does not hold
     # one back, so the threads are as many as the pages that may run ahead.
@@ -237,19 +258,20 @@ def crawl(
         return body
 
     def check(progress: Progress | None, total: int, stop: threading.Event | None = None) -> _Pass:
-        nonlocal check_size
+        nonlocal refused
         fetch_keys = functools.partial(counted, stop=stop)
+        size = page_size if refused else _check_size(total, page_size, workers)
         asked = len(reads)
         try:
-            return _one_pass(fetch_keys, pool, window, check_size, None, progress, expected=total)
+            return _one_pass(fetch_keys, pool, window, size, None, progress, expected=total)
         except ApiError as exc:
             # The size was refused only if no page of that size came back.
-            if check_size == page_size or not _refused_size(exc) or len(reads) > asked:
+            if size == page_size or not _refused_size(exc) or len(reads) > asked:
                 raise
-            log.info("pages of %d were refused (%s); checking in pages of %d", check_size, exc,
+            log.info("pages of %d were refused (%s); checking in pages of %d", size, exc,
                      page_size)  # fmt: skip
-            check_size = page_size
-            return _one_pass(fetch_keys, pool, window, check_size, None, progress, expected=total)
+            refused = True
+            return _one_pass(fetch_keys, pool, window, page_size, None, progress, expected=total)
 
     fetch_pages = functools.partial(counted, stop=None)
     previous: _Pass | None = None  # the last consistent pass
@@ -281,7 +303,7 @@ def crawl(
                             when_read = start_check if verify and previous is None else None
                             seen = _one_pass(
                                 fetch_pages, pool, window, page_size, sink.add, progress,
-                                prepare=sink.prepare, when_read=when_read,
+                                read_page=sink.read, when_read=when_read,
                             )  # fmt: skip
                         elif early is not None:
                             seen, early = early.future.result(), None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, insert, select, update
 
+from catalog.pages import version_row
 from catalog.records import API_FIELDS, ApiImage
-from catalog.store import label_t, scope_t, version_row, version_t
+from catalog.store import label_t, scope_t, version_t
 
 # What version_row() derives from an image's fields and labels: recomputed by reparse().
 DERIVED = (

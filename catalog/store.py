@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,11 +12,12 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy import exc as sa_exc
 
-from catalog import tags, versions
+from catalog import pages
 from catalog.bulk import BulkInserter
 from catalog.config import utcnow
 from catalog.errors import CatalogError, DatabaseError, SafetyError
 from catalog.models import Base, Image, ImageEvent, ImageLabel, ImageScope, ImageVersion, SyncRun
+from catalog.pages import version_row
 from catalog.records import ApiImage
 
 _tables = Base.metadata.tables
@@ -72,40 +74,6 @@ class RunStats:
     changed: int
     removed: int
     restored: int
-
-
-def version_row(image: ApiImage, region: str) -> dict[str, Any]:
-    """The image_version columns for one API record: its fields and what they mean."""
-    parsed = tags.parse_image(image.uri, {k: v or "" for k, v in image.labels})
-    return {
-        **image.fields,
-        "image_id": image.key,
-        "region": region,
-        "content_hash": image.content_hash,
-        "host": parsed.host,
-        "namespace": parsed.namespace,
-        "repository": parsed.repository,
-        "tag": parsed.tag,
-        "digest": parsed.digest,
-        "official": parsed.official,
-        "framework": parsed.framework,
-        "framework_key": parsed.framework.lower() if parsed.framework else None,
-        "framework_version": parsed.framework_version,
-        "version_key": versions.sort_key(parsed.framework_version),
-        "version_class": versions.version_class(parsed.framework_version),
-        "accelerator": parsed.accelerator,
-        "python_version": parsed.python_version,
-        "cuda_version": parsed.cuda_version,
-        "os_version": parsed.os_version,
-        "components": json.dumps([list(c) for c in parsed.components])
-        if parsed.components
-        else None,
-        "build_suffix": parsed.build_suffix,
-        "scopes": ",".join(parsed.scopes) or None,
-        "scope_inferred": parsed.scope_inferred,
-        "parse_status": parsed.parse_status,
-        "parse_reason": parsed.parse_reason,
-    }
 
 
 def _start_run(conn: Connection, run: RunInfo, run_id: int | None = None) -> int:
@@ -220,8 +188,11 @@ class ListingWriter:
         self._conn: Connection | None = None
         self._txn: Any = None
         self._current: dict[str, _Old] = {}
-        # Version rows that prepare() read ahead, by image key and content hash.
+        # Version rows that read() worked out ahead, by image key and content hash.
         self._ahead: dict[tuple[str, str], dict[str, Any]] = {}
+        self._helper: pages.Helper | None = None
+        self._helper_tried = False
+        self._helper_lock = threading.Lock()
         # A rolled-back run's number, used again: a PostgreSQL sequence never gives one back,
         # and run numbers should not depend on the backend or on how often a crawl restarted.
         self.spent_run_id: int | None = None
@@ -231,6 +202,8 @@ class ListingWriter:
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         self.discard()
+        if self._helper is not None:
+            self._helper.close()
         if exc is None or (isinstance(exc, CatalogError) and not isinstance(exc, SafetyError)):
             return
         if isinstance(exc, sa_exc.SQLAlchemyError):
@@ -256,6 +229,8 @@ class ListingWriter:
         self._seen = 0
         self._insert = BulkInserter(self._conn)
         self._ahead = {}
+        if self._helper is not None:
+            self._helper.know(self.run.region, self._stored())
 
     def discard(self) -> None:
         """Roll back everything since ``open``."""
@@ -270,20 +245,46 @@ class ListingWriter:
         finally:
             conn.close()
 
-    def prepare(self, images: Sequence[ApiImage]) -> None:
-        """Read the new and changed images of a page ahead of ``add``, from any thread, even
-        while ``add``, ``open`` or ``discard`` run: it reads the catalog's state and adds rows
-        to a dict, both one step each. A row is kept by image key and content hash, so a row
-        read for a pass that is then discarded is still right if the same image comes again."""
-        current, region, ahead = self._current, self.run.region, self._ahead
-        for image in images:
-            old = current.get(image.key)
-            if (
-                old is None
-                or old.removed_run_id is not None
-                or old.content_hash != image.content_hash
-            ):
-                ahead[image.key, image.content_hash] = version_row(image, region)
+    def read(self, body: Any, where: str) -> tuple[list[ApiImage], int | None]:
+        """Read one page's body into its images (InputError if malformed), with the version rows
+        of its new and changed images worked out ahead of ``add``: from any thread, even while
+        ``add``, ``open`` or ``discard`` run, since it reads the catalog's state and adds rows
+        to a dict one step each. A row is kept by image key and content hash, so a row read for
+        a pass that is then discarded is still right if the same image comes again."""
+        answer = None
+        helper = self._helper_for(body)
+        if helper is not None:
+            answer = helper.read(body, where)
+        if answer is None:
+            answer = pages.read_page(body, where, self.run.region, self._wants_row)
+        images, total, rows = answer
+        ahead = self._ahead
+        for index, row in rows.items():
+            image = images[index]
+            ahead[image.key, image.content_hash] = row
+        return images, total
+
+    def _wants_row(self, image: ApiImage) -> bool:
+        old = self._current.get(image.key)
+        if old is None or old.removed_run_id is not None:
+            return True
+        return old.content_hash != image.content_hash
+
+    def _stored(self) -> dict[str, str]:
+        """Each listed image's key and content hash, as the catalog holds them."""
+        current = self._current.copy()  # one step: add() may be taking images out of it
+        return {k: old.content_hash for k, old in current.items() if old.removed_run_id is None}
+
+    def _helper_for(self, body: Any) -> pages.Helper | None:
+        """The page helper, started by the first page of a listing large enough to pay."""
+        if self._helper is None and not self._helper_tried:
+            total = body.get("TotalCount") if isinstance(body, dict) else None
+            if isinstance(total, int) and total >= pages.HELPER_MIN_IMAGES:
+                with self._helper_lock:
+                    if not self._helper_tried:
+                        self._helper_tried = True
+                        self._helper = pages.Helper.start(self.run.region, self._stored())
+        return self._helper
 
     def add(self, images: Sequence[ApiImage]) -> None:
         """Write the new and changed images of one page (or any part) of the listing."""

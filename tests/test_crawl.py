@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from catalog import crawl
+from catalog import crawl, records
 from catalog.client import ClientSettings, PaiClient
 from catalog.errors import ApiError
 from catalog.records import ApiImage
@@ -35,8 +35,10 @@ class RecordingSink:
         self.opened += 1
         self.pages = []
 
-    def prepare(self, images: list[ApiImage]) -> None:
+    def read(self, body: Any, where: str) -> tuple[list[ApiImage], int | None]:
+        images, total = records.parse_body(body, where)
         self.prepared.update(image.key for image in images)
+        return images, total
 
     def add(self, images: list[ApiImage]) -> None:
         assert all(image.key in self.prepared for image in images)
@@ -88,6 +90,30 @@ def test_first_pass_streams_in_order_and_the_check_reads_only_keys(
     # Pages of 50 with labels, one past the end; then the check in large pages of keys.
     assert sorted(first) == [(str(n), "50", "true") for n in range(1, 7)]
     assert sorted(check) == [(str(n), str(crawl.CHECK_PAGE_SIZE), "false") for n in (1, 2)]
+
+
+def test_the_check_grows_its_pages_so_that_they_all_go_out_at_once(
+    api: Any, client: PaiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(crawl, "CHECK_PAGE_SIZE", 20)
+    sink = RecordingSink()
+    result = crawl.crawl(client.list_images_page, sink, page_size=50, workers=3)
+    assert sink.keys == listed(api) and result.passes == 2
+    check = [r.query for r in api.requests if r.query["Verbose"] == "false"]
+    # 230 keys in two pages of 115, and the empty one past them: one request per worker.
+    assert sorted((q["PageNumber"], q["PageSize"]) for q in check) == [
+        ("1", "115"),
+        ("2", "115"),
+        ("3", "115"),
+    ]
+    # Never below the listing's page size, never above CHECK_PAGE_MAX.
+    assert [crawl._check_size(n, 50, 4) for n in (0, 3000, 3001, 15_000, 10**6)] == [
+        50,
+        1000,
+        1001,
+        5000,
+        crawl.CHECK_PAGE_MAX,
+    ]
 
 
 def test_the_check_follows_a_server_that_caps_its_large_pages(api: Any, client: PaiClient) -> None:
@@ -226,6 +252,7 @@ def test_a_failing_sink_stops_the_check_already_under_way(
     client: PaiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(crawl, "CHECK_PAGE_SIZE", 20)  # a check of 21 pages, started early
+    monkeypatch.setattr(crawl, "CHECK_PAGE_MAX", 20)
     with fake.FakePaiApi({REGION: fake.synthetic_images(400, REGION)}) as server:
         server.faults.latency = 0.05
         slow = PaiClient(REGION, server.url, CREDS, client.settings)
@@ -240,3 +267,4 @@ def test_a_failing_sink_stops_the_check_already_under_way(
     assert sink.discarded == 1 and sink.pages == []
     # The check had started before the sink failed, and asked for nothing after it.
     assert 0 < len(check) < 21, len(check)
+

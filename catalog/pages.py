@@ -1,0 +1,245 @@
+"""Read ListImages pages into images and the version rows they need: in the reading thread, or
+in a helper process that spares the sync's own core on a large listing."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from pathlib import Path
+from typing import IO, Any, cast
+
+from catalog import records, tags, versions
+from catalog.errors import InputError
+from catalog.records import ApiImage
+
+# (images, TotalCount, version rows of the images that need one, by position in the page)
+Read = tuple[list[ApiImage], int | None, dict[int, dict[str, Any]]]
+# A listing this large has its pages read in a helper process; a smaller one is read before a
+# helper would be ready.
+HELPER_MIN_IMAGES = 2000
+# What the helper needs of the environment (credentials stay behind).
+_KEPT_ENV = ("PATH", "PYTHONHOME", "PYTHONPATH", "LANG", "SYSTEMROOT", "TMPDIR")
+log = logging.getLogger(__name__)
+
+
+def version_row(image: ApiImage, region: str) -> dict[str, Any]:
+    """The image_version columns for one API record: its fields and what they mean."""
+    parsed = tags.parse_image(image.uri, {k: v or "" for k, v in image.labels})
+    return {
+        **image.fields,
+        "image_id": image.key,
+        "region": region,
+        "content_hash": image.content_hash,
+        "host": parsed.host,
+        "namespace": parsed.namespace,
+        "repository": parsed.repository,
+        "tag": parsed.tag,
+        "digest": parsed.digest,
+        "official": parsed.official,
+        "framework": parsed.framework,
+        "framework_key": parsed.framework.lower() if parsed.framework else None,
+        "framework_version": parsed.framework_version,
+        "version_key": versions.sort_key(parsed.framework_version),
+        "version_class": versions.version_class(parsed.framework_version),
+        "accelerator": parsed.accelerator,
+        "python_version": parsed.python_version,
+        "cuda_version": parsed.cuda_version,
+        "os_version": parsed.os_version,
+        "components": json.dumps([list(c) for c in parsed.components])
+        if parsed.components
+        else None,
+        "build_suffix": parsed.build_suffix,
+        "scopes": ",".join(parsed.scopes) or None,
+        "scope_inferred": parsed.scope_inferred,
+        "parse_status": parsed.parse_status,
+        "parse_reason": parsed.parse_reason,
+    }
+
+
+def read_page(body: Any, where: str, region: str, wanted: Callable[[ApiImage], bool]) -> Read:
+    """A ListImages body's images and TotalCount, with the version rows of the images that
+    ``wanted`` names; raises InputError for a malformed page."""
+    images, total = records.parse_body(body, where)
+    rows = {i: version_row(image, region) for i, image in enumerate(images) if wanted(image)}
+    return images, total, rows
+
+
+def helper_cores() -> int:
+    """The cores this process may run on: a helper only pays with two or more."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def child_env() -> dict[str, str]:
+    """The helper's environment: what Python needs to find this package, no credentials."""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("LC_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+    return env
+
+
+class Helper:
+    """A helper process that reads pages for any number of threads. It never fails a read
+    that the caller could do: until it is ready, after it stopped, and for a page it could
+    not read, ``read`` returns None and the caller reads the page itself.
+
+    ``stored`` maps each image key of the catalog's listed images to its content hash: an
+    image stored as it is needs no version row.
+    """
+
+    def __init__(self, region: str, stored: Mapping[str, str]) -> None:
+        self._lock = threading.Lock()  # one message at a time into the pipe
+        self._waiting: dict[int, Future[Read | None]] = {}
+        self._next = 0
+        self._ready = False
+        self._stopped = False
+        self._known: tuple[str, Mapping[str, str]] = (region, stored)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "catalog.pages"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=child_env(),
+        )
+        self._stdin: IO[bytes] = self._proc.stdin  # type: ignore[assignment]
+        self._thread = threading.Thread(target=self._answers, name="page-helper", daemon=True)
+        self._thread.start()
+        log.debug("reading pages in a helper process (pid %d)", self._proc.pid)
+
+    @classmethod
+    def start(cls, region: str, stored: Mapping[str, str]) -> Helper | None:
+        """A helper, or None where one cannot run or would not pay."""
+        if helper_cores() < 2 or not sys.executable:
+            return None
+        try:
+            return cls(region, stored)
+        except (OSError, ValueError) as exc:
+            log.debug("no page helper (%s); reading pages here", exc)
+            return None
+
+    def know(self, region: str, stored: Mapping[str, str]) -> None:
+        """Compare the pages sent from now on with this state of the catalog."""
+        with self._lock:
+            self._known = (region, stored)
+            if self._ready and not self._stopped:
+                self._send(("known", region, stored))
+
+    def read(self, body: Any, where: str) -> Read | None:
+        """What read_page would answer, or None when the caller should read the page itself;
+        raises InputError for a malformed page."""
+        if not self._ready or self._stopped:
+            return None
+        future: Future[Read | None] = Future()
+        with self._lock:
+            if self._stopped:
+                return None
+            ident = self._next
+            self._next += 1
+            self._waiting[ident] = future
+            self._send(("page", ident, body, where))
+        return future.result()
+
+    def close(self) -> None:
+        """Stop the helper without waiting for it to exit; pages still waiting for it are left
+        to their callers."""
+        with self._lock:
+            self._stopped = True
+            with contextlib.suppress(OSError):
+                self._stdin.close()  # it exits at the end of its input
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        """Write one message (the caller holds the lock); a helper gone is a helper stopped."""
+        try:
+            pickle.dump(message, self._stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._stdin.flush()
+        except (OSError, ValueError):
+            self._stop()
+
+    def _stop(self) -> None:
+        self._stopped = True
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            future.set_result(None)
+
+    def _answers(self) -> None:
+        """Take the helper's answers, in the order it sends them, until it stops."""
+        stream = self._proc.stdout
+        assert stream is not None
+        try:
+            pickle.load(stream)  # it is ready
+            with self._lock:
+                if not self._stopped:
+                    self._send(("known", *self._known))
+                    self._ready = True
+            while True:
+                ident, status, payload = pickle.load(stream)
+                future = self._waiting.pop(ident)
+                if status == "ok":
+                    total, images, rows = payload
+                    future.set_result(([ApiImage(*image) for image in images], total, rows))
+                elif status == "malformed":
+                    future.set_exception(InputError(payload))
+                else:
+                    future.set_result(None)
+        except (EOFError, OSError, pickle.UnpicklingError, ValueError, KeyError, TypeError):
+            pass
+        finally:
+            with self._lock:
+                if not self._stopped:
+                    log.info("the page helper stopped (exit %s); reading pages here",
+                             self._proc.poll())  # fmt: skip
+                self._stop()
+            stream.close()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # not reading its input any more: not ours
+                self._proc.kill()
+                self._proc.wait()
+
+
+def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
+    """The helper's side: answer page messages until the input ends."""
+    region, stored = "", cast("dict[str, str]", {})
+
+    def wanted(image: ApiImage) -> bool:
+        return stored.get(image.key) != image.content_hash
+
+    pickle.dump(("ready",), out)
+    out.flush()
+    while True:
+        try:
+            message = pickle.load(inp)
+        except EOFError:
+            return
+        if message[0] == "known":
+            _, region, stored = message
+            continue
+        _, ident, body, where = message
+        try:
+            images, total, rows = read_page(body, where, region, wanted)
+            shown = [(i.key, i.fields, i.labels, i.content_hash) for i in images]
+            answer: tuple[Any, ...] = (ident, "ok", (total, shown, rows))
+        except InputError as exc:
+            answer = (ident, "malformed", str(exc))
+        except Exception:  # the caller reads the page itself, and meets the error there
+            answer = (ident, "failed", None)
+        pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sync's to handle; it closes us
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print cannot corrupt the answers
+    _serve(sys.stdin.buffer, answers)

@@ -1,0 +1,157 @@
+"""Pages read in a helper process: the same images and rows as read here, and every failure of
+the helper leaves the page to the sync, which loses nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog import pages, records
+from catalog.errors import InputError
+from catalog.sync import sync
+from tests.dbkit import CatalogDb, dump
+from tests.test_sync import CREDS, REGION, fake, options
+
+BODY = {"Images": fake.synthetic_images(120, REGION), "TotalCount": 120}
+
+
+def ready(helper: pages.Helper) -> pages.Helper:
+    deadline = time.monotonic() + 30
+    while not helper._ready and not helper._stopped and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert helper._ready and not helper._stopped
+    return helper
+
+
+@pytest.fixture
+def helper() -> Iterator[pages.Helper]:
+    started = pages.Helper.start(REGION, {})
+    if started is None:
+        pytest.skip("a helper needs two cores")
+    yield ready(started)
+    started.close()
+
+
+def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many pages the helper answered, and how many it left to the caller."""
+    seen = {"helper": 0, "here": 0}
+    read = pages.Helper.read
+
+    def spy(self: pages.Helper, body: Any, where: str) -> pages.Read | None:
+        answer = read(self, body, where)
+        seen["helper" if answer is not None else "here"] += 1
+        return answer
+
+    monkeypatch.setattr(pages.Helper, "read", spy)
+    return seen
+
+
+def test_the_helper_answers_what_a_read_here_gives(helper: pages.Helper) -> None:
+    images = records.parse_body(BODY, "x")[0]
+    stored = {images[0].key: images[0].content_hash, images[1].key: "another version"}
+    helper.know(REGION, stored)
+    answer = helper.read(BODY, "ListImages page 1")
+    here = pages.read_page(
+        BODY, "ListImages page 1", REGION, lambda i: stored.get(i.key) != i.content_hash
+    )
+    assert answer is not None
+    assert answer[0] == here[0] and answer[1] == here[1] == 120
+    assert [i.content_hash for i in answer[0]] == [i.content_hash for i in here[0]]
+    # The image stored as it is needs no row; the one stored otherwise does.
+    assert sorted(answer[2]) == list(range(1, 120)) and answer[2] == here[2]
+
+
+def test_a_malformed_page_is_the_same_error_from_the_helper(helper: pages.Helper) -> None:
+    body = {"Images": [{"ImageId": "a", "Size": "many"}], "TotalCount": 1}
+    with pytest.raises(InputError) as here:
+        pages.read_page(body, "ListImages page 3", REGION, lambda image: True)
+    with pytest.raises(InputError) as there:
+        helper.read(body, "ListImages page 3")
+    assert str(there.value) == str(here.value) and "Size" in str(here.value)
+    assert helper.read(BODY, "ListImages page 4") is not None  # and it goes on reading
+
+
+def test_a_helper_that_dies_leaves_its_pages_to_the_caller(helper: pages.Helper) -> None:
+    helper._proc.kill()
+    helper._proc.wait()
+    assert helper.read(BODY, "ListImages page 1") is None
+    assert helper._stopped
+
+
+def test_no_helper_where_it_cannot_run_or_would_not_pay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages, "helper_cores", lambda: 1)
+    assert pages.Helper.start(REGION, {}) is None
+    monkeypatch.setattr(pages, "helper_cores", lambda: 2)
+    monkeypatch.setattr(pages.sys, "executable", "/nonexistent/python")
+    assert pages.Helper.start(REGION, {}) is None
+
+
+def test_the_helper_gets_no_credentials_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s3cr3t-value")
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    env = pages.child_env()
+    assert "s3cr3t-value" not in env.values()
+    assert env["PYTHONPATH"].split(pages.os.pathsep) == [
+        str(Path(pages.__file__).resolve().parent.parent),
+        "/somewhere",
+    ]
+
+
+def synced(path: Path, api: Any, monkeypatch: pytest.MonkeyPatch, least: int) -> list[str]:
+    """A sync of ``api`` into a new file, the helper taking listings of ``least`` images or
+    more, and every page once it is ready; the file's rows."""
+    monkeypatch.setattr(pages, "HELPER_MIN_IMAGES", least)
+    start = pages.Helper.start
+
+    def started(region: str, stored: Any) -> pages.Helper | None:
+        helper = start(region, stored)
+        return ready(helper) if helper is not None else None
+
+    monkeypatch.setattr(pages.Helper, "start", started)
+    db = CatalogDb.file(path)
+    [result] = sync(options(api, workers=4), db_option=db.target, credentials=CREDS)
+    assert result.ok and result.seen == 600
+    return dump(db)
+
+
+@pytest.fixture
+def listing() -> Iterator[Any]:
+    with fake.FakePaiApi({REGION: fake.synthetic_images(600, REGION)}) as api:
+        yield api
+
+
+def test_a_large_listing_is_read_in_the_helper_and_stored_alike(
+    listing: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", "1767225600")
+    seen = counted(monkeypatch)
+    here = synced(tmp_path / "here.db", listing, monkeypatch, least=10**9)
+    assert seen == {"helper": 0, "here": 0}
+    there = synced(tmp_path / "there.db", listing, monkeypatch, least=100)
+    assert seen == {"helper": 13, "here": 0}  # 12 pages of 50, and the empty one past them
+    assert there == here
+
+
+def test_a_helper_killed_mid_sync_loses_nothing(
+    listing: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", "1767225600")
+    here = synced(tmp_path / "here.db", listing, monkeypatch, least=10**9)
+    seen = counted(monkeypatch)
+    read = pages.Helper.read  # the spy
+
+    def kill_after_three(self: pages.Helper, body: Any, where: str) -> pages.Read | None:
+        if seen["helper"] >= 3:
+            self._proc.kill()
+        return read(self, body, where)
+
+    monkeypatch.setattr(pages.Helper, "read", kill_after_three)
+    there = synced(tmp_path / "there.db", listing, monkeypatch, least=100)
+    assert seen["helper"] >= 3 and seen["here"] >= 1, seen
+    assert there == here
