@@ -147,6 +147,7 @@ class PaiClient:
         # When the server throttles one request, every worker holds its next one until then.
         self._resume_at = 0.0
         self._resume_lock = threading.Lock()
+        self._closed = False
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_maxsize=self.settings.pool_size, max_retries=0)
         self._session.mount("http://", adapter)
@@ -162,6 +163,8 @@ class PaiClient:
         self._prefix = parts.path.rstrip("/")
 
     def close(self) -> None:
+        """Close the connections; a request still under way makes no further attempt."""
+        self._closed = True
         self._session.close()
 
     def list_images_page(self, page_number: int, page_size: int, verbose: bool = True) -> Any:
@@ -182,6 +185,8 @@ class PaiClient:
         settings = self.settings
         last = "no attempt was made"
         for attempt in range(settings.retries + 1):
+            if self._closed:
+                raise ApiError(f"{self.region}: {what} was not asked for: the client is closed.")
             if attempt:
                 self.counters.add(retries=1)
             self._hold()

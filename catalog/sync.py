@@ -106,20 +106,21 @@ def _known_regions(engine: Engine) -> list[str]:
         )
 
 
+def _client(region: str, credentials: Credentials, options: SyncOptions) -> PaiClient:
+    endpoint = endpoint_for(region, options.endpoints, vpc=options.vpc)
+    return PaiClient(region, endpoint, credentials, options.client)
+
+
 def _sync_region(
     engine: Engine,
-    region: str,
-    credentials: Credentials,
+    client: PaiClient,
     options: SyncOptions,
     progress: Progress | None,
+    fetch: crawl.FetchPage | None = None,
 ) -> RegionResult:
-    started, clock = utcnow(), time.monotonic()
-    client = PaiClient(
-        region,
-        endpoint_for(region, options.endpoints, vpc=options.vpc),
-        credentials,
-        options.client,
-    )
+    """Crawl one region with ``client`` (through ``fetch``, when given) and store it; closes
+    the client."""
+    region, started, clock = client.region, utcnow(), time.monotonic()
 
     def run_info(pages: int) -> store.RunInfo:
         counters = client.counters
@@ -138,7 +139,7 @@ def _sync_region(
         # The writer stores the first pass while later pages are still on the wire.
         with writer:
             result = crawl.crawl(
-                client.list_images_page,
+                fetch or client.list_images_page,
                 writer,
                 page_size=options.page_size,
                 workers=options.workers,
@@ -180,18 +181,30 @@ def sync(
     regions = [check_region(region) for region in options.regions]
     target = resolve_target(db_option, write=True)
     credentials = credentials or resolve_credentials()
-    with (
-        db.sync_lock(target, regions, wait=options.wait),
-        db.removed_unless_stored(target) as stored,
-        db.writable(target) as engine,
-    ):
-        regions = regions or _known_regions(engine)
-        if not regions:
-            raise UsageError("The catalog has no regions yet; name one with --region cn-hangzhou.")
-        results = [_sync_region(engine, r, credentials, options, progress) for r in regions]
-        if any(result.ok for result in results):
-            stored()
-        return results
+    with db.sync_lock(target, regions, wait=options.wait):
+        # Page 1 of the first region is on its way while the catalog opens, or is created.
+        first = _client(regions[0], credentials, options) if regions else None
+        early = crawl.FirstPage(first.list_images_page, options.page_size) if first else None
+        try:
+            with db.removed_unless_stored(target) as stored, db.writable(target) as engine:
+                regions = regions or _known_regions(engine)
+                if not regions:
+                    raise UsageError(
+                        "The catalog has no regions yet; name one with --region cn-hangzhou."
+                    )
+                results = []
+                for region in regions:
+                    if first is not None and region == first.region:
+                        client, fetch, first = first, early, None
+                    else:
+                        client, fetch = _client(region, credentials, options), None
+                    results.append(_sync_region(engine, client, options, progress, fetch))
+                if any(result.ok for result in results):
+                    stored()
+                return results
+        finally:
+            if first is not None:  # the catalog could not be opened
+                first.close()
 
 
 def results_as_dicts(results: Sequence[RegionResult]) -> list[dict[str, Any]]:
