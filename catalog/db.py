@@ -95,31 +95,48 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, target: DbTarget, revision: str = "head") -> None:
     """Migrate the database to ``revision`` in one transaction."""
-    from alembic import command
-    from alembic.util import CommandError
-
-    try:
-        with engine.begin() as conn:
-            _serialize_migrations(conn)
-            command.upgrade(_alembic_config(conn), revision)
-    except CommandError as exc:
-        raise DatabaseError(f"Cannot upgrade {target.display} to {revision!r}: {exc}.") from None
-    except sa_exc.SQLAlchemyError as exc:
-        raise _translate(exc, target) from None
+    _migrate(engine, target, "upgrade", revision)
 
 
 def downgrade(engine: Engine, target: DbTarget, revision: str) -> None:
+    _migrate(engine, target, "downgrade", revision)
+
+
+def _migrate(engine: Engine, target: DbTarget, way: str, revision: str) -> None:
     from alembic import command
     from alembic.util import CommandError
 
     try:
-        with engine.begin() as conn:
+        with _one_transaction(engine) as conn:
             _serialize_migrations(conn)
-            command.downgrade(_alembic_config(conn), revision)
+            getattr(command, way)(_alembic_config(conn), revision)
     except CommandError as exc:
-        raise DatabaseError(f"Cannot downgrade {target.display} to {revision!r}: {exc}.") from None
+        raise DatabaseError(f"Cannot {way} {target.display} to {revision!r}: {exc}.") from None
     except sa_exc.SQLAlchemyError as exc:
         raise _translate(exc, target) from None
+
+
+@contextmanager
+def _one_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection whose every statement, DDL included, commits or rolls back as one. The
+    SQLite driver begins a transaction only before data changes and runs DDL outside one, so
+    that a migration stopped half-way would leave half a schema; there the transaction is
+    begun by hand."""
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection if engine.dialect.name == "sqlite" else None
+        level = getattr(raw, "isolation_level", None)
+        try:
+            if raw is not None:
+                raw.isolation_level = None  # the driver leaves BEGIN and COMMIT to us
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            if raw is not None:
+                raw.isolation_level = level
 
 
 def _serialize_migrations(conn: Connection) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import inspect
+import pytest
+from sqlalchemy import event, inspect
 
 from catalog import db, readdb
 from catalog.config import parse_target
@@ -78,3 +80,32 @@ def test_models_match_migrations(catalog_db: CatalogDb) -> None:
 def test_migration_scripts_do_not_import_the_models() -> None:
     for script in (Path(db.migrations_dir()) / "versions").glob("0*.py"):
         assert "catalog.models" not in script.read_text(), script.name
+
+
+def test_a_migration_stopped_half_way_leaves_the_database_as_it_was(empty_db: CatalogDb) -> None:
+    target = parse_target(empty_db.target)
+    engine = db.make_engine(target)
+
+    def stop_at_the_views(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if statement.lstrip().upper().startswith("CREATE VIEW"):  # 0002, after the tables
+            raise RuntimeError("stopped half-way")
+
+    try:
+        db.upgrade(engine, target, "0001")
+        before = tables(empty_db)
+        event.listen(engine, "before_cursor_execute", stop_at_the_views)
+        with pytest.raises(RuntimeError, match="stopped half-way"):
+            db.upgrade(engine, target)
+        event.remove(engine, "before_cursor_execute", stop_at_the_views)
+        # No view and no other change: the file is at 0001 as it was.
+        assert tables(empty_db) == before and db.current_revision(engine) == "0001"
+        db.downgrade(engine, target, "base")
+        event.listen(engine, "before_cursor_execute", stop_at_the_views)
+        with pytest.raises(RuntimeError, match="stopped half-way"):
+            db.upgrade(engine, target)
+        event.remove(engine, "before_cursor_execute", stop_at_the_views)
+        assert tables(empty_db) <= {"alembic_version"} and db.current_revision(engine) is None
+        db.upgrade(engine, target)
+        assert db.current_revision(engine) == db.head_revision()
+    finally:
+        engine.dispose()
