@@ -21,10 +21,11 @@ FetchPage = Callable[[int, int, bool], Any]  # (page_number, page_size, verbose)
 Progress = Callable[[int, int], None]  # (pages done, pages planned)
 MAX_PAGES = 10_000
 # A check pass reads only which images are listed, a small answer per image, so it asks for
-# pages this large, or larger (up to CHECK_PAGE_MAX) where that lets every page go out at once;
-# a server that caps them is followed, one that refuses them gets the usual.
+# pages this large, or larger where that lets every page go out at once (up to CHECK_PAGE_MAX:
+# the pages under way are held whole). A server that caps them is followed; one that refuses
+# them gets the usual size.
 CHECK_PAGE_SIZE = 1000
-CHECK_PAGE_MAX = 5000
+CHECK_PAGE_MAX = 2000
 _MASK = (1 << 64) - 1
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ def crawl(
     sink: Sink,
     *,
     page_size: int = 100,
-    workers: int = 4,
+    workers: int = 6,
     verify: bool = True,
     max_recrawls: int = 3,
     progress: Progress | None = None,

@@ -26,6 +26,9 @@ Read = tuple[list[ApiImage], int | None, dict[int, dict[str, Any]]]
 # A listing this large has its pages read in a helper process; a smaller one is read before a
 # helper would be ready.
 HELPER_MIN_IMAGES = 2000
+# The helper forgets the tags it has read after this many images: a listing's tags are nearly
+# all unique, and their cache would otherwise grow to tens of megabytes.
+HELPER_CACHE_IMAGES = 20_000
 # What the helper needs of the environment (credentials stay behind).
 _KEPT_ENV = ("PATH", "PYTHONHOME", "PYTHONPATH", "LANG", "SYSTEMROOT", "TMPDIR")
 log = logging.getLogger(__name__)
@@ -211,6 +214,7 @@ class Helper:
 def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
     """The helper's side: answer page messages until the input ends."""
     region, stored = "", cast("dict[str, str]", {})
+    read = 0
 
     def wanted(image: ApiImage) -> bool:
         return stored.get(image.key) != image.content_hash
@@ -226,8 +230,12 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
             _, region, stored = message
             continue
         _, ident, body, where = message
+        if read >= HELPER_CACHE_IMAGES:
+            tags.clear_caches()
+            read = 0
         try:
             images, total, rows = read_page(body, where, region, wanted)
+            read += len(images)
             shown = [(i.key, i.fields, i.labels, i.content_hash) for i in images]
             answer: tuple[Any, ...] = (ident, "ok", (total, shown, rows))
         except InputError as exc:

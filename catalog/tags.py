@@ -11,17 +11,9 @@ from catalog.uri import ImageRef, parse_uri
 from catalog.versions import parse_version
 
 __all__ = [
-    "KNOWN_FRAMEWORKS",
-    "LIBRARIES",
-    "SCOPES",
-    "ImageRef",
-    "ParsedImage",
-    "TagInfo",
-    "canonical_framework",
-    "parse_image",
-    "parse_tag",
-    "parse_uri",
-]
+    "KNOWN_FRAMEWORKS", "LIBRARIES", "SCOPES", "ImageRef", "ParsedImage", "TagInfo",
+    "canonical_framework", "clear_caches", "parse_image", "parse_tag", "parse_uri",
+]  # fmt: skip
 
 SCOPES = ("training", "inference", "develop")
 
@@ -290,6 +282,12 @@ def parse_tag(tag: str, framework: str | None = None) -> TagInfo:
         components=tuple(kept),
         build_suffix="-".join([text for _, text in sorted(build)]) or None,
     )
+
+
+def clear_caches() -> None:
+    """Forget the tags read so far: a reader of many unique tags keeps its memory bounded."""
+    parse_tag.cache_clear()
+    _classify.cache_clear()
 
 
 @lru_cache(maxsize=4096)  # a few hundred repositories hold every image

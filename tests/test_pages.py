@@ -3,6 +3,8 @@ the helper leaves the page to the sync, which loses nothing."""
 
 from __future__ import annotations
 
+import io
+import pickle
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from catalog import pages, records
+from catalog import pages, records, tags
 from catalog.errors import InputError
 from catalog.sync import sync
 from tests.dbkit import CatalogDb, dump
@@ -155,3 +157,23 @@ def test_a_helper_killed_mid_sync_loses_nothing(
     there = synced(tmp_path / "there.db", listing, monkeypatch, least=100)
     assert seen["helper"] >= 3 and seen["here"] >= 1, seen
     assert there == here
+
+
+def test_the_helper_forgets_the_tags_it_has_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages, "HELPER_CACHE_IMAGES", 100)
+    images = fake.synthetic_images(360, REGION)
+    messages, answers = io.BytesIO(), io.BytesIO()
+    for n in range(3):
+        body = {"Images": images[n * 120 : (n + 1) * 120], "TotalCount": 360}
+        pickle.dump(("page", n, body, f"ListImages page {n + 1}"), messages)
+    messages.seek(0)
+    tags.clear_caches()
+    pages._serve(messages, answers)  # the helper's side, here: until its input ends
+    answers.seek(0)
+    assert pickle.load(answers) == ("ready",)
+    said = [pickle.load(answers) for _ in range(3)]
+    assert [(ident, status, len(payload[1])) for ident, status, payload in said] == [
+        (n, "ok", 120) for n in range(3)
+    ]
+    # It forgot the first pages' tags before it read the last one.
+    assert 0 < tags.parse_tag.cache_info().currsize <= 120
