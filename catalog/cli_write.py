@@ -66,7 +66,7 @@ def import_command(
 @click.option(
     "--workers",
     type=click.IntRange(1, 32),
-    default=4,
+    default=6,
     show_default=True,
     help="Pages fetched at once after the first.",
 )

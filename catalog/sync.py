@@ -64,7 +64,7 @@ class SyncOptions:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     vpc: bool = False
     page_size: int = 100
-    workers: int = 4
+    workers: int = 6
     verify: bool = True
     allow_mass_removal: bool = False
     wait: bool = False
@@ -224,7 +224,7 @@ def sync_options(
     endpoints: Sequence[str] = (),
     vpc: bool = False,
     page_size: int = 100,
-    workers: int = 4,
+    workers: int = 6,
     retries: int = 5,
     backoff: float = 0.5,
     timeout: float = 30.0,
