@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,25 @@ def check_region(region: str) -> str:
     return value
 
 
+# Allocations between two collections of the youngest generation while a listing is stored
+# (Python's default is 700).
+YOUNG_COLLECTION_EVERY = 50_000
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often for a while. Storing a listing allocates
+    millions of short-lived objects (pages, images, rows) and makes no cycles of its own; at
+    the default pace, the pages still in flight at each young collection are promoted, and
+    the full collections that follow walk the whole heap: a tenth of a large sync's time."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], YOUNG_COLLECTION_EVERY), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
 def import_files(
     paths: Sequence[Path],
     region: str,
@@ -49,6 +70,7 @@ def import_files(
         db.import_lock(target, region),
         db.removed_unless_stored(target) as stored,
         db.writable(target) as engine,
+        fewer_collections(),
     ):
         run = store.RunInfo(region, "import", detail=", ".join(path.name for path in paths))
         stats = store.apply_listing(engine, run, images, allow_mass_removal=allow_mass_removal)
@@ -186,7 +208,11 @@ def sync(
         first = _client(regions[0], credentials, options) if regions else None
         early = crawl.FirstPage(first.list_images_page, options.page_size) if first else None
         try:
-            with db.removed_unless_stored(target) as stored, db.writable(target) as engine:
+            with (
+                db.removed_unless_stored(target) as stored,
+                db.writable(target) as engine,
+                fewer_collections(),
+            ):
                 regions = regions or _known_regions(engine)
                 if not regions:
                     raise UsageError(
