@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout  # not the builtin before 3.11
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -29,6 +30,9 @@ HELPER_MIN_IMAGES = 2000
 # The helper forgets the tags it has read after this many images: a listing's tags are nearly
 # all unique, and their cache would otherwise grow to tens of megabytes.
 HELPER_CACHE_IMAGES = 20_000
+# A page the helper has not answered in this many seconds is read by the caller, and the
+# helper, which cannot be well, is stopped.
+HELPER_TIMEOUT = 60.0
 # What the helper needs of the environment (credentials stay behind).
 _KEPT_ENV = ("PATH", "PYTHONHOME", "PYTHONPATH", "LANG", "SYSTEMROOT", "TMPDIR")
 log = logging.getLogger(__name__)
@@ -123,8 +127,8 @@ class Helper:
     @classmethod
     def start(cls, region: str, stored: Mapping[str, str]) -> Helper | None:
         """A helper, or None where one cannot run or would not pay."""
-        if helper_cores() < 2 or not sys.executable:
-            return None
+        if helper_cores() < 2 or not sys.executable or getattr(sys, "frozen", False):
+            return None  # a frozen program would run itself again, not this module
         try:
             return cls(region, stored)
         except (OSError, ValueError) as exc:
@@ -151,7 +155,12 @@ class Helper:
             self._next += 1
             self._waiting[ident] = future
             self._send(("page", ident, body, where))
-        return future.result()
+        try:
+            return future.result(timeout=HELPER_TIMEOUT)
+        except FutureTimeout:
+            log.info("the page helper did not answer in %g s; reading pages here", HELPER_TIMEOUT)
+            self._proc.kill()  # its answers end, and every page waiting for it is left to us
+            return None
 
     def close(self) -> None:
         """Stop the helper without waiting for it to exit; pages still waiting for it are left

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,3 +178,15 @@ def test_the_helper_forgets_the_tags_it_has_read(monkeypatch: pytest.MonkeyPatch
     ]
     # It forgot the first pages' tags before it read the last one.
     assert 0 < tags.parse_tag.cache_info().currsize <= 120
+
+
+def test_a_helper_that_stops_answering_is_stopped_and_its_pages_read_here(
+    helper: pages.Helper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "HELPER_TIMEOUT", 0.5)
+    helper._proc.send_signal(signal.SIGSTOP)  # alive, but answering nothing
+    clock = time.monotonic()
+    assert helper.read(BODY, "ListImages page 1") is None
+    assert 0.5 <= time.monotonic() - clock < 10
+    assert helper._proc.wait(timeout=10) == -signal.SIGKILL
+    assert helper.read(BODY, "ListImages page 2") is None  # at once: it is stopped
