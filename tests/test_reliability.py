@@ -436,6 +436,23 @@ class Killer:
         )
 
 
+def page_helpers_left(wait: float = 5.0) -> list[str]:
+    """The page helpers (``python -m catalog.pages``) still running after ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                words = cmdline.read_bytes().split(b"\0")
+            except OSError:  # gone meanwhile
+                continue
+            if b"catalog.pages" in words:
+                left.append(cmdline.parent.name)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
 def test_sigkill_at_many_points_never_loses_the_catalog(tmp_path: Path, long_run: bool) -> None:
     size, count = LONG_KILLS if long_run else KILLS
     images = fake.synthetic_images(size, REGION)
@@ -473,6 +490,8 @@ def test_sigkill_at_many_points_never_loses_the_catalog(tmp_path: Path, long_run
         )
         assert finished.returncode == 0, finished.stderr
         assert_catalog_equals(CatalogDb.file(db), api.listing())
+    # No page helper outlives its sync, killed or not: each ends with its input.
+    assert page_helpers_left() == []
     # The kill points must really cover both phases, and some must land in the middle of writing.
     assert len(killer.kills) >= count, killer.report()
     assert killer.count("crawl") >= count // 4, killer.report()
