@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pickle
+import queue
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ HELPER_CACHE_IMAGES = 20_000
 HELPER_TIMEOUT = 60.0
 # What the helper needs of the environment (credentials stay behind).
 _KEPT_ENV = ("PATH", "PYTHONHOME", "PYTHONPATH", "LANG", "SYSTEMROOT", "TMPDIR")
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
 log = logging.getLogger(__name__)
 
 
@@ -89,39 +91,46 @@ def helper_cores() -> int:
 
 
 def child_env() -> dict[str, str]:
-    """The helper's environment: what Python needs to find this package, no credentials."""
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("LC_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
-    return env
+    """The helper's environment: what Python needs, no credentials."""
+    return {k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("LC_")}
 
 
 class Helper:
     """A helper process that reads pages for any number of threads. It never fails a read
-    that the caller could do: until it is ready, after it stopped, and for a page it could
-    not read, ``read`` returns None and the caller reads the page itself.
+    that the caller could do: until it is ready, after it stopped, for a page it could not
+    read, and for one it did not answer in HELPER_TIMEOUT, ``read`` returns None and the
+    caller reads the page itself. No caller ever waits on the pipe: a thread of its own
+    writes the messages, another takes the answers.
 
     ``stored`` maps each image key of the catalog's listed images to its content hash: an
     image stored as it is needs no version row.
     """
 
     def __init__(self, region: str, stored: Mapping[str, str]) -> None:
-        self._lock = threading.Lock()  # one message at a time into the pipe
+        self._lock = threading.Lock()
         self._waiting: dict[int, Future[Read | None]] = {}
         self._next = 0
         self._ready = False
         self._stopped = False
         self._known: tuple[str, Mapping[str, str]] = (region, stored)
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # Not -m: that would put the working directory, and any catalog package in it, first.
+        root = str(Path(__file__).resolve().parent.parent)
+        command = f"import sys; sys.path[0] = {root!r}; from catalog.pages import main; main()"
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "catalog.pages"],
+            [sys.executable, "-c", command],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=child_env(),
         )
-        self._stdin: IO[bytes] = self._proc.stdin  # type: ignore[assignment]
-        self._thread = threading.Thread(target=self._answers, name="page-helper", daemon=True)
-        self._thread.start()
+        try:
+            for work in (self._writes, self._answers):
+                threading.Thread(target=work, name="page-helper", daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had
+            self._proc.kill()
+            self._proc.wait()
+            raise OSError(str(exc)) from None
         log.debug("reading pages in a helper process (pid %d)", self._proc.pid)
 
     @classmethod
@@ -140,7 +149,7 @@ class Helper:
         with self._lock:
             self._known = (region, stored)
             if self._ready and not self._stopped:
-                self._send(("known", region, stored))
+                self._outbox.put(pickle.dumps(("known", region, stored), _PROTOCOL))
 
     def read(self, body: Any, where: str) -> Read | None:
         """What read_page would answer, or None when the caller should read the page itself;
@@ -153,36 +162,61 @@ class Helper:
                 return None
             ident = self._next
             self._next += 1
+            try:
+                message = pickle.dumps(("page", ident, body, where), _PROTOCOL)
+            except (pickle.PicklingError, TypeError, ValueError, RecursionError):
+                return None  # not a JSON body: the caller's read says what is wrong with it
             self._waiting[ident] = future
-            self._send(("page", ident, body, where))
+            self._outbox.put(message)
         try:
             return future.result(timeout=HELPER_TIMEOUT)
         except FutureTimeout:
             log.info("the page helper did not answer in %g s; reading pages here", HELPER_TIMEOUT)
-            self._proc.kill()  # its answers end, and every page waiting for it is left to us
+            self._end()
             return None
 
     def close(self) -> None:
-        """Stop the helper without waiting for it to exit; pages still waiting for it are left
-        to their callers."""
+        """Stop the helper without waiting for it: it exits at the end of its input, or is
+        killed if it has not within HELPER_TIMEOUT. Pages still waiting for it are left to
+        their callers."""
         with self._lock:
             self._stopped = True
-            with contextlib.suppress(OSError):
-                self._stdin.close()  # it exits at the end of its input
+            self._outbox.put(None)
+        threading.Thread(target=self._reap, name="page-helper", daemon=True).start()
 
-    def _send(self, message: tuple[Any, ...]) -> None:
-        """Write one message (the caller holds the lock); a helper gone is a helper stopped."""
+    def _reap(self) -> None:
         try:
-            pickle.dump(message, self._stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._stdin.flush()
-        except (OSError, ValueError):
+            self._proc.wait(timeout=HELPER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._end()
+
+    def _end(self) -> None:
+        """Kill the helper; every page waiting for it is left to its caller."""
+        with self._lock:
             self._stop()
+        self._proc.kill()
 
     def _stop(self) -> None:
+        """No more pages for the helper (the caller holds the lock)."""
         self._stopped = True
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             future.set_result(None)
+
+    def _writes(self) -> None:
+        """Write the messages in the order they were put, until close() or a broken pipe."""
+        stream = self._proc.stdin
+        assert stream is not None
+        try:
+            while (message := self._outbox.get()) is not None:
+                stream.write(message)
+                stream.flush()
+        except (OSError, ValueError):
+            with self._lock:
+                self._stop()
+        finally:
+            with contextlib.suppress(OSError):
+                stream.close()
 
     def _answers(self) -> None:
         """Take the helper's answers, in the order it sends them, until it stops."""
@@ -192,19 +226,26 @@ class Helper:
             pickle.load(stream)  # it is ready
             with self._lock:
                 if not self._stopped:
-                    self._send(("known", *self._known))
+                    self._outbox.put(pickle.dumps(("known", *self._known), _PROTOCOL))
                     self._ready = True
             while True:
                 ident, status, payload = pickle.load(stream)
-                future = self._waiting.pop(ident)
+                with self._lock:
+                    future = self._waiting.pop(ident, None)
+                if future is None:  # given up on
+                    continue
+                if status == "malformed":
+                    future.set_exception(InputError(str(payload)))
+                    continue
+                answer = None
                 if status == "ok":
-                    total, images, rows = payload
-                    future.set_result(([ApiImage(*image) for image in images], total, rows))
-                elif status == "malformed":
-                    future.set_exception(InputError(payload))
-                else:
-                    future.set_result(None)
-        except (EOFError, OSError, pickle.UnpicklingError, ValueError, KeyError, TypeError):
+                    try:
+                        total, images, rows = payload
+                        answer = ([ApiImage(*image) for image in images], total, rows)
+                    except (TypeError, ValueError):
+                        answer = None
+                future.set_result(answer)
+        except (EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError):
             pass
         finally:
             with self._lock:
@@ -214,7 +255,7 @@ class Helper:
                 self._stop()
             stream.close()
             try:
-                self._proc.wait(timeout=10)
+                self._proc.wait(timeout=HELPER_TIMEOUT)
             except subprocess.TimeoutExpired:  # not reading its input any more: not ours
                 self._proc.kill()
                 self._proc.wait()
@@ -251,12 +292,17 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
             answer = (ident, "malformed", str(exc))
         except Exception:  # the caller reads the page itself, and meets the error there
             answer = (ident, "failed", None)
-        pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(answer, out, protocol=_PROTOCOL)
         out.flush()
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The helper process: answer on stdout the messages that come on stdin."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sync's to handle; it closes us
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print cannot corrupt the answers
     _serve(sys.stdin.buffer, answers)
+
+
+if __name__ == "__main__":
+    main()
