@@ -107,6 +107,9 @@ def _migrate(engine: Engine, target: DbTarget, way: str, revision: str) -> None:
     from alembic.util import CommandError
 
     try:
+        wanted = head_revision() if revision == "head" else revision
+        if current_revision(engine) == (None if wanted == "base" else wanted):
+            return  # nothing to do, so no write lock to wait for
         with _one_transaction(engine) as conn:
             _serialize_migrations(conn)
             getattr(command, way)(_alembic_config(conn), revision)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,4 +110,19 @@ def test_a_migration_stopped_half_way_leaves_the_database_as_it_was(empty_db: Ca
         db.upgrade(engine, target)
         assert db.current_revision(engine) == db.head_revision()
     finally:
+        engine.dispose()
+
+
+def test_an_upgrade_with_nothing_to_do_does_not_wait_for_a_writer(sqlite_path: Path) -> None:
+    target = parse_target(str(sqlite_path))
+    engine = db.make_engine(target)
+    writer = sqlite3.connect(sqlite_path)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # a sync storing its listing
+        clock = time.monotonic()
+        db.upgrade(engine, target)
+        assert time.monotonic() - clock < 5  # not the 30 s busy timeout
+    finally:
+        writer.rollback()
+        writer.close()
         engine.dispose()
