@@ -185,11 +185,11 @@ class PaiClient:
         settings = self.settings
         last = "no attempt was made"
         for attempt in range(settings.retries + 1):
+            self._hold()
             if self._closed:
                 raise ApiError(f"{self.region}: {what} was not asked for: the client is closed.")
             if attempt:
                 self.counters.add(retries=1)
-            self._hold()
             wait: float | None = None
             throttled = False
             headers = signer.sign(

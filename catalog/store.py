@@ -201,9 +201,11 @@ class ListingWriter:
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        self.discard()
-        if self._helper is not None:
-            self._helper.close()
+        try:
+            self.discard()
+        finally:
+            if self._helper is not None:
+                self._helper.close()
         if exc is None or (isinstance(exc, CatalogError) and not isinstance(exc, SafetyError)):
             return
         if isinstance(exc, sa_exc.SQLAlchemyError):
