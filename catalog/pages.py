@@ -8,11 +8,11 @@ import json
 import logging
 import os
 import pickle
-import queue
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout  # not the builtin before 3.11
@@ -98,22 +98,25 @@ def child_env() -> dict[str, str]:
 class Helper:
     """A helper process that reads pages for any number of threads. It never fails a read
     that the caller could do: until it is ready, after it stopped, for a page it could not
-    read, and for one it did not answer in HELPER_TIMEOUT, ``read`` returns None and the
-    caller reads the page itself. No caller ever waits on the pipe: a thread of its own
-    writes the messages, another takes the answers.
+    read, and for one it did not take or answer within HELPER_TIMEOUT, ``read`` returns None
+    and the caller reads the page itself. Callers write their pages to its pipe one at a
+    time; a thread of its own takes the answers, and a watchdog kills a helper that stops
+    taking what is written to it.
 
     ``stored`` maps each image key of the catalog's listed images to its content hash: an
     image stored as it is needs no version row.
     """
 
     def __init__(self, region: str, stored: Mapping[str, str]) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the state below
+        self._write_lock = threading.Lock()  # one whole message at a time into the pipe
         self._waiting: dict[int, Future[Read | None]] = {}
         self._next = 0
         self._ready = False
         self._stopped = False
-        self._known: tuple[str, Mapping[str, str]] = (region, stored)
-        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._known: tuple[int, str, Mapping[str, str]] = (0, region, stored)
+        self._writing_since: float | None = None
+        self._gone = threading.Event()
         # Not -m: that would put the working directory, and any catalog package in it, first.
         root = str(Path(__file__).resolve().parent.parent)
         command = f"import sys; sys.path[0] = {root!r}; from catalog.pages import main; main()"
@@ -124,8 +127,9 @@ class Helper:
             stderr=subprocess.DEVNULL,
             env=child_env(),
         )
+        self._stdin: IO[bytes] = self._proc.stdin  # type: ignore[assignment]
         try:
-            for work in (self._writes, self._answers):
+            for work in (self._answers, self._watch):
                 threading.Thread(target=work, name="page-helper", daemon=True).start()
         except RuntimeError as exc:  # no thread to be had
             self._proc.kill()
@@ -147,9 +151,10 @@ class Helper:
     def know(self, region: str, stored: Mapping[str, str]) -> None:
         """Compare the pages sent from now on with this state of the catalog."""
         with self._lock:
-            self._known = (region, stored)
-            if self._ready and not self._stopped:
-                self._outbox.put(pickle.dumps(("known", region, stored), _PROTOCOL))
+            self._known = known = (self._known[0] + 1, region, stored)
+            ready = self._ready
+        if ready:
+            self._write(pickle.dumps(("known", *known), _PROTOCOL))
 
     def read(self, body: Any, where: str) -> Read | None:
         """What read_page would answer, or None when the caller should read the page itself;
@@ -158,16 +163,18 @@ class Helper:
             return None
         future: Future[Read | None] = Future()
         with self._lock:
-            if self._stopped:
-                return None
             ident = self._next
             self._next += 1
-            try:
-                message = pickle.dumps(("page", ident, body, where), _PROTOCOL)
-            except (pickle.PicklingError, TypeError, ValueError, RecursionError):
-                return None  # not a JSON body: the caller's read says what is wrong with it
+        try:
+            message = pickle.dumps(("page", ident, body, where), _PROTOCOL)
+        except (pickle.PicklingError, TypeError, ValueError, RecursionError):
+            return None  # not a JSON body: the caller's read says what is wrong with it
+        with self._lock:
+            if self._stopped:
+                return None
             self._waiting[ident] = future
-            self._outbox.put(message)
+        if not self._write(message):
+            return None
         try:
             return future.result(timeout=HELPER_TIMEOUT)
         except FutureTimeout:
@@ -181,8 +188,42 @@ class Helper:
         their callers."""
         with self._lock:
             self._stopped = True
-            self._outbox.put(None)
+        if self._write_lock.acquire(timeout=1.0):
+            with contextlib.suppress(OSError):
+                self._stdin.close()
+            self._write_lock.release()
+        else:  # a write is stuck: the watchdog would end it, but nobody needs it any more
+            self._end()
         threading.Thread(target=self._reap, name="page-helper", daemon=True).start()
+
+    def _write(self, message: bytes) -> bool:
+        """Write one message whole; False when the helper has stopped or is gone."""
+        if not self._write_lock.acquire(timeout=HELPER_TIMEOUT):
+            self._end()  # the write under way is stuck
+            return False
+        try:
+            if self._stopped:
+                return False
+            self._writing_since = time.monotonic()
+            self._stdin.write(message)
+            self._stdin.flush()
+            return True
+        except (OSError, ValueError):  # gone, or closed
+            with self._lock:
+                self._stop()
+            return False
+        finally:
+            self._writing_since = None
+            self._write_lock.release()
+
+    def _watch(self) -> None:
+        """Kill a helper that has not taken a message within HELPER_TIMEOUT."""
+        while not self._gone.wait(min(1.0, HELPER_TIMEOUT / 4)):
+            since = self._writing_since
+            if since is not None and time.monotonic() - since > HELPER_TIMEOUT:
+                log.info("the page helper took nothing in %g s; reading pages here",
+                         HELPER_TIMEOUT)  # fmt: skip
+                self._end()
 
     def _reap(self) -> None:
         try:
@@ -203,21 +244,6 @@ class Helper:
         for future in waiting.values():
             future.set_result(None)
 
-    def _writes(self) -> None:
-        """Write the messages in the order they were put, until close() or a broken pipe."""
-        stream = self._proc.stdin
-        assert stream is not None
-        try:
-            while (message := self._outbox.get()) is not None:
-                stream.write(message)
-                stream.flush()
-        except (OSError, ValueError):
-            with self._lock:
-                self._stop()
-        finally:
-            with contextlib.suppress(OSError):
-                stream.close()
-
     def _answers(self) -> None:
         """Take the helper's answers, in the order it sends them, until it stops."""
         stream = self._proc.stdout
@@ -225,9 +251,13 @@ class Helper:
         try:
             pickle.load(stream)  # it is ready
             with self._lock:
-                if not self._stopped:
-                    self._outbox.put(pickle.dumps(("known", *self._known), _PROTOCOL))
-                    self._ready = True
+                known = self._known
+            if not self._write(pickle.dumps(("known", *known), _PROTOCOL)):
+                return
+            with self._lock:
+                self._ready = not self._stopped
+            if self._known is not known:  # told more meanwhile: the helper keeps the newest
+                self._write(pickle.dumps(("known", *self._known), _PROTOCOL))
             while True:
                 ident, status, payload = pickle.load(stream)
                 with self._lock:
@@ -253,6 +283,7 @@ class Helper:
                     log.info("the page helper stopped (exit %s); reading pages here",
                              self._proc.poll())  # fmt: skip
                 self._stop()
+            self._gone.set()
             stream.close()
             try:
                 self._proc.wait(timeout=HELPER_TIMEOUT)
@@ -263,7 +294,7 @@ class Helper:
 
 def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
     """The helper's side: answer page messages until the input ends."""
-    region, stored = "", cast("dict[str, str]", {})
+    generation, region, stored = -1, "", cast("dict[str, str]", {})
     read = 0
 
     def wanted(image: ApiImage) -> bool:
@@ -277,7 +308,8 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
         except EOFError:
             return
         if message[0] == "known":
-            _, region, stored = message
+            if message[1] > generation:  # a later state of the catalog than the one it has
+                _, generation, region, stored = message
             continue
         _, ident, body, where = message
         if read >= HELPER_CACHE_IMAGES:
