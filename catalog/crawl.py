@@ -86,11 +86,15 @@ def _page(
         raise CrawlError(f"The API sent a malformed page: {exc}") from None
 
 
-def _plan(total: int, first: int, page_size: int) -> tuple[int, int]:
-    """Images per page and pages in all, from page 1's TotalCount and its number of images: a
-    server may cap PageSize below what was asked, and page 1 tells the real size."""
+def _plan(total: int, first: int, page_size: int) -> tuple[int, int, int]:
+    """Images per page, pages in all, and the last page to ask for, from page 1's TotalCount
+    and its number of images: a server may cap PageSize below what was asked, and page 1 tells
+    the real size. One page past the end must come back empty: a TotalCount short by whole
+    pages would otherwise pass every check, and the images past it would be stored as
+    removed."""
     per_page = min(first, page_size) if first else page_size
-    return per_page, max(1, math.ceil(total / per_page)) if per_page else 1
+    planned = max(1, math.ceil(total / per_page)) if per_page else 1
+    return per_page, planned, planned + 1 if total else planned
 
 
 def _ordered(
@@ -118,9 +122,8 @@ def _ordered(
     try:
         while pending:
             page = pending.popleft().result()
-            ask()  # a read may have told last() more
+            ask()  # before the consumer takes it: a read may have told last() more
             yield page
-            ask()
             if when_read is not None and asked >= last() and all(f.done() for f in pending):
                 when_read()
                 when_read = None
@@ -155,9 +158,9 @@ def _one_pass(
     def read(number: int) -> tuple[int, list[Any], int | None]:
         images, page_total = _page(fetch(number, page_size, full), number, reader)
         if number == 1 and isinstance(page_total, int):
-            planned = _plan(page_total, len(images), page_size)[1]
+            _, planned, final = _plan(page_total, len(images), page_size)
             if planned <= MAX_PAGES:  # the later pages go out before page 1 is taken
-                last[0] = planned + 1 if page_total else planned
+                last[0] = final
         return number, images, page_total
 
     # Until page 1 has come: the pages the expected listing fills, and the one past them.
@@ -194,15 +197,11 @@ def _one_pass(
                         "The API sent no TotalCount, so a complete listing cannot be checked."
                     )
                 total = page_total
-                per_page, planned = _plan(total, len(images), page_size)
+                per_page, planned, last[0] = _plan(total, len(images), page_size)
                 if planned > MAX_PAGES:
                     raise CrawlError(
                         f"The listing would take {planned} pages, over the limit of {MAX_PAGES}."
                     )
-                # One page past the end must come back empty: a TotalCount short by whole pages
-                # would otherwise pass every check, and the images past it would be stored as
-                # removed.
-                last[0] = planned + 1 if total else planned
             if number > planned:
                 if page_total != total or images:
                     raise _Drift(

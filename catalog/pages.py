@@ -334,7 +334,3 @@ def main() -> None:
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print cannot corrupt the answers
     _serve(sys.stdin.buffer, answers)
-
-
-if __name__ == "__main__":
-    main()
