@@ -43,7 +43,7 @@ def test_resolve_prints_the_uri(db: str) -> None:
 def test_resolve_json_keys_are_image_info_fields(db: str) -> None:
     result = run("--db", db, "resolve", "pytorch", "latest", "--accelerator", "gpu", "--json")
     assert result.exit_code == 0
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert list(data) == [f.name for f in fields(ImageInfo)]
     assert data["image_id"] == "pt-2120"
 
@@ -109,7 +109,7 @@ def test_list_formats(db: str, fmt: str) -> None:
 def test_list_empty_json_is_a_list(db: str) -> None:
     result = run("--db", db, "list", "pytorch", "--region", "us-west-1", "--format", "json")
     assert result.exit_code == 0
-    assert json.loads(result.output) == []
+    assert json.loads(result.stdout) == []
 
 
 def test_show_labels(db: str) -> None:

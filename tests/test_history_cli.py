@@ -21,7 +21,7 @@ def run(path: str, *args: str) -> Any:
 def test_runs_json_lists_every_run_newest_first(db: str) -> None:  # noqa: F811
     result = run(db, "runs", "--format", "json")
     assert result.exit_code == 0, result.output
-    runs = json.loads(result.output)
+    runs = json.loads(result.stdout)
     assert [(r["run_id"], r["region"], r["status"]) for r in runs] == [
         (7, "cn-beijing", "ok"), (6, "cn-hangzhou", "ok"), (5, "cn-hangzhou", "ok"),
         (4, "cn-hangzhou", "failed"), (3, "cn-hangzhou", "ok"), (2, "cn-beijing", "ok"),
@@ -52,7 +52,7 @@ def test_diff_csv_and_nl(db: str) -> None:  # noqa: F811
 def test_history_of_one_image(db: str) -> None:  # noqa: F811
     result = run(db, "history", "xgb", "--format", "json")
     assert result.exit_code == 0, result.output
-    assert [(e["run_id"], e["kind"]) for e in json.loads(result.output)] == [
+    assert [(e["run_id"], e["kind"]) for e in json.loads(result.stdout)] == [
         (1, "added"), (3, "removed"), (5, "restored"),
     ]  # fmt: skip
 

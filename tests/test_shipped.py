@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
 
@@ -61,17 +63,46 @@ def test_snapshot_equals_a_rebuild_from_the_public_list(tmp_path: Path) -> None:
         assert (out / name).read_text() == (ROOT / "data" / "snapshot" / name).read_text(), name
 
 
-def test_readme_job_on_the_shipped_database() -> None:
+def shipped_build_time() -> datetime:
+    """When the shipped catalog was last synced (built): the clock its age is measured from."""
+    conn = sqlite3.connect(f"file:{SHIPPED}?mode=ro", uri=True)
+    try:
+        [(last,)] = conn.execute("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'")
+    finally:
+        conn.close()
+    return datetime.fromisoformat(last).replace(tzinfo=timezone.utc)
+
+
+def pin_clock(monkeypatch: pytest.MonkeyPatch, days_after_build: float) -> None:
+    """Today, as the catalog sees it: this many days after the shipped catalog was built."""
+    moment = shipped_build_time() + timedelta(days=days_after_build)
+    monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(int(moment.timestamp())))
+
+
+@pytest.mark.parametrize("days_after_build", [1, 400])
+def test_readme_job_on_the_shipped_database(
+    monkeypatch: pytest.MonkeyPatch, days_after_build: int
+) -> None:
+    pin_clock(monkeypatch, days_after_build)
     runner = CliRunner()
     result = runner.invoke(main, ["resolve", "pytorch", "latest", "--accelerator", "gpu", "--json"])
     assert result.exit_code == 0, result.output
-    info = json.loads(result.output)
+    info = json.loads(result.stdout)  # data only: a staleness warning goes to stderr
     assert info["framework_name"] == "PyTorch"
     assert info["accelerator_type"] == "GPU"
     assert "training" in info["scopes"]
+    if days_after_build < 7:
+        assert result.stderr == ""
+    else:
+        built = f"{shipped_build_time():%Y-%m-%d}"
+        assert result.stderr == (
+            f"Warning: the catalog was last updated {built} ({days_after_build} days ago); "
+            "run 'pai-catalog sync' to refresh it.\n"
+        )
     missing = runner.invoke(main, ["resolve", "tensorflow", "0.01"])
     assert missing.exit_code == 1
-    assert missing.output.startswith(
+    assert missing.stdout == ""
+    assert missing.stderr.startswith(
         "Error: No tensorflow version matches '0.01' for accelerator CPU, scope training; "
         "available versions: "
     )
