@@ -14,6 +14,7 @@ from catalog.clikit import (
     errors,
     filter_options,
     format_option,
+    stop_on_sigterm,
 )
 from catalog.filters import SCOPES
 from catalog.output import Format, render, render_record
@@ -51,6 +52,7 @@ LIST_COLUMNS = (
 def main(ctx: click.Context, db: str | None, log_level: str) -> None:
     """An offline catalog of Alibaba Cloud PAI's official container images."""
     configure_logging(log_level)
+    stop_on_sigterm(ctx)
     ctx.obj = db
 
 

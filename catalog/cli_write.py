@@ -18,18 +18,23 @@ from catalog.output import Format, render
 @click.option(
     "--allow-mass-removal", is_flag=True, help="Store it even if it removes over 20% of images."
 )
+@click.option(
+    "--allow-mass-change",
+    is_flag=True,
+    help="Store it even if it changes the official flag, scopes or accelerator of over 20% "
+    "of images.",
+)
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
 @click.pass_obj
 @errors
-def import_command(
-    db: str | None, /, files: tuple[Path, ...], region: str, allow_mass_removal: bool
-) -> None:
+def import_command(db: str | None, /, files: tuple[Path, ...], region: str, **opts: bool) -> None:
     """Import ListImages response bodies (all pages of one listing) as one run of REGION.
 
     Images the files no longer list are marked removed, as a sync would.
     """
     from catalog.sync import import_files
 
-    stats = import_files(files, region, db_option=db, allow_mass_removal=allow_mass_removal)
+    stats = import_files(files, region, db_option=db, **opts)
     click.echo(
         f"{stats.region}: {stats.seen} seen, {stats.added} added, {stats.changed} changed, "
         f"{stats.removed} removed, {stats.restored} restored (run {stats.run_id})",
@@ -103,7 +108,13 @@ def import_command(
     is_flag=True,
     help="Store a listing even if it removes over 20% (and over 5) of a region's images.",
 )
-@click.option("--wait", is_flag=True, help="Wait for a running sync instead of exiting.")
+@click.option(
+    "--allow-mass-change",
+    is_flag=True,
+    help="Store a listing even if it changes the official flag, scopes or accelerator of over "
+    "20% (and over 5) of a region's images.",
+)
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.option("--quiet", "-q", is_flag=True, help="Print failures only.")
 @click.pass_obj
@@ -141,13 +152,14 @@ def db_group() -> None:
 
 @db_group.command()
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
 @click.pass_obj
 @errors
-def upgrade(db: str | None, /, revision: str) -> None:
+def upgrade(db: str | None, /, revision: str, wait: bool) -> None:
     """Create the database or migrate it to REVISION."""
     from catalog import db as database
 
-    click.echo(database.upgrade_command(db, revision))
+    click.echo(database.upgrade_command(db, revision, wait=wait))
 
 
 @db_group.command()
@@ -161,7 +173,7 @@ def current(db: str | None, /) -> None:
 
 
 @db_group.command()
-@click.option("--wait", is_flag=True, help="Wait for a running sync instead of exiting.")
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
 @click.pass_obj
 @errors
 def reparse(db: str | None, /, wait: bool) -> None:

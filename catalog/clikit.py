@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from catalog.errors import CatalogError
+from catalog.config import UnsyncedCatalogWarning
+from catalog.errors import CatalogError, Terminated
 from catalog.errors import UsageError as CatalogUsageError
 from catalog.filters import SCOPES
 from catalog.output import Format, render
@@ -19,18 +22,51 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def errors(func: F) -> F:
-    """Domain errors become one ``Error: ...`` line: exit 2 for usage, 1 for the rest."""
+    """Domain errors become one ``Error: ...`` line: exit 2 for usage, 1 for the rest. So does
+    an interrupt (Ctrl-C, or SIGTERM as ``stop_on_sigterm`` turns it): whatever was being
+    written was rolled back. A read answered by the shipped catalog because the user's holds
+    no successful run yet says so on stderr."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except CatalogUsageError as exc:
-            raise click.UsageError(str(exc)) from None
-        except CatalogError as exc:
-            raise click.ClickException(str(exc)) from None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UnsyncedCatalogWarning)
+            try:
+                return func(*args, **kwargs)
+            except CatalogUsageError as exc:
+                raise click.UsageError(str(exc)) from None
+            except CatalogError as exc:
+                raise click.ClickException(str(exc)) from None
+            except KeyboardInterrupt as exc:
+                raise click.ClickException(_stopped(exc)) from None
+            finally:
+                notes = {str(w.message) for w in caught if w.category is UnsyncedCatalogWarning}
+                for note in sorted(notes):
+                    click.echo(f"Note: {note}", err=True)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _stopped(exc: KeyboardInterrupt) -> str:
+    signal_name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+    what = "Terminated" if isinstance(exc, Terminated) else "Interrupted"
+    return f"{what} ({signal_name}); nothing was left half-written."
+
+
+def stop_on_sigterm(ctx: click.Context) -> None:
+    """Make SIGTERM (what systemd and kill send) stop the command as Ctrl-C does: a writer
+    rolls back and records why, and the command says so in one line and exits 1. The old
+    handler is back when the command ends."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set a handler
+
+    def terminate(_signum: int, _frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 
 def default_format() -> Format:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -102,11 +103,73 @@ def _file_target(path: Path) -> DbTarget:
 
 
 def resolve_target(option: str | None = None, *, write: bool = False) -> DbTarget:
-    """The database a command uses; reads fall back to the shipped file, writes never do."""
+    """The database a command uses; reads fall back to the shipped file, writes never do.
+
+    Reads use the user's catalog once it holds a successful run: a first sync that failed, or
+    was killed, must not hide the shipped catalog behind an empty one. A read that falls back
+    for that reason warns (UnsyncedCatalogWarning) and says which catalog answered.
+    """
     value = option or os.environ.get(ENV_DB)
     if value:
         return parse_target(value)
     user = user_db_path()
-    if write or user.exists():
+    if write:
         return _file_target(user)
-    return _file_target(shipped_db_path())
+    reason = _unsynced(user)
+    if reason is None:
+        return _file_target(user)
+    shipped = _file_target(shipped_db_path())
+    if reason:
+        warnings.warn(
+            UnsyncedCatalogWarning(
+                f"your catalog {user} {reason}, so the shipped catalog ({shipped.path}) "
+                "answered; run 'pai-catalog sync' to fill yours."
+            ),
+            stacklevel=3,
+        )
+    return shipped
+
+
+class UnsyncedCatalogWarning(UserWarning):
+    """The user's catalog holds no successful run yet, so the shipped one answered."""
+
+
+# User catalogs, by (device, inode), known to hold a successful run: runs are never deleted,
+# so a catalog that held one always will, and reads skip the check.
+_SYNCED: set[tuple[int, int]] = set()
+
+
+def _unsynced(path: Path) -> str | None:
+    """Why the user's catalog cannot answer reads yet ("" when it does not exist), or None
+    when it can: it holds a successful run, or it is not a catalog a first run left empty,
+    and the reader will say what is wrong with it."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return ""
+    if (stat.st_dev, stat.st_ino) in _SYNCED:
+        return None
+    if stat.st_size == 0:
+        return "is empty"
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if not tables:
+            return "is empty"
+        if "sync_run" not in tables:
+            return None
+        runs = conn.execute("SELECT status FROM sync_run WHERE status = 'ok' LIMIT 1").fetchall()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    if runs:
+        _SYNCED.add((stat.st_dev, stat.st_ino))
+        return None
+    return "holds no successful sync or import yet"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
+import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
 
 from catalog.config import DbTarget, resolve_target
@@ -49,24 +52,27 @@ def head_revision() -> str:
     return str(heads[0])
 
 
+# How long a write waits for SQLite's own lock, held by a writer that is not pai-catalog (the
+# sqlite3 shell, say): pai-catalog's writers wait for each other's lock file instead.
+BUSY_TIMEOUT_MS = 30_000
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
     cursor.close()
 
 
 def make_engine(target: DbTarget) -> Engine:
     """An engine for writing; for SQLite, the file's folder is created if needed."""
     if target.path is not None:
-        try:
-            target.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DatabaseError(
-                f"Cannot create the folder for {target.path}: {exc.strerror or exc}."
-            ) from None
+        _make_folder(target.path)
     try:
-        engine = create_engine(target.url)
+        # A file's URL is built from its path, not parsed from text: "?" or "%20" in a file
+        # name would otherwise be read as a query or an escape, and another file written.
+        url = target.url if target.path is None else URL.create("sqlite", database=str(target.path))
+        engine = create_engine(url)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
         raise DatabaseError(f"Cannot open {target.display}: {exc}.") from None
     if engine.dialect.name == "sqlite":
@@ -81,9 +87,15 @@ def _translate(exc: Exception, target: DbTarget) -> DatabaseError:
             f"{target.display} is not an SQLite database (it may be corrupt); "
             "point --db at a catalog file or move this one away."
         )
+    if isinstance(original, sqlite3.OperationalError) and "database is locked" in str(original):
+        return DatabaseError(
+            f"{target.display} is locked by a program other than pai-catalog beyond the "
+            f"{BUSY_TIMEOUT_MS / 1000:g} s wait (an sqlite3 shell in a transaction, say); end "
+            "that transaction and try again."
+        )
     # A server's message can run to several lines (psycopg adds a hint): the first says it.
     reason = str(original).strip().splitlines()[0] if str(original).strip() else repr(original)
-    return DatabaseError(f"Cannot use the database {target.display}: {reason}")
+    return DatabaseError(f"Cannot use the database {target.display}: {reason}.")
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -94,7 +106,8 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, target: DbTarget, revision: str = "head") -> None:
-    """Migrate the database to ``revision`` in one transaction."""
+    """Migrate the database to ``revision`` in one transaction (``target`` names it in
+    messages)."""
     _migrate(engine, target, "upgrade", revision)
 
 
@@ -107,8 +120,7 @@ def _migrate(engine: Engine, target: DbTarget, way: str, revision: str) -> None:
     from alembic.util import CommandError
 
     try:
-        wanted = head_revision() if revision == "head" else revision
-        if current_revision(engine) == (None if wanted == "base" else wanted):
+        if _reached(current_revision(engine), revision):
             return  # nothing to do, so no write lock to wait for
         with _one_transaction(engine) as conn:
             _serialize_migrations(conn)
@@ -185,18 +197,86 @@ def _collation_differences(conn: Connection) -> list[tuple[str, ...]]:
 
 @contextmanager
 def writable(target: DbTarget) -> Iterator[Engine]:
-    """An engine on a database at migration head, created or upgraded as needed."""
+    """An engine on a database at migration head, created or upgraded as needed; the caller
+    holds the write lock. A new SQLite catalog is built beside its path and put in place
+    whole, so that neither a reader nor a later run ever finds half a schema."""
+    if target.path is not None:
+        check_writable(target)
+        if not target.path.exists():
+            create_file(target)
     engine = make_engine(target)
     try:
         if current_revision_safe(engine, target) != head_revision():
             upgrade(engine, target)
         if engine.dialect.name == "sqlite":
-            # Readers keep reading while a sync writes; the mode stays with the file.
-            with engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+            _wal(engine, target)
         yield engine
     finally:
         engine.dispose()
+
+
+def _wal(engine: Engine, target: DbTarget) -> None:
+    """Readers keep reading while a sync writes; the mode stays with the file."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+    except sa_exc.SQLAlchemyError as exc:
+        raise _translate(exc, target) from None
+
+
+def check_writable(target: DbTarget) -> None:
+    """Refuse, in one line, an SQLite catalog that cannot be written: a read-only file (a
+    published copy, say), or a folder where its journal cannot be created."""
+    path = target.path
+    if path is None:
+        return
+    folder = path.parent
+    if path.exists() and not os.access(path, os.W_OK):
+        raise DatabaseError(
+            f"Cannot write {path}: the file is read-only; copy it somewhere writable, or point "
+            "--db at a catalog you can write."
+        )
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        raise DatabaseError(
+            f"Cannot write {path}: its folder is read-only, and a catalog keeps its journal "
+            "beside it; copy it somewhere writable, or point --db at a catalog you can write."
+        )
+
+
+def create_file(target: DbTarget, revision: str = "head") -> None:
+    """Build a new SQLite catalog at ``revision`` in a file beside ``target.path``, then link it
+    into place; a catalog already there (or one that appears meanwhile) is left as it is.
+    Creation is not interrupted half-way by anything but the loss of this process, whose
+    leftover is a hidden file that the next creation removes."""
+    assert target.path is not None
+    path = target.path
+    _make_folder(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.new-*"):
+        stale.unlink(missing_ok=True)  # a creation killed half-way: we hold the write lock
+    temp = path.with_name(f".{path.name}.new-{os.getpid()}")
+    temp_target = DbTarget(url="", path=temp)
+    try:
+        engine = make_engine(temp_target)
+        try:
+            upgrade(engine, target, revision)  # its messages name the catalog, not the file
+            _wal(engine, target)
+        finally:
+            engine.dispose()  # the last connection checkpoints and removes the -wal file
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, path)  # never over a catalog that exists
+    except OSError as exc:
+        raise DatabaseError(f"Cannot create {path}: {exc.strerror or exc}.") from None
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            temp.with_name(temp.name + suffix).unlink(missing_ok=True)
+
+
+def _make_folder(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise DatabaseError(f"Cannot create the folder for {path}: {reason}.") from None
 
 
 def current_revision_safe(engine: Engine, target: DbTarget) -> str | None:
@@ -238,19 +318,43 @@ def _existing(option: str | None) -> DbTarget:
     return target
 
 
-def upgrade_command(option: str | None, revision: str = "head") -> str:
-    """``db upgrade``: create or migrate the (writable) database; says what it did."""
+def upgrade_command(option: str | None, revision: str = "head", *, wait: bool = False) -> str:
+    """``db upgrade``: create or migrate the (writable) database; says what it did. It takes
+    the write lock only when there is something to do."""
     target = resolve_target(option, write=True)
-    engine = make_engine(target)
-    try:
-        before = current_revision_safe(engine, target)
-        upgrade(engine, target, revision)
-        after = current_revision(engine)
-    finally:
-        engine.dispose()
+    check_writable(target)
+    before = _revision_of(target)
+    if not _reached(before, revision):
+        with write_lock(target, wait=wait, holder="db upgrade"):
+            if target.path is not None and not target.path.exists():
+                create_file(target, revision)
+            else:
+                engine = make_engine(target)
+                try:
+                    upgrade(engine, target, revision)
+                finally:
+                    engine.dispose()
+    after = _revision_of(target)
     if before == after:
         return f"{target.display}: already at revision {after}"
     return f"{target.display}: upgraded from {before or 'an empty database'} to revision {after}"
+
+
+def _revision_of(target: DbTarget) -> str | None:
+    """The database's revision; None for an empty one, or a file not created yet."""
+    if target.path is not None and not target.path.exists():
+        return None
+    engine = make_engine(target)
+    try:
+        return current_revision_safe(engine, target)
+    finally:
+        engine.dispose()
+
+
+def _reached(current: str | None, revision: str) -> bool:
+    """Whether a database at ``current`` is at ``revision`` (head, base, or a revision id)."""
+    wanted = head_revision() if revision == "head" else revision
+    return current == (None if wanted == "base" else wanted)
 
 
 def current_command(option: str | None) -> str:
@@ -290,15 +394,17 @@ def check_command(option: str | None) -> str:
 
 
 @contextmanager
-def sync_lock(
-    target: DbTarget, regions: Sequence[str] = (), *, wait: bool = False
+def write_lock(
+    target: DbTarget, regions: Sequence[str] = (), *, wait: bool = False, holder: str = "sync"
 ) -> Iterator[None]:
-    """Hold the sync lock: a second sync fails at once, or waits with ``wait``.
+    """Hold the catalog's write lock, which every writer takes (sync, import, db upgrade and
+    db reparse): a second writer fails at once, or waits with ``wait``.
 
-    SQLite uses an flock on a file beside the database, one writer per file; the kernel drops
-    it if the holder dies, so a killed sync never leaves a stale lock. PostgreSQL uses session
+    SQLite uses an flock on a file beside the database, one writer per file, which names its
+    holder (pid and ``holder``) for the message a second writer gets; the kernel drops it if
+    the holder dies, so a killed writer never leaves a stale lock. PostgreSQL uses session
     advisory locks, one per region, so that syncs of different regions run side by side;
-    without ``regions`` (every region, or a reparse) the whole catalog is locked.
+    without ``regions`` (every region, db upgrade or db reparse) the whole catalog is locked.
     """
     if target.path is None:
         with _advisory_locks(target, regions, wait=wait):
@@ -306,32 +412,56 @@ def sync_lock(
         return
     import fcntl
 
+    check_writable(target)
     lock_path = target.path.with_name(target.path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+", encoding="utf-8") as handle:
+    try:
+        _make_folder(target.path)
+        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise DatabaseError(
+            f"Cannot lock {target.display}: cannot create {lock_path} "
+            f"({exc.strerror or exc}); make its folder writable, or point --db at a catalog "
+            "in a writable folder."
+        ) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            raise LockedError(
-                f"Another sync is writing {target.display}; let it finish, or pass --wait "
-                "to start when it does."
-            ) from None
+            raise LockedError(_locked(target.display, _holder(handle))) from None
         try:
+            _announce(handle, f"{os.getpid()} {holder}")
             yield
         finally:
+            _announce(handle, "")
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-@contextmanager
-def import_lock(target: DbTarget, region: str) -> Iterator[None]:
-    """On PostgreSQL, an import waits for any sync or import of its region: two runs of one
-    region would otherwise both write over the same latest versions. SQLite's own write lock,
-    taken by a run's first statement, already keeps them apart."""
-    if target.path is not None:
-        yield
-        return
-    with _advisory_locks(target, [region], wait=True):
-        yield
+def _announce(handle: IO[str], text: str) -> None:
+    """Say in the lock file who holds it (nothing when released); best effort."""
+    try:
+        handle.truncate(0)
+        handle.write(text + "\n" if text else "")
+        handle.flush()
+    except OSError:
+        pass
+
+
+def _holder(handle: IO[str]) -> str | None:
+    """Who holds the lock, as its holder wrote it: "pai-catalog sync (pid 4242)"."""
+    try:
+        handle.seek(0)
+        pid, _, command = handle.read(200).strip().partition(" ")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return f"pai-catalog {command} (pid {pid})" if pid.isdigit() and command else None
+
+
+def _locked(display: str, holder: str | None, region: str = "") -> str:
+    who = f"A {holder}" if holder else "Another pai-catalog command"
+    where = f"{region} in " if region else ""
+    return (
+        f"{who} is writing {where}{display}; let it finish, or pass --wait to start when it does."
+    )
 
 
 def _advisory_lock(conn: Connection, key: int, *, shared: bool, wait: bool) -> bool:
@@ -371,35 +501,10 @@ def _advisory_locks(target: DbTarget, regions: Sequence[str], *, wait: bool) -> 
         try:
             for shared, key, region in wanted:
                 if not _advisory_lock(conn, key, shared=shared, wait=wait):
-                    where = f"{region} in " if region else ""
-                    raise LockedError(
-                        f"Another sync is writing {where}{target.display}; let it finish, "
-                        "or pass --wait to start when it does."
-                    )
+                    raise LockedError(_locked(target.display, None, region))
         except sa_exc.SQLAlchemyError as exc:
             raise _translate(exc, target) from None
         yield
     finally:
         conn.close()  # with the engine disposed, the session ends and its locks with it
         engine.dispose()
-
-
-@contextmanager
-def removed_unless_stored(target: DbTarget) -> Iterator[Callable[[], None]]:
-    """Delete a database file this run created unless the run stored something.
-
-    A new, empty catalog would otherwise hide the shipped one from every later read.
-    """
-    created = target.path is not None and not target.path.exists()
-    kept = False
-
-    def keep() -> None:
-        nonlocal kept
-        kept = True
-
-    try:
-        yield keep
-    finally:
-        if created and not kept and target.path is not None:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                target.path.with_name(target.path.name + suffix).unlink(missing_ok=True)

@@ -27,6 +27,11 @@ class InputError(CatalogError):
     """An input file or API page is malformed; nothing was written."""
 
 
+class QueryError(CatalogError):
+    """A statement of ``sql`` failed or was stopped: the database's own error, a timeout, a
+    resource bound, or an interrupt; the catalog is untouched."""
+
+
 class NotFoundError(CatalogError):
     """Nothing in the catalog matches the request."""
 
@@ -62,3 +67,7 @@ class SafetyError(CatalogError):
 
 class LockedError(CatalogError):
     """Another sync holds the database's lock."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (systemd's stop, say): the command stops as Ctrl-C would stop it."""

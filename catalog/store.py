@@ -15,7 +15,7 @@ from sqlalchemy import exc as sa_exc
 from catalog import pages
 from catalog.bulk import BulkInserter
 from catalog.config import utcnow
-from catalog.errors import CatalogError, DatabaseError, SafetyError
+from catalog.errors import CatalogError, DatabaseError, SafetyError, Terminated
 from catalog.models import Base, Image, ImageEvent, ImageLabel, ImageScope, ImageVersion, SyncRun
 from catalog.pages import version_row
 from catalog.records import ApiImage
@@ -46,8 +46,18 @@ COMPARED_FIELDS = (
 
 
 BATCH = 2000  # rows per INSERT or UPDATE batch
-MASS_REMOVAL_SHARE = 0.2
-MASS_REMOVAL_MIN = 5
+# A run may remove, or change the meaning of (official flag, scopes, accelerator), at most
+# this share of a region's live images, or this many, unless told the change is real.
+MASS_SHARE = 0.2
+MASS_MIN = 5
+
+
+@dataclass(frozen=True)
+class Guards:
+    """Which of a run's safety checks are lifted: the listing's change is known to be real."""
+
+    allow_mass_removal: bool = False
+    allow_mass_change: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,25 +136,34 @@ def _chunks(items: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _old_states(
-    conn: Connection, version_ids: Sequence[int]
-) -> dict[int, tuple[dict[str, Any], dict[str, str | None]]]:
-    """Compared fields and labels of old versions, read in batches, to name what changed."""
-    states: dict[int, tuple[dict[str, Any], dict[str, str | None]]] = {}
-    columns = [version_t.c[name] for name in COMPARED_FIELDS]
+# What an image means to resolve, beyond its version: a change here changes answers.
+MEANING_FIELDS = ("official", "scopes", "accelerator")
+_State = tuple[dict[str, Any], dict[str, str | None], tuple[Any, ...]]  # fields, labels, meaning
+
+
+def _old_states(conn: Connection, version_ids: Sequence[int]) -> dict[int, _State]:
+    """Compared fields, labels and meaning of old versions, read in batches, to name what
+    changed."""
+    states: dict[int, _State] = {}
+    columns = [version_t.c[name] for name in (*COMPARED_FIELDS, *MEANING_FIELDS)]
+    compared = len(COMPARED_FIELDS)
     for chunk in _chunks(version_ids):
         for row in conn.execute(select(version_t.c.id, *columns).where(version_t.c.id.in_(chunk))):
-            states[row[0]] = (dict(zip(COMPARED_FIELDS, row[1:], strict=True)), {})
+            fields = dict(zip(COMPARED_FIELDS, row[1 : compared + 1], strict=True))
+            states[row[0]] = (fields, {}, _meaning(row[compared + 1 :]))
         query = select(label_t.c.version_id, label_t.c.key, label_t.c.value)
         for vid, key, value in conn.execute(query.where(label_t.c.version_id.in_(chunk))):
             states[vid][1][key] = value
     return states
 
 
-def _changed_fields(
-    state: tuple[dict[str, Any], dict[str, str | None]], image: ApiImage
-) -> list[str]:
-    fields, labels = state
+def _meaning(values: Sequence[Any]) -> tuple[Any, ...]:
+    official, scopes, accelerator = values
+    return (bool(official), scopes or None, accelerator or None)
+
+
+def _changed_fields(state: _State, image: ApiImage) -> list[str]:
+    fields, labels, _ = state
     names = [name for name in COMPARED_FIELDS if fields[name] != image.fields.get(name)]
     if labels != dict(image.labels):
         names.append("labels")
@@ -181,12 +200,13 @@ class ListingWriter:
     failures of the store itself; the caller records crawl failures.
     """
 
-    def __init__(self, engine: Engine, run: RunInfo, *, allow_mass_removal: bool = False) -> None:
+    def __init__(self, engine: Engine, run: RunInfo, *, guards: Guards = Guards()) -> None:
         self.engine = engine
         self.run = run
-        self.allow_mass_removal = allow_mass_removal
+        self.guards = guards
         self._conn: Connection | None = None
         self._txn: Any = None
+        self._run_id: int  # set, with _conn, by open()
         self._current: dict[str, _Old] = {}
         # Version rows that read() worked out ahead, by image key and content hash.
         self._ahead: dict[tuple[str, str], dict[str, Any]] = {}
@@ -213,23 +233,28 @@ class ListingWriter:
             record_failure(self.engine, self.run, f"database error: {reason}", self.spent_run_id)
             what = f"Could not store the {self.run.region} listing"
             raise DatabaseError(f"{what}: {reason}.") from None
-        # A refused removal, a bug or an interrupt: the transaction is gone, the failure stays.
-        message = str(exc) if isinstance(exc, SafetyError) else f"{type(exc).__name__}: {exc}"
-        record_failure(self.engine, self.run, message, self.spent_run_id)
+        # A refused run, a bug or an interrupt: the transaction is gone, the failure stays.
+        record_failure(self.engine, self.run, _failure(exc), self.spent_run_id)
 
     def open(self) -> None:
         """Start (or start again) the run's transaction."""
         self.discard()
-        self._conn = self.engine.connect()
-        self._txn = self._conn.begin()
-        self._run_id = _start_run(self._conn, self.run, self.spent_run_id)
-        when = select(run_t.c.started_at).where(run_t.c.id == self._run_id)
-        self._now = self._conn.execute(when).scalar_one()
-        self._current = _current(self._conn, self.run.region)
+        conn = self.engine.connect()
+        try:
+            txn = conn.begin()
+            run_id = _start_run(conn, self.run, self.spent_run_id)
+            when = select(run_t.c.started_at).where(run_t.c.id == run_id)
+            self._now = conn.execute(when).scalar_one()
+            self._current = _current(conn, self.run.region)
+        except BaseException:
+            conn.close()  # rolls back: the run was not started
+            raise
+        self._conn, self._txn, self._run_id = conn, txn, run_id
         self._live = sum(1 for old in self._current.values() if old.removed_run_id is None)
         self._counts = {"added": 0, "changed": 0, "removed": 0, "restored": 0}
+        self._moved = 0  # live images whose official flag, scopes or accelerator changed
         self._seen = 0
-        self._insert = BulkInserter(self._conn)
+        self._insert = BulkInserter(conn)
         self._ahead = {}
         if self._helper is not None:
             self._helper.know(self.run.region, self._stored())
@@ -346,10 +371,16 @@ class ListingWriter:
             (run_id, pk, vid, "added", None) for pk, vid in zip(new_pks, version_ids, strict=False)
         ]
         self._counts["added"] += len(added)
-        for (image, old), vid in zip(updated, version_ids[len(added) :], strict=True):
+        for (image, old), vid, row in zip(
+            updated, version_ids[len(added) :], rows[len(added) :], strict=True
+        ):
             kind = "restored" if old.removed_run_id is not None else "changed"
             self._counts[kind] += 1
-            changed = _changed_fields(states[old.version_id], image) if kind == "changed" else []
+            changed = []
+            if kind == "changed":
+                state = states[old.version_id]
+                changed = _changed_fields(state, image)
+                self._moved += state[2] != _meaning([row[name] for name in MEANING_FIELDS])
             events.append(
                 (run_id, old.image_pk, vid, kind, json.dumps(changed) if changed else None)
             )
@@ -363,12 +394,17 @@ class ListingWriter:
         self.run = run or self.run
         conn, region, run_id = self._conn, self.run.region, self._run_id
         gone = [old for old in self._current.values() if old.removed_run_id is None]
-        too_many = len(gone) > MASS_REMOVAL_MIN and len(gone) > MASS_REMOVAL_SHARE * self._live
-        if too_many and not self.allow_mass_removal:
+        if _mass(len(gone), self._live) and not self.guards.allow_mass_removal:
             raise SafetyError(
                 f"{region}: this run would remove {len(gone)} of {self._live} live images "
                 f"({len(gone) / self._live:.0%}); nothing was written. If the removal is "
                 "real, run again with --allow-mass-removal."
+            )
+        if _mass(self._moved, self._live) and not self.guards.allow_mass_change:
+            raise SafetyError(
+                f"{region}: this run would change the official flag, scopes or accelerator of "
+                f"{self._moved} of {self._live} live images ({self._moved / self._live:.0%}); "
+                "nothing was written. If the change is real, run again with --allow-mass-change."
             )
         if gone:
             last_ok = _last_ok_run(conn, region, run_id)
@@ -400,15 +436,31 @@ class ListingWriter:
         return RunStats(run_id=run_id, region=region, seen=self._seen, **self._counts)
 
 
+def _mass(count: int, live: int) -> bool:
+    """Whether a run touching ``count`` of ``live`` images touches too many to be usual."""
+    return count > MASS_MIN and count > MASS_SHARE * live
+
+
+def _failure(exc: BaseException) -> str:
+    """What a failed run's row says of what stopped it."""
+    if isinstance(exc, Terminated):
+        return "terminated (SIGTERM)"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGINT)"
+    if isinstance(exc, SafetyError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def apply_listing(
     engine: Engine,
     run: RunInfo,
     images: Sequence[ApiImage],
     *,
-    allow_mass_removal: bool = False,
+    guards: Guards = Guards(),
 ) -> RunStats:
     """Store a complete listing of a region as one run: all of it, or nothing but a failure."""
-    with ListingWriter(engine, run, allow_mass_removal=allow_mass_removal) as writer:
+    with ListingWriter(engine, run, guards=guards) as writer:
         writer.open()
         for chunk in _chunks(images):
             writer.add(chunk)

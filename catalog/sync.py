@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 
 from catalog import crawl, db, records, store
 from catalog.client import ClientSettings, PaiClient, endpoint_for
-from catalog.config import resolve_target, utcnow
+from catalog.config import hide_password, resolve_target, utcnow
 from catalog.credentials import Credentials, resolve_credentials
 from catalog.errors import CatalogError, DatabaseError, SafetyError, UsageError
 from catalog.reparse import reparse as reparse_versions
@@ -60,21 +60,21 @@ def import_files(
     *,
     db_option: str | None = None,
     allow_mass_removal: bool = False,
+    allow_mass_change: bool = False,
+    wait: bool = False,
 ) -> store.RunStats:
     """Import ListImages bodies as one complete listing of ``region`` (one run, one transaction)."""
     region = check_region(region)
     images = records.load_files(paths)
     target = resolve_target(db_option, write=True)
     with (
-        db.import_lock(target, region),
-        db.removed_unless_stored(target) as stored,
+        db.write_lock(target, [region], wait=wait, holder="import"),
         db.writable(target) as engine,
         fewer_collections(),
     ):
         run = store.RunInfo(region, "import", detail=", ".join(path.name for path in paths))
-        stats = store.apply_listing(engine, run, images, allow_mass_removal=allow_mass_removal)
-        stored()
-        return stats
+        guards = store.Guards(allow_mass_removal, allow_mass_change)
+        return store.apply_listing(engine, run, images, guards=guards)
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ class SyncOptions:
     workers: int = 6
     verify: bool = True
     allow_mass_removal: bool = False
+    allow_mass_change: bool = False
     wait: bool = False
     client: ClientSettings = field(default_factory=ClientSettings)
 
@@ -142,11 +143,12 @@ def _sync_region(
     """Crawl one region with ``client`` (through ``fetch``, when given) and store it; closes
     the client."""
     region, started, clock = client.region, utcnow(), time.monotonic()
+    endpoint = hide_password(client.base_url)  # an endpoint URL may carry a password
 
     def run_info(pages: int) -> store.RunInfo:
         counters = client.counters
         return store.RunInfo(
-            region, "sync", client.base_url, started, pages, counters.requests, counters.retries
+            region, "sync", endpoint, started, pages, counters.requests, counters.retries
         )
 
     def on_page(done: int, planned: int) -> None:
@@ -154,8 +156,9 @@ def _sync_region(
             progress(region, done, planned)
 
     pages = 0
-    log.info("%s: syncing from %s", region, client.base_url)
-    writer = store.ListingWriter(engine, run_info(0), allow_mass_removal=options.allow_mass_removal)
+    log.info("%s: syncing from %s", region, endpoint)
+    guards = store.Guards(options.allow_mass_removal, options.allow_mass_change)
+    writer = store.ListingWriter(engine, run_info(0), guards=guards)
     try:
         # The writer stores the first pass while later pages are still on the wire.
         with writer:
@@ -202,16 +205,12 @@ def sync(
     regions = [check_region(region) for region in options.regions]
     target = resolve_target(db_option, write=True)
     credentials = credentials or resolve_credentials()
-    with db.sync_lock(target, regions, wait=options.wait):
+    with db.write_lock(target, regions, wait=options.wait, holder="sync"):
         # Page 1 of the first region is on its way while the catalog opens, or is created.
         first = _client(regions[0], credentials, options) if regions else None
         early = crawl.FirstPage(first.list_images_page, options.page_size) if first else None
         try:
-            with (
-                db.removed_unless_stored(target) as stored,
-                db.writable(target) as engine,
-                fewer_collections(),
-            ):
+            with db.writable(target) as engine, fewer_collections():
                 regions = regions or _known_regions(engine)
                 if not regions:
                     raise UsageError(
@@ -224,8 +223,6 @@ def sync(
                     else:
                         client, fetch = _client(region, credentials, options), None
                     results.append(_sync_region(engine, client, options, progress, fetch))
-                if any(result.ok for result in results):
-                    stored()
                 return results
         finally:
             if first is not None:  # the catalog could not be opened
@@ -255,6 +252,7 @@ def sync_options(
     timeout: float = 30.0,
     verify: bool = True,
     allow_mass_removal: bool = False,
+    allow_mass_change: bool = False,
     wait: bool = False,
 ) -> SyncOptions:
     """SyncOptions from plain values, as the command line gives them."""
@@ -275,6 +273,7 @@ def sync_options(
         workers=workers,
         verify=verify,
         allow_mass_removal=allow_mass_removal,
+        allow_mass_change=allow_mass_change,
         wait=wait,
         client=ClientSettings(
             read_timeout=timeout, retries=retries, backoff=backoff, pool_size=max(workers, 1) + 1
@@ -285,6 +284,8 @@ def sync_options(
 def reparse(db_option: str | None = None, *, wait: bool = False) -> str:
     """Re-read every stored image with today's parsing rules; says how many changed."""
     target = resolve_target(db_option, write=True)
-    with db.sync_lock(target, wait=wait), db.writable(target) as engine:
+    if target.path is not None and not target.path.is_file():
+        raise DatabaseError(f"No database at {target.path}; there is nothing to reparse.")
+    with db.write_lock(target, wait=wait, holder="db reparse"), db.writable(target) as engine:
         changed, total = reparse_versions(engine)
     return f"{target.display}: {changed} of {total} image versions read differently and updated"

@@ -195,16 +195,19 @@ def test_one_region_never_syncs_twice_at_once(
     with pytest.raises(LockedError) as caught:
         sync(options(servers, (region,)), db_option=pg_url, credentials=CREDS)
     assert str(caught.value) == (
-        f"Another sync is writing {region} in {display}; let it finish, or pass --wait to "
-        "start when it does."
+        f"Another pai-catalog command is writing {region} in {display}; let it finish, or "
+        "pass --wait to start when it does."
     )
     # Syncing every known region needs the whole catalog: refused too.
-    with pytest.raises(LockedError, match=f"^Another sync is writing {re.escape(display)}; "):
+    whole = f"^Another pai-catalog command is writing {re.escape(display)}; "
+    with pytest.raises(LockedError, match=whole):
         sync(options(servers, ()), db_option=pg_url, credentials=CREDS)
-    # An import of the region waits for the sync.
+    # An import of the region is refused, or waits for the sync with wait=True.
     listing = _listing(tmp_path, "listing.json", servers[region].images(region))
+    with pytest.raises(LockedError, match=f"^Another pai-catalog command is writing {region} "):
+        import_files([listing], region, db_option=pg_url)
     importing = threading.Thread(
-        target=lambda: import_files([listing], region, db_option=pg_url), daemon=True
+        target=lambda: import_files([listing], region, db_option=pg_url, wait=True), daemon=True
     )
     importing.start()
     # Another region is not held up.

@@ -536,9 +536,7 @@ def test_sigkill_at_many_points_never_loses_the_catalog(
 
 # --- two syncs at once, and readers during a sync -------------------------------------------
 
-LOCKED = (
-    "Error: Another sync is writing {db}; let it finish, or pass --wait to start when it does.\n"
-)
+LOCKED = "Error: {who} is writing {db}; let it finish, or pass --wait to start when it does.\n"
 
 
 def started_together(commands: list[list[str]]) -> list[subprocess.CompletedProcess[str]]:
@@ -555,7 +553,9 @@ def started_together(commands: list[list[str]]) -> list[subprocess.CompletedProc
     done = []
     for process, command in zip(processes, commands, strict=True):
         out, err = process.communicate(timeout=120)
-        done.append(subprocess.CompletedProcess(command, process.returncode, out, err))
+        result = subprocess.CompletedProcess(command, process.returncode, out, err)
+        result.pid = process.pid  # type: ignore[attr-defined]
+        done.append(result)
     return done
 
 
@@ -582,9 +582,14 @@ def test_two_syncs_started_together_one_runs_one_is_refused(
     results = started_together([command, command])
     assert sorted(result.returncode for result in results) == [0, 1], results
     [refused] = [result for result in results if result.returncode == 1]
-    # A server locks each region, so that syncs of different regions run side by side.
+    # A server locks each region, so that syncs of different regions run side by side. A file's
+    # lock names the process that holds it.
     where = catalog_db.display if catalog_db.path else f"{REGION} in {catalog_db.display}"
-    assert (refused.stdout, refused.stderr) == ("", LOCKED.format(db=where))
+    who = "Another pai-catalog command"
+    if catalog_db.path:
+        [winner] = [result for result in results if result.returncode == 0]
+        who = f"A pai-catalog sync (pid {winner.pid})"  # type: ignore[attr-defined]
+    assert (refused.stdout, refused.stderr) == ("", LOCKED.format(who=who, db=where))
     runs = assert_runs_do_not_overlap(catalog_db)
     assert [run["status"] for run in runs] == ["ok"]  # the refused one wrote nothing at all
     assert_catalog_equals(catalog_db, slow_api.listing())

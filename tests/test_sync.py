@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -307,11 +308,11 @@ def test_several_regions_commit_on_their_own(catalog_db: CatalogDb) -> None:
 
 def test_a_second_sync_is_locked_out(server: Any, sqlite_path: Path) -> None:
     target = parse_target(str(sqlite_path))
-    with database.sync_lock(target), pytest.raises(LockedError) as caught:
+    with database.write_lock(target), pytest.raises(LockedError) as caught:
         run(server, CatalogDb.file(sqlite_path))
     assert str(caught.value) == (
-        f"Another sync is writing {sqlite_path}; let it finish, or pass --wait to start when it "
-        "does."
+        f"A pai-catalog sync (pid {os.getpid()}) is writing {sqlite_path}; let it finish, or "
+        "pass --wait to start when it does."
     )
 
 

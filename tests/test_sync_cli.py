@@ -48,7 +48,7 @@ def test_summary_line(server: Any, catalog_db: CatalogDb) -> None:
 def test_json_summary_and_quiet(server: Any, catalog_db: CatalogDb) -> None:
     result = cli(catalog_db, server, "--json")
     assert result.exit_code == 0
-    [summary] = json.loads(result.output)
+    [summary] = json.loads(result.stdout)
     assert (summary["region"], summary["ok"], summary["seen"], summary["added"]) == (
         REGION, True, 120, 120,
     )  # fmt: skip
@@ -131,8 +131,8 @@ def test_a_second_sync_waits_or_exits(server: Any, sqlite_path: Path) -> None:
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
     assert second.stderr == (
-        f"Error: Another sync is writing {sqlite_path}; let it finish, or pass --wait to start "
-        "when it does.\n"
+        f"Error: A pai-catalog sync (pid {first.pid}) is writing {sqlite_path}; let it finish, "
+        "or pass --wait to start when it does.\n"
     )
     waiting = subprocess.run(
         [*command, "--wait"], env=env, capture_output=True, text=True, timeout=120

@@ -1,0 +1,448 @@
+"""Trust: one write lock for every writer, a failed first run never hides the shipped catalog,
+SIGTERM ends a sync as Ctrl-C does, mass changes are refused, and paths stay paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from catalog import db as database
+from catalog import records, store
+from catalog.cli import main
+from catalog.config import parse_target, shipped_db_path
+from catalog.errors import DatabaseError, SafetyError
+from catalog.sync import import_files
+from tests.conftest import api_image
+from tests.dbkit import CatalogDb, dump
+from tests.test_readonly import read_only_command
+from tests.test_sync import REGION, fake
+from tests.test_sync_cli import ENV
+
+CLI = [sys.executable, "-m", "catalog"]
+OFFICIAL_GPU = {
+    "system.official": "true",
+    "system.supported.dlc": "true",
+    "system.chipType": "GPU",
+    "system.framework.PyTorch": "2.1.0",
+}
+
+
+def images(count: int, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    return [
+        api_image(
+            f"img-{i}",
+            f"dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch-training:2.1.{i}-gpu-py310",
+            OFFICIAL_GPU if labels is None else labels,
+        )
+        for i in range(count)
+    ]
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def wait_for(test: Callable[[], bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not test():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def slow_server() -> Iterator[Any]:
+    """A region of 300 images served slowly enough to stop a sync half-way."""
+    with fake.FakePaiApi({REGION: fake.synthetic_images(300, REGION)}) as api:
+        api.faults.latency = 0.2
+        yield api
+
+
+def sync_command(db: str, api: Any, *args: str) -> list[str]:
+    return [
+        *CLI, "--db", db, "sync", "--region", REGION, "--endpoint", api.url,
+        "--page-size", "10", "--workers", "1", "--backoff", "0", *args,
+    ]  # fmt: skip
+
+
+# One write lock for every writer -------------------------------------------------------------
+
+
+def writer_args(name: str, db: str, listing: Path) -> list[str]:
+    return {
+        "sync": ["--db", db, "sync", "--region", REGION, "--endpoint", "http://127.0.0.1:9"],
+        "import": ["--db", db, "import", str(listing), "--region", REGION],
+        "db upgrade": ["--db", db, "db", "upgrade"],
+        "db reparse": ["--db", db, "db", "reparse"],
+    }[name]
+
+
+@pytest.mark.parametrize("writer", ["sync", "import", "db upgrade", "db reparse"])
+def test_every_writer_takes_the_same_lock(
+    empty_db: CatalogDb, write_listing: Any, writer: str
+) -> None:
+    listing = write_listing(images(3))
+    if writer != "db upgrade":  # the others need a catalog; an upgrade needs work to do
+        assert invoke("--db", empty_db.target, "db", "upgrade").exit_code == 0
+    target = parse_target(empty_db.target)
+    with database.write_lock(target, [REGION], holder="sync"):
+        result = invoke(*writer_args(writer, empty_db.target, listing), env=ENV)
+    assert result.exit_code == 1
+    if empty_db.backend == "sqlite":
+        holder = f"A pai-catalog sync (pid {os.getpid()}) is writing {empty_db.display}"
+    elif writer in ("sync", "import"):
+        holder = f"Another pai-catalog command is writing {REGION} in {empty_db.display}"
+    else:
+        holder = f"Another pai-catalog command is writing {empty_db.display}"
+    assert result.stderr == (
+        f"Error: {holder}; let it finish, or pass --wait to start when it does.\n"
+    )
+
+
+def test_an_import_waits_for_the_lock_with_wait(catalog_db: CatalogDb, write_listing: Any) -> None:
+    listing = write_listing(images(3))
+    target = parse_target(catalog_db.target)
+    results: list[Any] = []
+    with database.write_lock(target, [REGION], holder="sync"):
+        args = ["--db", catalog_db.target, "import", str(listing), "--region", REGION, "--wait"]
+        waiting = threading.Thread(target=lambda: results.append(invoke(*args)))
+        waiting.start()
+        time.sleep(0.5)
+        assert not results  # still waiting
+    waiting.join(timeout=30)
+    assert results[0].exit_code == 0, results[0].output
+    assert catalog_db.rows("SELECT count(*) FROM v_image") == [(3,)]
+
+
+def test_an_import_during_a_failing_first_sync_is_never_lost(
+    tmp_path: Path, write_listing: Any
+) -> None:
+    """The reproduction from the field: a first sync against a server that always throttles,
+    an import started meanwhile. The import used to commit, then the sync's cleanup deleted
+    the new database with the import's rows in it."""
+    env = {**os.environ, **ENV, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    user_db = tmp_path / "xdg" / "pai-catalog" / "catalog.db"
+    listing = write_listing(images(38))
+    with fake.FakePaiApi({REGION: fake.synthetic_images(20, REGION)}) as api:
+        api.faults.throttle_first = 10**6
+        api.faults.retry_after_ms = 300
+        sync = subprocess.Popen(
+            [*CLI, "sync", "--region", REGION, "--endpoint", api.url, "--retries", "8"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        lock = user_db.with_name("catalog.db.lock")
+        wait_for(lambda: lock.exists() and "sync" in lock.read_text())
+        importing = [*CLI, "import", str(listing), "--region", REGION]
+        refused = subprocess.run(importing, env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1
+        assert refused.stderr.startswith(f"Error: A pai-catalog sync (pid {sync.pid}) is writing")
+        waited = subprocess.Popen(
+            [*importing, "--wait"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        _, sync_err = sync.communicate(timeout=60)
+        _, import_err = waited.communicate(timeout=60)
+    assert sync.returncode == 1, sync_err
+    assert waited.returncode == 0, import_err
+    assert "38 added" in import_err
+    stored = CatalogDb.file(user_db)
+    assert stored.rows("SELECT count(*) FROM v_image") == [(38,)]
+    assert stored.rows("SELECT source, status FROM sync_run ORDER BY id") == [
+        ("sync", "failed"),
+        ("import", "ok"),
+    ]
+    answered = subprocess.run(
+        [*CLI, "versions", "pytorch"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert answered.stdout == "2.1.0\n" and answered.stderr == ""  # from the user's catalog
+
+
+# A first run that fails, or is killed, never hides the shipped catalog -------------------------
+
+
+def shipped_answer(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [*CLI, "versions", "xgboost"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("how", ["failed", "SIGKILL"])
+def test_a_first_sync_that_fails_or_is_killed_leaves_the_shipped_catalog_answering(
+    tmp_path: Path, slow_server: Any, how: str
+) -> None:
+    env = {**os.environ, **ENV, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    user_db = tmp_path / "xdg" / "pai-catalog" / "catalog.db"
+    expected = shipped_answer(env)
+    assert expected.stdout and expected.stderr == ""  # no catalog of the user's yet
+    command = [*CLI, "sync", "--region", REGION, "--endpoint", slow_server.url]
+    if how == "failed":
+        slow_server.faults.always_error = "InvalidAccessKeyId.NotFound"
+        assert subprocess.run(command, env=env, capture_output=True, timeout=60).returncode == 1
+    else:
+        process = subprocess.Popen([*command, "--page-size", "10", "--workers", "1"], env=env)
+        wait_for(lambda: user_db.exists())
+        time.sleep(0.5)
+        process.kill()
+        process.wait()
+    assert user_db.exists()  # a catalog whose history keeps the failed run, if it got that far
+    answered = shipped_answer(env)
+    assert answered.stdout == expected.stdout
+    assert answered.stderr == (
+        f"Note: your catalog {user_db} holds no successful sync or import yet, so the shipped "
+        f"catalog ({shipped_db_path().absolute()}) answered; run 'pai-catalog sync' to fill "
+        "yours.\n"
+    )
+    slow_server.faults.always_error = None
+    slow_server.faults.latency = 0
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    now = subprocess.run(
+        [*CLI, "versions", "xgboost"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert now.stderr == "" and now.stdout != expected.stdout  # the user's catalog answers
+
+
+def test_a_new_catalog_appears_whole_and_leftovers_of_a_killed_creation_go(
+    tmp_path: Path, write_listing: Any
+) -> None:
+    path = tmp_path / "new" / "catalog.db"
+    path.parent.mkdir()
+    stale = path.with_name(".catalog.db.new-999999")
+    stale.write_bytes(b"half a schema")
+    import_files([write_listing(images(2))], REGION, db_option=str(path))
+    assert not list(path.parent.glob(".*"))
+    assert CatalogDb.file(path).rows("SELECT count(*) FROM v_image") == [(2,)]
+
+
+# SIGTERM ends a sync as Ctrl-C does ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signum", "row", "line"),
+    [
+        (signal.SIGTERM, "terminated (SIGTERM)", "Terminated (SIGTERM)"),
+        (signal.SIGINT, "interrupted (SIGINT)", "Interrupted (SIGINT)"),
+    ],
+)
+def test_a_signal_rolls_the_sync_back_records_why_and_frees_the_lock(
+    catalog_db: CatalogDb, slow_server: Any, signum: int, row: str, line: str
+) -> None:
+    env = {**os.environ, **ENV}
+    slow_server.faults.latency = 0
+    first = subprocess.run(sync_command(catalog_db.target, slow_server), env=env, timeout=120)
+    assert first.returncode == 0
+    before = dump(catalog_db, skip=("sync_run",))
+    slow_server.faults.latency = 0.2
+    slow_server.faults.drift_after = 0
+    slow_server.faults.drift_insert = 5
+    asked = len(slow_server.requests)
+    process = subprocess.Popen(
+        sync_command(catalog_db.target, slow_server), env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: len(slow_server.requests) > asked + 3)  # stored pages under way
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert err == f"Error: {line}; nothing was left half-written.\n"
+    assert dump(catalog_db, skip=("sync_run",)) == before
+    assert catalog_db.rows("SELECT status, error FROM sync_run ORDER BY id DESC LIMIT 1") == [
+        ("failed", row)
+    ]
+    with database.write_lock(parse_target(catalog_db.target), [REGION]):
+        pass  # free at once: no --wait needed
+
+
+# Mass changes are refused like mass removals ---------------------------------------------------
+
+
+def test_a_listing_that_changes_what_most_images_mean_is_refused(
+    catalog_db: CatalogDb, write_listing: Any
+) -> None:
+    import_files([write_listing(images(10))], REGION, db_option=catalog_db.target)
+    before = dump(catalog_db, skip=("sync_run",))
+    unlabelled = write_listing(images(10, labels={"system.origin": "PAI"}))
+    with pytest.raises(SafetyError) as caught:
+        import_files([unlabelled], REGION, db_option=catalog_db.target)
+    message = (
+        f"{REGION}: this run would change the official flag, scopes or accelerator of 10 of 10 "
+        "live images (100%); nothing was written. If the change is real, run again with "
+        "--allow-mass-change."
+    )
+    assert str(caught.value) == message
+    assert dump(catalog_db, skip=("sync_run",)) == before
+    assert catalog_db.rows("SELECT status, error FROM sync_run ORDER BY id DESC LIMIT 1") == [
+        ("failed", message)
+    ]
+    cli = invoke("--db", catalog_db.target, "import", str(unlabelled), "--region", REGION)
+    assert cli.exit_code == 1 and cli.stderr == f"Error: {message}\n"
+    allowed = invoke(
+        "--db", catalog_db.target, "import", str(unlabelled), "--region", REGION,
+        "--allow-mass-change",
+    )  # fmt: skip
+    assert allowed.exit_code == 0, allowed.output
+    assert catalog_db.rows("SELECT count(*) FROM v_image WHERE official") == [(0,)]
+
+
+@pytest.mark.parametrize(("moved", "refused"), [(5, False), (6, False), (7, True)])
+def test_the_mass_change_guard_counts_over_a_fifth(
+    catalog_db: CatalogDb, write_listing: Any, moved: int, refused: bool
+) -> None:
+    import_files([write_listing(images(30))], REGION, db_option=catalog_db.target)
+    listing = images(30)
+    for image in listing[:moved]:  # 6 of 30 is 20%, not over it; 7 is
+        image["Labels"].append({"Key": "system.official", "Value": "false"})
+    if refused:
+        with pytest.raises(SafetyError, match=f" of {moved} of 30 live images "):
+            import_files([write_listing(listing)], REGION, db_option=catalog_db.target)
+    else:
+        stats = import_files([write_listing(listing)], REGION, db_option=catalog_db.target)
+        assert stats.changed == moved
+
+
+# Paths are paths -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a?b.db", "e%20f.db", "g#h.db"])
+def test_a_file_name_is_never_read_as_a_url(
+    tmp_path: Path, write_listing: Any, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    folder = tmp_path / "w"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    listing = write_listing(images(2))
+    for db in (name, str(folder / name)):
+        result = invoke("--db", db, "import", str(listing), "--region", REGION)
+        assert result.exit_code == 0, result.output
+        assert invoke("--db", db, "versions", "pytorch").stdout == "2.1.0\n"
+    upgraded = invoke("--db", str(folder / ("new-" + name)), "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    names = sorted(p.name for p in folder.iterdir() if not p.name.endswith(("-wal", "-shm")))
+    assert names == sorted([name, f"{name}.lock", f"new-{name}", f"new-{name}.lock"])
+
+
+# A writer that cannot write says why, in one line ----------------------------------------------
+
+
+def test_a_database_held_by_another_program_is_reported_not_crashed_on(
+    sqlite_path: Path, write_listing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listing = write_listing(images(2))
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 100)
+    other = sqlite3.connect(sqlite_path, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")  # the sqlite3 shell, say, in a write transaction
+        result = invoke("--db", str(sqlite_path), "import", str(listing), "--region", REGION)
+        assert result.exit_code == 1
+        assert result.stderr == (
+            f"Error: {sqlite_path} is locked by a program other than pai-catalog beyond the "
+            "0.1 s wait (an sqlite3 shell in a transaction, say); end that transaction and try "
+            "again.\n"
+        )
+        # Past the opening checks, the writer itself: its error, not an AttributeError.
+        engine = database.make_engine(parse_target(str(sqlite_path)))
+        try:
+            run = store.RunInfo(REGION, "import")
+            with pytest.raises(DatabaseError) as caught:
+                store.apply_listing(engine, run, records.load_files([listing]))
+            assert str(caught.value) == f"Could not store the {REGION} listing: database is locked."
+        finally:
+            engine.dispose()
+    finally:
+        other.close()
+    stats = import_files([listing], REGION, db_option=str(sqlite_path))
+    assert stats.added == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["import", "LISTING", "--region", REGION],
+        ["sync", "--region", REGION, "--endpoint", "http://127.0.0.1:9"],
+        ["db", "reparse"],
+        ["db", "upgrade", "--revision", "0006"],
+    ],
+    ids=["import", "sync", "reparse", "upgrade"],
+)
+def test_a_read_only_copy_is_refused_in_one_line(
+    tmp_path: Path, write_listing: Any, args: list[str]
+) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "catalog.db"
+    listing = write_listing(images(2))
+    import_files([listing], REGION, db_option=str(path))
+    if args[:2] == ["db", "upgrade"]:
+        CatalogDb.file(path).execute("UPDATE alembic_version SET version_num = '0006'")
+        args = ["db", "upgrade"]
+    before = path.read_bytes()
+    os.chmod(folder, 0o555)
+    os.chmod(path, 0o444)
+    try:
+        command = [*CLI, "--db", str(path), *[str(listing) if a == "LISTING" else a for a in args]]
+        env = {**os.environ, **ENV}
+        result = subprocess.run(
+            read_only_command(folder, command), env=env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        os.chmod(folder, 0o755)
+        os.chmod(path, 0o644)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        f"Error: Cannot write {path}: the file is read-only; copy it somewhere writable, or "
+        "point --db at a catalog you can write.\n"
+    )
+    assert path.read_bytes() == before
+
+
+def test_a_new_catalog_in_a_read_only_folder_is_refused_in_one_line(
+    tmp_path: Path, write_listing: Any
+) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    listing = write_listing(images(2))
+    os.chmod(folder, 0o555)
+    try:
+        command = [*CLI, "--db", str(folder / "new.db"), "import", str(listing), "--region", REGION]
+        result = subprocess.run(
+            read_only_command(folder, command), capture_output=True, text=True, timeout=60
+        )
+    finally:
+        os.chmod(folder, 0o755)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        f"Error: Cannot write {folder / 'new.db'}: its folder is read-only, and a catalog keeps "
+        "its journal beside it; copy it somewhere writable, or point --db at a catalog you can "
+        "write.\n"
+    )
+    assert list(folder.iterdir()) == []
+
+
+# An endpoint's password is a secret ----------------------------------------------------------
+
+
+def test_an_endpoint_password_is_masked_in_the_run_and_the_log(
+    catalog_db: CatalogDb, slow_server: Any
+) -> None:
+    slow_server.faults.latency = 0
+    host = slow_server.url.split("://", 1)[1]
+    endpoint = f"http://reader:hunter2-secret@{host}"
+    result = invoke(
+        "--db", catalog_db.target, "--log-level", "debug", "sync", "--region", REGION,
+        "--endpoint", endpoint, "--backoff", "0", "--retries", "0",
+        env=ENV,
+    )  # fmt: skip
+    assert "hunter2" not in result.output
+    details = catalog_db.rows("SELECT detail, error FROM sync_run")
+    assert details and "hunter2" not in json.dumps(details)
+    assert details[0][0] == f"http://reader:***@{host}"
