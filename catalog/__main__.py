@@ -1,5 +1,5 @@
 """``python -m catalog`` runs the pai-catalog command line."""
 
-from catalog.cli import main
+from catalog.cli import run
 
-main(prog_name="pai-catalog")
+run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -15,6 +16,7 @@ from catalog.clikit import (
     filter_options,
     format_option,
     stop_on_sigterm,
+    stopped,
 )
 from catalog.filters import SCOPES
 from catalog.output import Format, render, render_record
@@ -173,6 +175,20 @@ def show(db: str | None, /, uri_or_id: str, region: str | None, fmt: str | None)
         render_record(info, sys.stdout)
     else:
         render([info], Format(fmt), sys.stdout)
+
+
+def run() -> None:
+    """The pai-catalog program. After Ctrl-C or SIGTERM it exits at once: by then the run under
+    way was rolled back and its lock released, and the HTTP requests still under way in other
+    threads, which the interpreter would otherwise wait for, hold nothing anyone needs."""
+    try:
+        main(prog_name="pai-catalog")
+    except SystemExit as exc:
+        if not stopped():
+            raise
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.code if isinstance(exc.code, int) else 1)
 
 
 for command in (

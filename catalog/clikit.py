@@ -38,6 +38,7 @@ def errors(func: F) -> F:
             except CatalogError as exc:
                 raise click.ClickException(str(exc)) from None
             except KeyboardInterrupt as exc:
+                _STOPS.append(exc)
                 raise click.ClickException(_stopped(exc)) from None
             finally:
                 notes = {str(w.message) for w in caught if w.category is UnsyncedCatalogWarning}
@@ -45,6 +46,15 @@ def errors(func: F) -> F:
                     click.echo(f"Note: {note}", err=True)
 
     return wrapper  # type: ignore[return-value]
+
+
+# Interrupts that stopped a command of this process.
+_STOPS: list[KeyboardInterrupt] = []
+
+
+def stopped() -> bool:
+    """Whether Ctrl-C or SIGTERM stopped a command of this process."""
+    return bool(_STOPS)
 
 
 def _stopped(exc: KeyboardInterrupt) -> str:

@@ -279,10 +279,7 @@ def crawl(
     early: _Early | None = None  # a check started once the stored pass's reads were in
     reasons: list[str] = []
     try:
-        with (
-            ThreadPoolExecutor(max_workers=window) as pool,
-            ThreadPoolExecutor(max_workers=1) as checker,
-        ):
+        with _threads(window) as pool, _threads(1) as checker:
 
             def start_check(total: int) -> None:
                 nonlocal early
@@ -335,6 +332,19 @@ def crawl(
         f"The listing kept changing during {max_recrawls + 1} crawls ({shown}); "
         "nothing was stored, run the sync again later."
     )
+
+
+@contextlib.contextmanager
+def _threads(count: int) -> Generator[ThreadPoolExecutor, None, None]:
+    """A thread pool that, when left on an interrupt (Ctrl-C, SIGTERM), does not wait for the
+    requests under way: the command is stopping, and nothing waits for their answers."""
+    pool = ThreadPoolExecutor(max_workers=count)
+    try:
+        yield pool
+    except (KeyboardInterrupt, SystemExit):
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 class FirstPage:

@@ -446,3 +446,28 @@ def test_an_endpoint_password_is_masked_in_the_run_and_the_log(
     details = catalog_db.rows("SELECT detail, error FROM sync_run")
     assert details and "hunter2" not in json.dumps(details)
     assert details[0][0] == f"http://reader:***@{host}"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_does_not_wait_for_a_request_that_hangs(
+    catalog_db: CatalogDb, slow_server: Any, signum: int
+) -> None:
+    """systemd gives a stopped unit TimeoutStopSec before SIGKILL: a sync stopped while a
+    request hangs must not sit out the request's read timeout."""
+    slow_server.faults.hang_first = 1000
+    slow_server.faults.hang_seconds = 20
+    process = subprocess.Popen(
+        sync_command(catalog_db.target, slow_server, "--timeout", "30"),
+        env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: slow_server.faults.hang_first < 1000)  # a request is hanging
+    time.sleep(0.5)
+    process.send_signal(signum)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=30)
+    assert time.monotonic() - started < 5, "the stopped sync waited for the hanging request"
+    assert process.returncode == 1 and err.startswith("Error: ") and err.count("\n") == 1
+    [(status, error)] = catalog_db.rows("SELECT status, error FROM sync_run")
+    assert status == "failed" and error.endswith(
+        "(SIGTERM)" if signum == signal.SIGTERM else "(SIGINT)"
+    )
