@@ -157,9 +157,9 @@ def db_group() -> None:
 @errors
 def upgrade(db: str | None, /, revision: str, wait: bool) -> None:
     """Create the database or migrate it to REVISION."""
-    from catalog import db as database
+    from catalog import schema
 
-    click.echo(database.upgrade_command(db, revision, wait=wait))
+    click.echo(schema.upgrade_command(db, revision, wait=wait))
 
 
 @db_group.command()
@@ -167,9 +167,9 @@ def upgrade(db: str | None, /, revision: str, wait: bool) -> None:
 @errors
 def current(db: str | None, /) -> None:
     """Print the database's schema revision and the code's head."""
-    from catalog import db as database
+    from catalog import schema
 
-    click.echo(database.current_command(db))
+    click.echo(schema.current_command(db))
 
 
 @db_group.command()
@@ -192,6 +192,6 @@ def reparse(db: str | None, /, wait: bool) -> None:
 @errors
 def check(db: str | None, /) -> None:
     """Exit 1 unless the database is at head and matches the models."""
-    from catalog import db as database
+    from catalog import schema
 
-    click.echo(database.check_command(db))
+    click.echo(schema.check_command(db))

@@ -1,27 +1,24 @@
-"""Write-side database access: engines, migrations to head, and schema checks."""
+"""Write-side database access: engines, migrations, new files, and schema checks."""
 
 from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
 
-from catalog.config import DbTarget, resolve_target
-from catalog.errors import DatabaseError, LockedError
+from catalog.config import DbTarget
+from catalog.errors import DatabaseError
 
-# First keys of pai-catalog's PostgreSQL advisory locks: syncs (the second key is 0 for the
-# whole catalog, else a hash of the region), and migrations. "PAIC" and "PAIM" in ASCII.
-_SYNC_LOCKS = 0x50414943
+# The first key of pai-catalog's PostgreSQL advisory lock for migrations: "PAIM" in ASCII.
 _MIGRATION_LOCK = 0x5041494D
 
 
@@ -67,7 +64,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(target: DbTarget) -> Engine:
     """An engine for writing; for SQLite, the file's folder is created if needed."""
     if target.path is not None:
-        _make_folder(target.path)
+        make_folder(target.path)
     try:
         # A file's URL is built from its path, not parsed from text: "?" or "%20" in a file
         # name would otherwise be read as a query or an escape, and another file written.
@@ -80,7 +77,7 @@ def make_engine(target: DbTarget) -> Engine:
     return engine
 
 
-def _translate(exc: Exception, target: DbTarget) -> DatabaseError:
+def translate(exc: Exception, target: DbTarget) -> DatabaseError:
     original = getattr(exc, "orig", exc)
     if isinstance(original, sqlite3.DatabaseError) and "not a database" in str(original):
         return DatabaseError(
@@ -120,7 +117,7 @@ def _migrate(engine: Engine, target: DbTarget, way: str, revision: str) -> None:
     from alembic.util import CommandError
 
     try:
-        if _reached(current_revision(engine), revision):
+        if reached(current_revision(engine), revision):
             return  # nothing to do, so no write lock to wait for
         with _one_transaction(engine) as conn:
             _serialize_migrations(conn)
@@ -128,7 +125,7 @@ def _migrate(engine: Engine, target: DbTarget, way: str, revision: str) -> None:
     except CommandError as exc:
         raise DatabaseError(f"Cannot {way} {target.display} to {revision!r}: {exc}.") from None
     except sa_exc.SQLAlchemyError as exc:
-        raise _translate(exc, target) from None
+        raise translate(exc, target) from None
 
 
 @contextmanager
@@ -221,7 +218,7 @@ def _wal(engine: Engine, target: DbTarget) -> None:
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode = WAL")
     except sa_exc.SQLAlchemyError as exc:
-        raise _translate(exc, target) from None
+        raise translate(exc, target) from None
 
 
 def check_writable(target: DbTarget) -> None:
@@ -250,7 +247,7 @@ def create_file(target: DbTarget, revision: str = "head") -> None:
     leftover is a hidden file that the next creation removes."""
     assert target.path is not None
     path = target.path
-    _make_folder(path)
+    make_folder(path)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.new-*"):
         stale.unlink(missing_ok=True)  # a creation killed half-way: we hold the write lock
     temp = path.with_name(f".{path.name}.new-{os.getpid()}")
@@ -271,7 +268,7 @@ def create_file(target: DbTarget, revision: str = "head") -> None:
             temp.with_name(temp.name + suffix).unlink(missing_ok=True)
 
 
-def _make_folder(path: Path) -> None:
+def make_folder(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -288,7 +285,7 @@ def current_revision_safe(engine: Engine, target: DbTarget) -> str | None:
             )
         revision = current_revision(engine)
     except sa_exc.SQLAlchemyError as exc:
-        raise _translate(exc, target) from None
+        raise translate(exc, target) from None
     except UnicodeDecodeError:
         raise DatabaseError.not_text(target.display) from None
     if revision is not None and revision not in _known_revisions():
@@ -309,202 +306,7 @@ def _has_foreign_tables(engine: Engine) -> bool:
     return bool(inspect(engine).get_table_names())
 
 
-def _existing(option: str | None) -> DbTarget:
-    target = resolve_target(option)
-    if target.path is not None and not target.path.is_file():
-        raise DatabaseError(
-            f"No database at {target.path}; create it with 'pai-catalog db upgrade'."
-        )
-    return target
-
-
-def upgrade_command(option: str | None, revision: str = "head", *, wait: bool = False) -> str:
-    """``db upgrade``: create or migrate the (writable) database; says what it did. It takes
-    the write lock only when there is something to do."""
-    target = resolve_target(option, write=True)
-    check_writable(target)
-    before = _revision_of(target)
-    if not _reached(before, revision):
-        with write_lock(target, wait=wait, holder="db upgrade"):
-            if target.path is not None and not target.path.exists():
-                create_file(target, revision)
-            else:
-                engine = make_engine(target)
-                try:
-                    upgrade(engine, target, revision)
-                finally:
-                    engine.dispose()
-    after = _revision_of(target)
-    if before == after:
-        return f"{target.display}: already at revision {after}"
-    return f"{target.display}: upgraded from {before or 'an empty database'} to revision {after}"
-
-
-def _revision_of(target: DbTarget) -> str | None:
-    """The database's revision; None for an empty one, or a file not created yet."""
-    if target.path is not None and not target.path.exists():
-        return None
-    engine = make_engine(target)
-    try:
-        return current_revision_safe(engine, target)
-    finally:
-        engine.dispose()
-
-
-def _reached(current: str | None, revision: str) -> bool:
+def reached(current: str | None, revision: str) -> bool:
     """Whether a database at ``current`` is at ``revision`` (head, base, or a revision id)."""
     wanted = head_revision() if revision == "head" else revision
     return current == (None if wanted == "base" else wanted)
-
-
-def current_command(option: str | None) -> str:
-    """``db current``: the database's revision beside the code's head."""
-    target = _existing(option)
-    engine = make_engine(target)
-    try:
-        revision = current_revision_safe(engine, target)
-    finally:
-        engine.dispose()
-    head = head_revision()
-    state = "at head" if revision == head else f"head is {head}"
-    return f"{target.display}: revision {revision or 'none'} ({state})"
-
-
-def check_command(option: str | None) -> str:
-    """``db check``: fail unless the database is at head and matches the models."""
-    target = _existing(option)
-    engine = make_engine(target)
-    try:
-        revision = current_revision_safe(engine, target)
-        head = head_revision()
-        if revision != head:
-            raise DatabaseError(
-                f"{target.display} is at revision {revision or 'none'}, not head {head}; "
-                "run 'pai-catalog db upgrade'."
-            )
-        differences = schema_differences(engine)
-    except sa_exc.SQLAlchemyError as exc:
-        raise _translate(exc, target) from None
-    finally:
-        engine.dispose()
-    if differences:
-        shown = "; ".join(str(d) for d in differences[:5])
-        raise DatabaseError(f"{target.display} differs from the models: {shown}.")
-    return f"{target.display}: revision {revision}, schema matches the models"
-
-
-@contextmanager
-def write_lock(
-    target: DbTarget, regions: Sequence[str] = (), *, wait: bool = False, holder: str = "sync"
-) -> Iterator[None]:
-    """Hold the catalog's write lock, which every writer takes (sync, import, db upgrade and
-    db reparse): a second writer fails at once, or waits with ``wait``.
-
-    SQLite uses an flock on a file beside the database, one writer per file, which names its
-    holder (pid and ``holder``) for the message a second writer gets; the kernel drops it if
-    the holder dies, so a killed writer never leaves a stale lock. PostgreSQL uses session
-    advisory locks, one per region, so that syncs of different regions run side by side;
-    without ``regions`` (every region, db upgrade or db reparse) the whole catalog is locked.
-    """
-    if target.path is None:
-        with _advisory_locks(target, regions, wait=wait):
-            yield
-        return
-    import fcntl
-
-    check_writable(target)
-    lock_path = target.path.with_name(target.path.name + ".lock")
-    try:
-        _make_folder(target.path)
-        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        raise DatabaseError(
-            f"Cannot lock {target.display}: cannot create {lock_path} "
-            f"({exc.strerror or exc}); make its folder writable, or point --db at a catalog "
-            "in a writable folder."
-        ) from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise LockedError(_locked(target.display, _holder(handle))) from None
-        try:
-            _announce(handle, f"{os.getpid()} {holder}")
-            yield
-        finally:
-            _announce(handle, "")
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _announce(handle: IO[str], text: str) -> None:
-    """Say in the lock file who holds it (nothing when released); best effort."""
-    try:
-        handle.truncate(0)
-        handle.write(text + "\n" if text else "")
-        handle.flush()
-    except OSError:
-        pass
-
-
-def _holder(handle: IO[str]) -> str | None:
-    """Who holds the lock, as its holder wrote it: "pai-catalog sync (pid 4242)"."""
-    try:
-        handle.seek(0)
-        pid, _, command = handle.read(200).strip().partition(" ")
-    except (OSError, UnicodeDecodeError):
-        return None
-    return f"pai-catalog {command} (pid {pid})" if pid.isdigit() and command else None
-
-
-def _locked(display: str, holder: str | None, region: str = "") -> str:
-    who = f"A {holder}" if holder else "Another pai-catalog command"
-    where = f"{region} in " if region else ""
-    return (
-        f"{who} is writing {where}{display}; let it finish, or pass --wait to start when it does."
-    )
-
-
-def _advisory_lock(conn: Connection, key: int, *, shared: bool, wait: bool) -> bool:
-    """Take one lock (the try_ form returns at once); whether it was taken."""
-    name = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
-    name += "_shared" if shared else ""
-    result = conn.execute(text(f"SELECT {name}(:space, :key)"), {"space": _SYNC_LOCKS, "key": key})
-    return wait or bool(result.scalar())
-
-
-def _region_key(region: str) -> int:
-    """A region's second lock key: a 32-bit hash that is never 0, the whole catalog's key."""
-    digest = hashlib.sha256(region.encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "big", signed=True) or 1
-
-
-@contextmanager
-def _advisory_locks(target: DbTarget, regions: Sequence[str], *, wait: bool) -> Iterator[None]:
-    """Every sync shares the catalog's lock and holds its regions' locks alone; a sync of the
-    whole catalog holds the catalog's lock alone. Locks are taken in one order, so two
-    waiting syncs never deadlock, on a connection of their own that ends with the sync (or
-    with its process: the server then drops the locks)."""
-    engine = make_engine(target)
-    if engine.dialect.name != "postgresql":
-        engine.dispose()
-        yield
-        return
-    wanted = [(True, 0, "")] + [(False, _region_key(r), r) for r in sorted(set(regions))]
-    if not regions:
-        wanted = [(False, 0, "")]
-    try:
-        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    except sa_exc.SQLAlchemyError as exc:
-        engine.dispose()
-        raise _translate(exc, target) from None
-    try:
-        try:
-            for shared, key, region in wanted:
-                if not _advisory_lock(conn, key, shared=shared, wait=wait):
-                    raise LockedError(_locked(target.display, None, region))
-        except sa_exc.SQLAlchemyError as exc:
-            raise _translate(exc, target) from None
-        yield
-    finally:
-        conn.close()  # with the engine disposed, the session ends and its locks with it
-        engine.dispose()

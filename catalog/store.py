@@ -6,22 +6,21 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy import exc as sa_exc
 
 from catalog import pages
 from catalog.bulk import BulkInserter
 from catalog.config import utcnow
-from catalog.errors import CatalogError, DatabaseError, SafetyError, Terminated
-from catalog.models import Base, Image, ImageEvent, ImageLabel, ImageScope, ImageVersion, SyncRun
+from catalog.errors import CatalogError, DatabaseError, SafetyError
+from catalog.models import Base, Image, ImageEvent, ImageLabel, ImageScope, ImageVersion
 from catalog.pages import version_row
 from catalog.records import ApiImage
+from catalog.runs import RunInfo, RunStats, failure_text, record_failure, run_t, start_run
 
 _tables = Base.metadata.tables
-run_t = _tables[SyncRun.__tablename__]
 image_t = _tables[Image.__tablename__]
 version_t = _tables[ImageVersion.__tablename__]
 label_t = _tables[ImageLabel.__tablename__]
@@ -58,52 +57,6 @@ class Guards:
 
     allow_mass_removal: bool = False
     allow_mass_change: bool = False
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What a run is, before the catalog is touched: its region, origin and crawl cost."""
-
-    region: str
-    source: str  # "sync" or "import"
-    detail: str | None = None
-    started_at: datetime | None = None
-    pages: int = 0
-    requests: int = 0
-    retries: int = 0
-
-
-@dataclass(frozen=True)
-class RunStats:
-    """What one run did to one region."""
-
-    run_id: int
-    region: str
-    seen: int
-    added: int
-    changed: int
-    removed: int
-    restored: int
-
-
-def _start_run(conn: Connection, run: RunInfo, run_id: int | None = None) -> int:
-    """Insert the run's row, numbered ``run_id`` when that number is free."""
-    if run_id is not None and conn.execute(select(run_t.c.id).where(run_t.c.id == run_id)).first():
-        run_id = None
-    result = conn.execute(
-        insert(run_t).values(
-            **({} if run_id is None else {"id": run_id}),
-            region=run.region,
-            source=run.source,
-            detail=run.detail,
-            started_at=run.started_at or utcnow(),
-            status="running",
-            pages=run.pages,
-            requests=run.requests,
-            retries=run.retries,
-        )
-    )
-    return run_id or int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
 class _Old(NamedTuple):
@@ -234,7 +187,7 @@ class ListingWriter:
             what = f"Could not store the {self.run.region} listing"
             raise DatabaseError(f"{what}: {reason}.") from None
         # A refused run, a bug or an interrupt: the transaction is gone, the failure stays.
-        record_failure(self.engine, self.run, _failure(exc), self.spent_run_id)
+        record_failure(self.engine, self.run, failure_text(exc), self.spent_run_id)
 
     def open(self) -> None:
         """Start (or start again) the run's transaction."""
@@ -242,7 +195,7 @@ class ListingWriter:
         conn = self.engine.connect()
         try:
             txn = conn.begin()
-            run_id = _start_run(conn, self.run, self.spent_run_id)
+            run_id = start_run(conn, self.run, self.spent_run_id)
             when = select(run_t.c.started_at).where(run_t.c.id == run_id)
             self._now = conn.execute(when).scalar_one()
             self._current = _current(conn, self.run.region)
@@ -441,17 +394,6 @@ def _mass(count: int, live: int) -> bool:
     return count > MASS_MIN and count > MASS_SHARE * live
 
 
-def _failure(exc: BaseException) -> str:
-    """What a failed run's row says of what stopped it."""
-    if isinstance(exc, Terminated):
-        return "terminated (SIGTERM)"
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (SIGINT)"
-    if isinstance(exc, SafetyError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
 def apply_listing(
     engine: Engine,
     run: RunInfo,
@@ -465,21 +407,3 @@ def apply_listing(
         for chunk in _chunks(images):
             writer.add(chunk)
         return writer.finish()
-
-
-def record_failure(
-    engine: Engine, run: RunInfo, error: str, run_id: int | None = None
-) -> int | None:
-    """Record a failed run in its own transaction (as number ``run_id``, the rolled-back
-    attempt's, when free); the catalog itself is untouched."""
-    try:
-        with engine.begin() as conn:
-            run_id = _start_run(conn, run, run_id)
-            conn.execute(
-                update(run_t)
-                .where(run_t.c.id == run_id)
-                .values(status="failed", finished_at=utcnow(), error=error[:2000])
-            )
-            return run_id
-    except sa_exc.SQLAlchemyError:
-        return None

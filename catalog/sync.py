@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from catalog import crawl, db, records, store
+from catalog import crawl, db, locks, records, runs, store
 from catalog.client import ClientSettings, PaiClient, endpoint_for
 from catalog.config import hide_password, resolve_target, utcnow
 from catalog.credentials import Credentials, resolve_credentials
@@ -62,17 +62,17 @@ def import_files(
     allow_mass_removal: bool = False,
     allow_mass_change: bool = False,
     wait: bool = False,
-) -> store.RunStats:
+) -> runs.RunStats:
     """Import ListImages bodies as one complete listing of ``region`` (one run, one transaction)."""
     region = check_region(region)
     images = records.load_files(paths)
     target = resolve_target(db_option, write=True)
     with (
-        db.write_lock(target, [region], wait=wait, holder="import"),
+        locks.write_lock(target, [region], wait=wait, holder="import"),
         db.writable(target) as engine,
         fewer_collections(),
     ):
-        run = store.RunInfo(region, "import", detail=", ".join(path.name for path in paths))
+        run = runs.RunInfo(region, "import", detail=", ".join(path.name for path in paths))
         guards = store.Guards(allow_mass_removal, allow_mass_change)
         return store.apply_listing(engine, run, images, guards=guards)
 
@@ -145,9 +145,9 @@ def _sync_region(
     region, started, clock = client.region, utcnow(), time.monotonic()
     endpoint = hide_password(client.base_url)  # an endpoint URL may carry a password
 
-    def run_info(pages: int) -> store.RunInfo:
+    def run_info(pages: int) -> runs.RunInfo:
         counters = client.counters
-        return store.RunInfo(
+        return runs.RunInfo(
             region, "sync", endpoint, started, pages, counters.requests, counters.retries
         )
 
@@ -177,7 +177,7 @@ def _sync_region(
         info = run_info(pages)
         run_id = None
         if not isinstance(exc, (SafetyError, DatabaseError)):  # those record themselves
-            run_id = store.record_failure(engine, info, str(exc), writer.spent_run_id)
+            run_id = runs.record_failure(engine, info, str(exc), writer.spent_run_id)
         return RegionResult(
             region, False, pages=pages, requests=info.requests, retries=info.retries,
             seconds=time.monotonic() - clock, run_id=run_id, error=str(exc),
@@ -205,7 +205,7 @@ def sync(
     regions = [check_region(region) for region in options.regions]
     target = resolve_target(db_option, write=True)
     credentials = credentials or resolve_credentials()
-    with db.write_lock(target, regions, wait=options.wait, holder="sync"):
+    with locks.write_lock(target, regions, wait=options.wait, holder="sync"):
         # Page 1 of the first region is on its way while the catalog opens, or is created.
         first = _client(regions[0], credentials, options) if regions else None
         early = crawl.FirstPage(first.list_images_page, options.page_size) if first else None
@@ -286,6 +286,6 @@ def reparse(db_option: str | None = None, *, wait: bool = False) -> str:
     target = resolve_target(db_option, write=True)
     if target.path is not None and not target.path.is_file():
         raise DatabaseError(f"No database at {target.path}; there is nothing to reparse.")
-    with db.write_lock(target, wait=wait, holder="db reparse"), db.writable(target) as engine:
+    with locks.write_lock(target, wait=wait, holder="db reparse"), db.writable(target) as engine:
         changed, total = reparse_versions(engine)
     return f"{target.display}: {changed} of {total} image versions read differently and updated"

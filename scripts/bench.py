@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout as well as from an install
 
 import catalog  # noqa: E402
 import catalog.query as catalog_query  # noqa: E402
-from catalog import db, pages, readdb, records, store, versions  # noqa: E402
+from catalog import db, pages, readdb, records, runs, store, versions  # noqa: E402
 from catalog.client import OFFICIAL_LABELS, ClientSettings, PaiClient  # noqa: E402
 from catalog.config import parse_target  # noqa: E402
 from catalog.credentials import Credentials  # noqa: E402
@@ -181,7 +181,7 @@ def build_catalog(fake: ModuleType, path: Path, size: int) -> dict[str, float]:
             del raw
             spent["parse"] += time.perf_counter() - clock
             clock = time.perf_counter()
-            store.apply_listing(engine, store.RunInfo(region, "import", detail="bench"), images)
+            store.apply_listing(engine, runs.RunInfo(region, "import", detail="bench"), images)
             spent["apply_listing"] += time.perf_counter() - clock
             if size > REGION_CAP:
                 log(f"  {short(size)}: {region} stored, {sum(spent.values()):.0f} s so far")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import catalog
-from catalog import analysis, db, readdb, store
+from catalog import analysis, db, readdb, runs
 from catalog.analysis import CatalogInfo, RegionInfo
 from catalog.config import parse_target
 from catalog.errors import DatabaseError, UsageError
@@ -460,7 +460,7 @@ def test_info_counts_regions_and_ages(
     import_at(monkeypatch, T2, catalog_db, "cn-hangzhou", write_listing(hangzhou()[1:]))
     target = parse_target(catalog_db.target)
     engine = db.make_engine(target)
-    store.record_failure(engine, store.RunInfo("cn-beijing", "sync"), "the API timed out")
+    runs.record_failure(engine, runs.RunInfo("cn-beijing", "sync"), "the API timed out")
     engine.dispose()
     monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(T2 + 2 * DAY + 12 * 3600))
     found = analysis.info(db=catalog_db.target)

@@ -19,7 +19,7 @@ import requests
 import catalog
 import catalog.client as client_module
 import catalog.sync as sync_module
-from catalog import db as database
+from catalog import locks
 from catalog.client import ClientSettings, PaiClient
 from catalog.config import parse_target
 from catalog.credentials import Credentials
@@ -308,7 +308,7 @@ def test_several_regions_commit_on_their_own(catalog_db: CatalogDb) -> None:
 
 def test_a_second_sync_is_locked_out(server: Any, sqlite_path: Path) -> None:
     target = parse_target(str(sqlite_path))
-    with database.write_lock(target), pytest.raises(LockedError) as caught:
+    with locks.write_lock(target), pytest.raises(LockedError) as caught:
         run(server, CatalogDb.file(sqlite_path))
     assert str(caught.value) == (
         f"A pai-catalog sync (pid {os.getpid()}) is writing {sqlite_path}; let it finish, or "

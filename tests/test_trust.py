@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from catalog import db as database
-from catalog import records, store
+from catalog import locks, records, runs, store
 from catalog.cli import main
 from catalog.config import parse_target, shipped_db_path
 from catalog.errors import DatabaseError, SafetyError
@@ -96,7 +96,7 @@ def test_every_writer_takes_the_same_lock(
     if writer != "db upgrade":  # the others need a catalog; an upgrade needs work to do
         assert invoke("--db", empty_db.target, "db", "upgrade").exit_code == 0
     target = parse_target(empty_db.target)
-    with database.write_lock(target, [REGION], holder="sync"):
+    with locks.write_lock(target, [REGION], holder="sync"):
         result = invoke(*writer_args(writer, empty_db.target, listing), env=ENV)
     assert result.exit_code == 1
     if empty_db.backend == "sqlite":
@@ -114,7 +114,7 @@ def test_an_import_waits_for_the_lock_with_wait(catalog_db: CatalogDb, write_lis
     listing = write_listing(images(3))
     target = parse_target(catalog_db.target)
     results: list[Any] = []
-    with database.write_lock(target, [REGION], holder="sync"):
+    with locks.write_lock(target, [REGION], holder="sync"):
         args = ["--db", catalog_db.target, "import", str(listing), "--region", REGION, "--wait"]
         waiting = threading.Thread(target=lambda: results.append(invoke(*args)))
         waiting.start()
@@ -259,7 +259,7 @@ def test_a_signal_rolls_the_sync_back_records_why_and_frees_the_lock(
     assert catalog_db.rows("SELECT status, error FROM sync_run ORDER BY id DESC LIMIT 1") == [
         ("failed", row)
     ]
-    with database.write_lock(parse_target(catalog_db.target), [REGION]):
+    with locks.write_lock(parse_target(catalog_db.target), [REGION]):
         pass  # free at once: no --wait needed
 
 
@@ -352,7 +352,7 @@ def test_a_database_held_by_another_program_is_reported_not_crashed_on(
         # Past the opening checks, the writer itself: its error, not an AttributeError.
         engine = database.make_engine(parse_target(str(sqlite_path)))
         try:
-            run = store.RunInfo(REGION, "import")
+            run = runs.RunInfo(REGION, "import")
             with pytest.raises(DatabaseError) as caught:
                 store.apply_listing(engine, run, records.load_files([listing]))
             assert str(caught.value) == f"Could not store the {REGION} listing: database is locked."
