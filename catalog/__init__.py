@@ -1,6 +1,6 @@
 """pai-image-catalog: an offline, queryable catalog of Alibaba Cloud PAI's official images."""
 
-from catalog.config import __version__
+from catalog.config import UnsyncedCatalogWarning, __version__
 from catalog.errors import (
     AmbiguousError,
     CatalogError,
@@ -18,6 +18,7 @@ __all__ = [
     "ImageInfo",
     "InputError",
     "NotFoundError",
+    "UnsyncedCatalogWarning",
     "UsageError",
     "__version__",
     "list_images",
