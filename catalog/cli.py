@@ -19,7 +19,7 @@ from catalog.clikit import (
     stopped,
 )
 from catalog.filters import SCOPES
-from catalog.output import Format, render, render_record
+from catalog.output import Format, render, render_record, visible
 
 LIST_COLUMNS = (
     "image_uri",
@@ -96,7 +96,7 @@ def resolve(
     if as_json:
         render([info], Format.NL, sys.stdout)
     else:
-        click.echo(info.image_uri)
+        click.echo(visible(info.image_uri or ""))
     from catalog.readdb import staleness_warning  # loaded already, unlike catalog.analysis
 
     warning = staleness_warning(max_age, db=db)
@@ -157,7 +157,7 @@ def versions(db: str | None, /, framework: str, fmt: str | None, **filters: Any)
         db=db,
     )
     if fmt is None:
-        click.echo("\n".join(found))
+        click.echo("\n".join(visible(v) for v in found))
     else:
         render([{"version": v} for v in found], Format(fmt), sys.stdout)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from catalog import signer
+from catalog import records, signer
 from catalog.config import __version__
 from catalog.credentials import Credentials
 from catalog.errors import ApiError, AuthError, UsageError
@@ -73,11 +73,23 @@ def parse_endpoints(values: list[str] | tuple[str, ...]) -> dict[str, str]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise UsageError(
-                f"{value!r} is not an endpoint; give a URL with a scheme, such as "
+                f"{_without_user(value)!r} is not an endpoint; give a URL with a scheme, such as "
                 "http://127.0.0.1:8123, or REGION=URL."
+            )
+        if "@" in parts.netloc:
+            # requests would send it as Basic authorization in place of the signature, and a
+            # run row (published with the catalog) would keep it.
+            raise UsageError(
+                f"The endpoint {_without_user(url)} holds a user name or password, which the "
+                "API does not take (requests are signed with your access key); remove it."
             )
         found[region.strip().lower()] = url
     return found
+
+
+def _without_user(text: str) -> str:
+    """``text`` with the user part of any URL in it (``user:password@``) as ``***@``."""
+    return re.sub(r"(//)[^/@\s]*@", r"\1***@", text)
 
 
 @dataclass
@@ -263,16 +275,17 @@ class PaiClient:
         retrying; else raise."""
         if response.status_code == 200:
             try:
-                return json.loads(response.content), "", None, False
-            except (ValueError, UnicodeDecodeError):
-                return None, f"{what} was not valid JSON", None, False
+                return records.loads(response.content), "", None, False
+            except ValueError as exc:
+                return None, f"{what} was not valid JSON ({exc})", None, False
         try:
-            error = json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
+            error = records.loads(response.content)
+        except ValueError:
             error = {}
         error = error if isinstance(error, dict) else {}
-        code = str(error.get("Code") or "")
-        message = str(error.get("Message") or "").strip().rstrip(".")
+        # Quoted in errors and logs: no control character from the server reaches a terminal.
+        code = records.visible(str(error.get("Code") or ""))
+        message = records.visible(str(error.get("Message") or "").strip().rstrip("."))
         label = f"HTTP {response.status_code}" + (f" {code}" if code else "")
         if _retryable(response.status_code, code):
             wait = _retry_after(response)

@@ -16,7 +16,7 @@ from catalog.config import UnsyncedCatalogWarning
 from catalog.errors import CatalogError, Terminated
 from catalog.errors import UsageError as CatalogUsageError
 from catalog.filters import SCOPES
-from catalog.output import Format, render
+from catalog.output import Format, render, visible
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,9 +34,9 @@ def errors(func: F) -> F:
             try:
                 return func(*args, **kwargs)
             except CatalogUsageError as exc:
-                raise click.UsageError(str(exc)) from None
+                raise click.UsageError(visible(str(exc))) from None
             except CatalogError as exc:
-                raise click.ClickException(str(exc)) from None
+                raise click.ClickException(visible(str(exc))) from None
             except KeyboardInterrupt as exc:
                 _STOPS.append(exc)
                 raise click.ClickException(_stopped(exc)) from None

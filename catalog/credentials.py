@@ -90,9 +90,17 @@ def _required(
 ) -> list[str]:
     for key in keys:
         value = entry.get(key)
+        if value is not None and not isinstance(value, str):
+            # Never quoted: it may be the secret, misplaced.
+            raise CredentialsError(f"{where}: {key} must be a string; {_fixed(fix)}.")
         if not isinstance(value, str) or not value.strip():
             raise CredentialsError(f"{where} has no {key}; {fix}.")
     return [str(entry[key]).strip() for key in keys]
+
+
+def _fixed(fix: str) -> str:
+    """The advice for a malformed value, from the advice for a missing one."""
+    return "fix it" if fix == "add it" else fix
 
 
 def _names(names: list[str]) -> str:
@@ -120,17 +128,32 @@ def _from_cli_config(env: Mapping[str, str], home: Path) -> Credentials | None:
         raise CredentialsError(
             f"{CLI_CONFIG} is not valid JSON ({where}); fix it {skip}."
         ) from None
+    except RecursionError:
+        raise CredentialsError(
+            f"{CLI_CONFIG} is not valid JSON (arrays or objects nested too deeply); fix it {skip}."
+        ) from None
+    except ValueError:  # int("1" * 5000): Python's bound on the digits of a number it reads
+        raise CredentialsError(
+            f"{CLI_CONFIG} is not valid JSON (a number too long to read); fix it {skip}."
+        ) from None
     if not isinstance(data, dict):
         raise CredentialsError(f"{CLI_CONFIG} is not a JSON object; fix it {skip}.")
     name = env.get("ALIBABA_CLOUD_PROFILE") or data.get("current")
     if not name:
         return None  # the CLI is installed but no profile was ever chosen
+    if not isinstance(name, str):
+        raise CredentialsError(
+            f'{CLI_CONFIG} has a "current" that is not a profile name; fix it {skip}.'
+        )
     profiles = data.get("profiles")
     listed = profiles if isinstance(profiles, list) else []
-    by_name = {p.get("name"): p for p in listed if isinstance(p, dict)}
+    # Profiles that are not objects with a name string are not the one asked for.
+    by_name = {
+        p["name"]: p for p in listed if isinstance(p, dict) and isinstance(p.get("name"), str)
+    }
     profile = by_name.get(name)
     if profile is None:
-        names = [str(n) for n in by_name if isinstance(n, str)]
+        names = list(by_name)
         raise _ProfileNotFound(
             f"Profile {name!r} is not in {CLI_CONFIG} (its profiles: {_names(names)}); "
             "set ALIBABA_CLOUD_PROFILE to one of them."
@@ -144,7 +167,12 @@ def _from_cli_config(env: Mapping[str, str], home: Path) -> Credentials | None:
         keys = ("access_key_id", "access_key_secret", "sts_token")
         key_id, secret, token = _required(profile, keys, where)
         return Credentials(key_id, secret, token, where)
-    clause = f"has mode {mode!r}, which pai-catalog does not support" if mode else "has no mode"
+    if mode is not None and not isinstance(mode, str):
+        clause = "has a mode that is not a string"
+    elif mode:
+        clause = f"has mode {mode!r}, which pai-catalog does not support"
+    else:
+        clause = "has no mode"
     raise CredentialsError(
         f"{where} {clause}; use an AK or StsToken profile, or set {ENV_ID} and {ENV_SECRET}."
     )
@@ -241,14 +269,14 @@ def _from_ecs_role(env: Mapping[str, str], base: str, timeout: float) -> Credent
         )
     try:
         body = answer.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
         raise CredentialsError(f"The ECS metadata service sent malformed JSON for {where}; {fix}.")
-    if body.get("Code") != "Success":
-        raise CredentialsError(
-            f"The ECS metadata service refused {where} (Code {body.get('Code')!r}); {fix}."
-        )
+    code = body.get("Code")
+    if code != "Success":
+        shown = repr(code[:40]) if isinstance(code, str) else "not a string"
+        raise CredentialsError(f"The ECS metadata service refused {where} (Code {shown}); {fix}.")
     keys = ("AccessKeyId", "AccessKeySecret", "SecurityToken")
     key_id, secret, token = _required(body, keys, f"The metadata answer for {where}", fix)
     return Credentials(key_id, secret, token, where)

@@ -6,8 +6,18 @@ import csv
 import dataclasses
 import enum
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
+
+from catalog.records import visible as visible  # what the CLI prints outside a table, too
+
+# C0 and C1 control characters and DEL: a terminal takes them as commands (ESC ] 0 ; ... BEL
+# retitles it, ESC [ 2 J clears it). Sync and import refuse them, but an older catalog or a
+# hand-edited file may hold them, so text output shows them as escapes (records.visible).
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# JSON escapes C0 itself; DEL and C1 it writes as they are.
+_JSON_RAW = re.compile(r"[\x7f-\x9f]")
 
 
 class Format(str, enum.Enum):
@@ -34,7 +44,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _cell(value: Any) -> str:
+def _json_line(row: Any) -> str:
+    """One row as JSON, with DEL and C1 characters escaped as C0 ones are."""
+    text = json.dumps(row, ensure_ascii=False, default=str)
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return _JSON_RAW.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
+
+
+def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
@@ -46,6 +64,16 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+def _cell(value: Any) -> str:
+    """A table cell: on one line, with no control character."""
+    return visible(_text(value))
+
+
+def _csv_cell(value: Any) -> str:
+    """A CSV field: quoting carries tabs and line breaks; no other control character."""
+    return _CONTROL_BUT_LINES.sub(lambda found: visible(found[0]), _text(value))
 
 
 def render(
@@ -61,7 +89,7 @@ def render(
         count = 0
         for row in dicts:
             count += 1
-            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            out.write(_json_line(row) + "\n")
         return count
     if fmt is Format.CSV:
         return _csv(dicts, out, columns)
@@ -72,9 +100,7 @@ def _json(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
     count = 0
     out.write("[")
     for count, row in enumerate(rows, 1):
-        out.write(
-            ("," if count > 1 else "") + "\n  " + json.dumps(row, ensure_ascii=False, default=str)
-        )
+        out.write(("," if count > 1 else "") + "\n  " + _json_line(row))
     out.write("\n]\n" if count else "]\n")
     return count
 
@@ -87,7 +113,7 @@ def _csv(rows: Iterable[dict[str, Any]], out: TextIO, columns: Sequence[str] | N
         if writer is None:
             writer = csv.DictWriter(out, fieldnames=list(columns or row), lineterminator="\n")
             writer.writeheader()
-        writer.writerow({key: _cell(value) for key, value in row.items()})
+        writer.writerow({key: _csv_cell(value) for key, value in row.items()})
     if writer is None and columns:
         out.write(",".join(columns) + "\n")
     return count
@@ -114,6 +140,6 @@ def render_record(item: Any, out: TextIO) -> None:
         if isinstance(value, dict):
             out.write(f"{key.ljust(width)}:\n")
             for label, label_value in value.items():
-                out.write(f"  {label} = {'' if label_value is None else label_value}\n")
+                out.write(f"  {visible(str(label))} = {_cell(label_value)}\n")
         else:
             out.write(f"{key.ljust(width)}: {_cell(value)}\n")

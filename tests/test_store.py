@@ -132,7 +132,9 @@ def test_bare_list_and_missing_fields(
     catalog_db: CatalogDb, write_listing: Any, tmp_path: Path
 ) -> None:
     path = tmp_path / "list.json"
-    path.write_text(json.dumps([{"ImageUri": TORCH}, {"ImageId": "only-id"}]))
+    # Labels is the one field an image must carry (a verbose listing always sends it).
+    only = [{"ImageUri": TORCH, "Labels": []}, {"ImageId": "only-id", "Labels": []}]
+    path.write_text(json.dumps(only))
     stats = import_files([path], REGION, db_option=catalog_db.target)
     assert stats.added == 2
     rows = catalog_db.rows("SELECT image_id, parse_status FROM image_version ORDER BY image_id")

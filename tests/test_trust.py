@@ -3,7 +3,9 @@ SIGTERM ends a sync as Ctrl-C does, mass changes are refused, and paths stay pat
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -23,11 +25,11 @@ from catalog import locks, records, runs, store
 from catalog.cli import main
 from catalog.config import parse_target, shipped_db_path
 from catalog.errors import DatabaseError, SafetyError
-from catalog.sync import import_files
+from catalog.sync import import_files, sync, sync_options
 from tests.conftest import api_image
 from tests.dbkit import CatalogDb, dump
 from tests.test_readonly import read_only_command
-from tests.test_sync import REGION, fake
+from tests.test_sync import CREDS, REGION, fake
 from tests.test_sync_cli import ENV
 
 CLI = [sys.executable, "-m", "catalog"]
@@ -431,21 +433,36 @@ def test_a_new_catalog_in_a_read_only_folder_is_refused_in_one_line(
 # An endpoint's password is a secret ----------------------------------------------------------
 
 
-def test_an_endpoint_password_is_masked_in_the_run_and_the_log(
+def test_an_endpoint_with_a_password_is_refused_without_showing_it(
     catalog_db: CatalogDb, slow_server: Any
+) -> None:
+    host = slow_server.url.split("://", 1)[1]
+    for endpoint in (f"http://reader:hunter2-secret@{host}", f"cn-hangzhou=http://hunter2@{host}"):
+        result = invoke(
+            "--db", catalog_db.target, "sync", "--region", REGION, "--endpoint", endpoint,
+            env=ENV,
+        )  # fmt: skip
+        assert result.exit_code == 2
+        assert result.stderr.endswith(
+            f"Error: The endpoint http://***@{host} holds a user name or password, which the "
+            "API does not take (requests are signed with your access key); remove it.\n"
+        )
+    assert catalog_db.rows("SELECT count(*) FROM sync_run") == [(0,)]
+
+
+def test_an_endpoint_password_given_in_python_is_masked_in_the_run_and_the_log(
+    catalog_db: CatalogDb, slow_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     slow_server.faults.latency = 0
     host = slow_server.url.split("://", 1)[1]
-    endpoint = f"http://reader:hunter2-secret@{host}"
-    result = invoke(
-        "--db", catalog_db.target, "--log-level", "debug", "sync", "--region", REGION,
-        "--endpoint", endpoint, "--backoff", "0", "--retries", "0",
-        env=ENV,
-    )  # fmt: skip
-    assert "hunter2" not in result.output
-    details = catalog_db.rows("SELECT detail, error FROM sync_run")
-    assert details and "hunter2" not in json.dumps(details)
-    assert details[0][0] == f"http://reader:***@{host}"
+    options = sync_options(regions=[REGION], retries=0, backoff=0)
+    options = dataclasses.replace(options, endpoints={"": f"http://reader:hunter2@{host}"})
+    with caplog.at_level(logging.DEBUG, logger="catalog"):
+        [result] = sync(options, db_option=catalog_db.target, credentials=CREDS)
+    assert not result.ok  # requests sent the user part as Basic authorization
+    assert "hunter2" not in caplog.text + str(result)
+    rows = catalog_db.rows("SELECT detail, error FROM sync_run")
+    assert rows[0][0] == f"http://reader:***@{host}" and "hunter2" not in json.dumps(rows)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
