@@ -7,6 +7,7 @@ from catalog.errors import (
     DatabaseError,
     InputError,
     NotFoundError,
+    QueryError,
     UsageError,
 )
 from catalog.query import ImageInfo, list_images, list_versions, retrieve, show
@@ -18,6 +19,7 @@ __all__ = [
     "ImageInfo",
     "InputError",
     "NotFoundError",
+    "QueryError",
     "UnsyncedCatalogWarning",
     "UsageError",
     "__version__",

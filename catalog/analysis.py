@@ -5,41 +5,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
-from sqlite3 import SQLITE_FUNCTION, SQLITE_READ, SQLITE_RECURSIVE, SQLITE_SELECT
 from typing import Any
 from urllib.parse import quote
 
 from catalog import readdb
-from catalog.config import DbTarget, parse_target, resolve_target, utcnow
-from catalog.errors import CatalogError, DatabaseError, UsageError
+from catalog.config import parse_target, resolve_target, utcnow
+from catalog.errors import DatabaseError, UsageError
 from catalog.filters import make_filters
 from catalog.readdb import staleness_warning as staleness_warning  # the catalog's age, too
 from catalog.readdb import stored_moment
+from catalog.readsql import SqlResult, execute
+from catalog.readsql import run_sql as run_sql  # `pai-catalog sql`, kept where it was
 
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
-# Strings, quoted names and comments: a ';' or ':name' inside them is not SQL.
-_LEXEME = re.compile(
-    r"""'(?:[^']|'')*'?|"(?:[^"]|"")*"?|`[^`]*`?|\[[^\]]*\]?|--[^\n]*|/\*.*?(?:\*/|\Z)""", re.S
-)
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")  # not a PostgreSQL cast such as x::int
-_READS = {SQLITE_SELECT, SQLITE_READ, SQLITE_FUNCTION, SQLITE_RECURSIVE}
-# Pragmas that only read, with or without an argument; the second kind only without a value.
-_READ_PRAGMA = re.compile(r"\w+_list|\w+_x?info|foreign_key_check|integrity_check|quick_check")
-_QUERY_PRAGMA = re.compile(r"journal_mode|\w+_version|page_count|page_size|encoding|\w+_options")
-_SCHEMA_TABLES = ("sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema")
-# How a statement begins: "DROP TABLE", "CREATE TEMP VIEW", "INSERT".
-_STATEMENT = re.compile(
-    r"\s*((?:CREATE|DROP|ALTER)\b.*?\b(?:TABLE|VIEW|INDEX|TRIGGER)\b|\w+)", re.I
-)
-_REFUSED = "The sql command only reads: {} is not allowed."
 _EXPORT_COLUMNS = """v.id AS version_id, v.image_id, v.region, v.uri, v.name, v.framework,
     v.framework_version, v.accelerator, v.python_version, v.cuda_version, v.os_version, v.scopes,
     v.official, v.scope_inferred, v.host, v.namespace, v.repository, v.tag, v.digest,
@@ -56,14 +40,6 @@ _REGIONS = """SELECT r.region,
     (SELECT s.status FROM sync_run s WHERE s.region = r.region ORDER BY s.id DESC LIMIT 1)
     AS last_status
 FROM (SELECT DISTINCT region FROM sync_run) r ORDER BY r.region"""
-
-
-@dataclass(frozen=True)
-class SqlResult:
-    """A statement's column names and its rows, streamed."""
-
-    columns: tuple[str, ...]
-    rows: Iterator[tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -97,164 +73,6 @@ class CatalogInfo:
     age_days: float | None
 
 
-def run_sql(
-    sql: str, params: Mapping[str, str] | None = None, *, db: str | None = None
-) -> SqlResult:
-    """Run one statement on a connection that can only read; ``params`` bind to ``:name``."""
-    bare = _LEXEME.sub(lambda m: " " if m.group().startswith(("--", "/*")) else "0", sql)
-    count = sum(1 for piece in bare.split(";") if piece.strip())
-    if count == 0:
-        raise UsageError("Give an SQL statement, such as SELECT count(*) FROM v_image.")
-    if count > 1:
-        raise UsageError(f"Give one statement; this has {count}.")
-    values = dict(params or {})
-    missing = sorted({name for name in _PARAM.findall(bare) if name not in values})
-    if missing:
-        shown = ", ".join(f":{name}" for name in missing[:5])
-        raise UsageError(f"The query uses {shown} without a value; give each with -p NAME VALUE.")
-    return _execute(resolve_target(db), sql, values, bare)
-
-
-def _execute(target: DbTarget, sql: str, params: Mapping[str, Any], bare: str) -> SqlResult:
-    if target.path is None:
-        return _server_execute(target, sql, params, bare)
-    denied: list[tuple[int, str | None]] = []  # (action, its first argument)
-
-    def authorize(action: int, arg1: str | None, arg2: str | None, *_: str | None) -> int:
-        if action in _READS:
-            return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_PRAGMA and (
-            _READ_PRAGMA.fullmatch(arg1 or "")
-            or (arg2 is None and _QUERY_PRAGMA.fullmatch(arg1 or ""))
-        ):
-            return sqlite3.SQLITE_OK
-        # SQLite 3.40 asks to update the schema table while it declares json_each() or
-        # pragma_table_info(); IGNORE lets those run, and SQLite itself refuses a real update.
-        if action == sqlite3.SQLITE_UPDATE and arg1 in _SCHEMA_TABLES:
-            return sqlite3.SQLITE_IGNORE
-        denied.append((action, arg1))
-        return sqlite3.SQLITE_DENY
-
-    # Its own connection, not the cached Reader's: the authorizer must not outlive the query.
-    conn = readdb.open_sqlite(target.path)
-    try:
-        conn.execute("PRAGMA query_only = ON")
-        conn.set_authorizer(authorize)
-        cursor = conn.execute(sql, params)
-    except sqlite3.Error as exc:
-        conn.close()
-        raise _sql_error(exc, bare, denied, target.path) from None
-
-    def rows() -> Iterator[tuple[Any, ...]]:
-        try:
-            while batch := cursor.fetchmany(500):
-                yield from batch
-        except sqlite3.Error as exc:
-            raise _sql_error(exc, bare, denied, target.path) from None
-        finally:
-            conn.close()
-
-    return SqlResult(tuple(d[0] for d in cursor.description or ()), rows())
-
-
-def _sql_error(
-    exc: sqlite3.Error, bare: str, denied: list[tuple[int, str | None]], path: Path | None = None
-) -> CatalogError:
-    if denied and denied[0][0] == sqlite3.SQLITE_PRAGMA:
-        name = denied[0][1] or ""
-        setting = "setting " if _QUERY_PRAGMA.fullmatch(name) else ""
-        return UsageError(_REFUSED.format(f"{setting}PRAGMA {name}"))
-    if denied or "readonly database" in str(exc):
-        return UsageError(_REFUSED.format(_statement(bare)))
-    message = str(exc)
-    if "not a database" in message or "malformed" in message or "disk I/O" in message:
-        # The file, not the statement, is at fault.
-        return DatabaseError(
-            f"{path or 'The database'} is corrupt or not an SQLite database ({message}); "
-            "restore it from a copy or point --db at another file."
-        )
-    return UsageError(f"SQL error: {message.rstrip('.')}.")
-
-
-def _statement(bare: str) -> str:
-    """What a refused statement is, in its author's words: DROP TABLE, CREATE TEMP VIEW, ..."""
-    match = _STATEMENT.match(bare)
-    name = " ".join(match.group(1).upper().split()) if match else ""
-    if name in ("", "WITH", "SELECT", "VALUES", "EXPLAIN"):  # the write comes further in
-        found = re.search(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", bare, re.I)
-        name = found.group(1).upper() if found else "this statement"
-    return name
-
-
-def _server_execute(target: DbTarget, sql: str, params: Mapping[str, Any], bare: str) -> SqlResult:
-    from sqlalchemy import create_engine
-    from sqlalchemy import exc as sa_exc
-
-    try:
-        engine = create_engine(target.url)
-        if engine.dialect.name != "postgresql":
-            raise UsageError(f"The sql command reads SQLite or PostgreSQL, not {target.display}.")
-        conn = engine.connect()
-    except (sa_exc.SQLAlchemyError, ImportError) as exc:
-        raise DatabaseError(f"Cannot open {target.display}: {_first_line(exc)}.") from None
-    try:
-        # The transaction's first statement, so the server refuses every write after it. No
-        # stream_results: its server-side cursor would turn a refused write into a syntax error.
-        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-        result = conn.exec_driver_sql(_pyformat(sql), dict(params))
-    except sa_exc.SQLAlchemyError as exc:
-        conn.close()
-        raise _server_error(exc, bare) from None
-
-    def rows() -> Iterator[tuple[Any, ...]]:
-        try:
-            rows = result if result.returns_rows else ()
-            yield from (tuple(_as_sqlite(value) for value in row) for row in rows)
-        except sa_exc.SQLAlchemyError as exc:
-            raise _server_error(exc, bare) from None
-        finally:
-            conn.close()  # rolls back: nothing was meant to be kept
-            engine.dispose()
-
-    return SqlResult(tuple(result.keys()) if result.returns_rows else (), rows())
-
-
-def _pyformat(sql: str) -> str:
-    """The statement in the driver's own style: ':name' outside strings, quoted names and
-    comments becomes '%(name)s' and every '%' is doubled, so "':b'" or "LIKE '%:latest'" stay
-    text, as they do in SQLite."""
-    pieces, last = [], 0
-    for match in _LEXEME.finditer(sql):
-        pieces.append(_PARAM.sub(r"%(\1)s", sql[last : match.start()].replace("%", "%%")))
-        pieces.append(match.group().replace("%", "%%"))
-        last = match.end()
-    pieces.append(_PARAM.sub(r"%(\1)s", sql[last:].replace("%", "%%")))
-    return "".join(pieces)
-
-
-def _as_sqlite(value: Any) -> Any:
-    """A server's value as SQLite gives the same stored value (times as SQLAlchemy's text,
-    booleans as 0 and 1, numerics as numbers), so a query prints the same on both."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, datetime):
-        return value.strftime(_SQLITE_TIME)
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
-
-
-def _first_line(exc: Exception) -> str:
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0].rstrip(".")
-
-
-def _server_error(exc: Exception, bare: str) -> UsageError:
-    orig = getattr(exc, "orig", None)
-    if "25006" in (getattr(orig, "pgcode", None), getattr(orig, "sqlstate", None)):
-        return UsageError(_REFUSED.format(_statement(bare)))  # read_only_sql_transaction
-    return UsageError(f"SQL error: {_first_line(exc)}.")
-
-
 def export_rows(
     *, as_of: datetime | str | None = None, db: str | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -270,7 +88,7 @@ def export_rows(
         f"LEFT JOIN image_label l ON l.version_id = v.id WHERE {where} "
         "ORDER BY (v.uri IS NULL), v.uri, v.region, v.image_id, v.id, l.key"
     )
-    return _images(_execute(target, sql, params, ""))
+    return _images(execute(target, sql, params))
 
 
 def _images(result: SqlResult) -> Iterator[dict[str, Any]]:
@@ -313,7 +131,10 @@ def publish(out: Path, *, db: str | None = None) -> Published:
         raise UsageError(f"The folder {out.parent} does not exist; create it or choose another.")
     readdb.reader(target)  # refuse a database that is not a catalog at this revision
     sidecar = out.with_name(out.name + ".sha256")
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:  # a folder this user cannot write, a read-only filesystem
+        raise DatabaseError(f"Cannot write {out}: {exc.strerror or exc}.") from None
     os.close(fd)
     temp = Path(name)
     try:

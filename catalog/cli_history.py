@@ -78,20 +78,36 @@ def history_command(db: str | None, /, uri_or_id: str, region: str | None, fmt: 
     metavar="NAME VALUE",
     help="A value for :NAME in the statement; repeatable.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0),
+    default=30.0,  # catalog.readsql.SQL_TIMEOUT; a test keeps the two equal
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop the statement after this long, fetching its rows included; 0 for no limit.",
+)
 @format_option
 @click.pass_obj
 @errors
 def sql(
-    db: str | None, /, statement: str, params: tuple[tuple[str, str], ...], fmt: str | None
+    db: str | None,
+    /,
+    statement: str,
+    params: tuple[tuple[str, str], ...],
+    timeout: float,
+    fmt: str | None,
 ) -> None:
     """Run one read-only SQL statement (SELECT, WITH, read PRAGMAs) and print its rows.
 
-    The database is opened read-only: writes, ATTACH and schema changes are refused.
-    docs/SCHEMA.md documents the tables and views.
+    The database is opened read-only: writes, ATTACH, COPY and schema changes are refused.
+    Ctrl-C or SIGTERM stops the statement, on a server too. On SQLite, sorting and temporary
+    results stay in memory, at most 512 MiB. On PostgreSQL, connect as a role that can only
+    read: superusers and members of pg_read_server_files, pg_write_server_files or
+    pg_execute_server_program are refused. docs/SCHEMA.md documents the tables and views.
     """
-    from catalog.analysis import run_sql
+    from catalog.readsql import run_sql
 
-    result = run_sql(statement, dict(params), db=db)
+    result = run_sql(statement, dict(params), db=db, timeout=timeout)
     rows = (dict(zip(result.columns, row, strict=True)) for row in result.rows)
     chosen = Format(fmt) if fmt else default_format()
     render(rows, chosen, sys.stdout, result.columns)

@@ -20,12 +20,13 @@ import catalog
 from catalog import analysis, db, readdb, runs
 from catalog.analysis import CatalogInfo, RegionInfo
 from catalog.config import parse_target
-from catalog.errors import DatabaseError, UsageError
+from catalog.errors import DatabaseError, QueryError, UsageError
 from catalog.sync import import_files
 from tests.conftest import api_image
 from tests.dbkit import CatalogDb, Databases, dump, sqlite_dump
 from tests.test_query import HZ, beijing, fw, hangzhou
 from tests.test_readonly import read_only_command
+from tests.test_sql_guard import READER, pg_role
 
 DAY = 86400
 T1 = 1767225600  # 2026-01-01T00:00:00Z
@@ -66,12 +67,12 @@ def catalog_file(tmp_path: Path, write_listing: Callable[..., Path]) -> Path:
 # run_sql ------------------------------------------------------------------------------------
 
 
-def test_select_with_parameters(source: CatalogDb) -> None:
+def test_select_with_parameters(sql_db: str) -> None:
     result = analysis.run_sql(
         "SELECT image_id, framework_version FROM v_image "
         "WHERE region = :region AND framework = :fw ORDER BY image_id -- the ; is a comment",
         {"region": "cn-beijing", "fw": "PyTorch"},
-        db=source.target,
+        db=sql_db,
     )
     assert result.columns == ("image_id", "framework_version")
     assert iter(result.rows) is result.rows  # streamed, not a list
@@ -125,17 +126,26 @@ def test_writes_are_refused_and_change_nothing(catalog_file: Path, sql: str, wha
     assert sorted(os.listdir(folder)) == listing
 
 
+ONE = "Give one statement; this has 2."
+
+
 @pytest.mark.parametrize(
-    ("sql", "params", "message"),
+    ("sql", "params", "error", "message"),
     [
-        ("SELECT 1; DROP TABLE image", {}, "Give one statement; this has 2."),
-        ("SELECT 1;\nSELECT 2;", {}, "Give one statement; this has 2."),
-        ("SELECT 1; -- done", {}, None),
-        (" ; -- nothing", {}, "Give an SQL statement, such as SELECT count(*) FROM v_image."),
-        # The database's own words, after "SQL error: ".
+        ("SELECT 1; DROP TABLE image", {}, UsageError, ONE),
+        ("SELECT 1;\nSELECT 2;", {}, UsageError, ONE),
+        ("SELECT 1; -- done", {}, None, None),
+        (
+            " ; -- nothing",
+            {},
+            UsageError,
+            "Give an SQL statement, such as SELECT count(*) FROM v_image.",
+        ),
+        # The database's own words, after "SQL error: ": the statement failed, exit 1.
         (
             "SELEC 1",
             {},
+            QueryError,
             {
                 "sqlite": 'SQL error: near "SELEC": syntax error.',
                 "postgresql": 'SQL error: syntax error at or near "SELEC".',
@@ -144,6 +154,7 @@ def test_writes_are_refused_and_change_nothing(catalog_file: Path, sql: str, wha
         (
             "SELECT * FROM nowhere",
             {},
+            QueryError,
             {
                 "sqlite": "SQL error: no such table: nowhere.",
                 "postgresql": 'SQL error: relation "nowhere" does not exist.',
@@ -152,22 +163,28 @@ def test_writes_are_refused_and_change_nothing(catalog_file: Path, sql: str, wha
         (
             "SELECT :a, :b",
             {"a": "1"},
+            UsageError,
             "The query uses :b without a value; give each with -p NAME VALUE.",
         ),
         # A colon or a percent sign inside a string is text, on either backend.
-        ("SELECT ':b', :a", {"a": "1"}, None),
-        ("SELECT count(*), '100%' FROM v_image WHERE uri NOT LIKE '%:latest'", {}, None),
+        ("SELECT ':b', :a", {"a": "1"}, None, None),
+        ("SELECT count(*), '100%' FROM v_image WHERE uri NOT LIKE '%:latest'", {}, None, None),
     ],
 )
 def test_statement_errors(
-    source: CatalogDb, sql: str, params: dict[str, str], message: str | dict[str, str] | None
+    source: CatalogDb,
+    sql_db: str,
+    sql: str,
+    params: dict[str, str],
+    error: type[Exception] | None,
+    message: str | dict[str, str] | None,
 ) -> None:
     before = fingerprint(source)
-    if message is None:
-        assert list(analysis.run_sql(sql, params, db=source.target).rows)
+    if error is None:
+        assert list(analysis.run_sql(sql, params, db=sql_db).rows)
     else:
-        with pytest.raises(UsageError) as caught:
-            analysis.run_sql(sql, params, db=source.target)
+        with pytest.raises(error) as caught:
+            analysis.run_sql(sql, params, db=sql_db)
         if isinstance(message, dict):
             message = message[source.backend]
         assert str(caught.value) == message
@@ -294,6 +311,17 @@ def source_file(tmp_path: Path, write_listing: Callable[..., Path]) -> Path:
     path = tmp_path / "src" / "catalog.db"
     fill(str(path), write_listing)
     return path
+
+
+@pytest.fixture
+def sql_db(source: CatalogDb) -> Iterator[str]:
+    """What ``sql`` connects to for ``source``: the file, or on PostgreSQL a role that can only
+    read (``sql`` refuses a superuser)."""
+    if source.path is not None:
+        yield source.target
+        return
+    with pg_role(source.target, *READER) as url:
+        yield url
 
 
 def test_publish_writes_a_checked_copy_and_its_checksum(source: CatalogDb, tmp_path: Path) -> None:

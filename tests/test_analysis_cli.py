@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from catalog.cli import main
 from catalog.sync import import_files
 from tests.dbkit import CatalogDb, dump
 from tests.test_query import beijing, hangzhou
+from tests.test_sql_guard import READER, pg_role
 
 
 @pytest.fixture
@@ -38,32 +40,48 @@ def run(path: str, *args: str) -> Any:
     return CliRunner().invoke(main, ["--db", path, *args])
 
 
-def test_sql_with_parameters_in_every_format(db: str) -> None:
+@pytest.fixture
+def sql_db(db: str) -> Iterator[str]:
+    """What sql connects to: the file, or on PostgreSQL a role that can only read."""
+    if CatalogDb(db).path is not None:
+        yield db
+        return
+    with pg_role(db, *READER) as url:
+        yield url
+
+
+def test_sql_with_parameters_in_every_format(sql_db: str) -> None:
     statement = "SELECT image_id, region FROM v_image WHERE region = :r ORDER BY image_id"
-    result = run(db, "sql", statement, "-p", "r", "cn-beijing", "--format", "csv")
+    result = run(sql_db, "sql", statement, "-p", "r", "cn-beijing", "--format", "csv")
     assert result.exit_code == 0, result.output
     assert result.output == "image_id,region\nds-bj,cn-beijing\npt-2120,cn-beijing\n"
     as_json = json.loads(
-        run(db, "sql", statement, "-p", "r", "cn-beijing", "--format", "json").output
+        run(sql_db, "sql", statement, "-p", "r", "cn-beijing", "--format", "json").output
     )
     assert as_json == [
         {"image_id": "ds-bj", "region": "cn-beijing"},
         {"image_id": "pt-2120", "region": "cn-beijing"},
     ]
-    empty = run(db, "sql", "SELECT image_id FROM v_image WHERE 1 = 0", "--format", "csv")
+    empty = run(sql_db, "sql", "SELECT image_id FROM v_image WHERE 1 = 0", "--format", "csv")
     assert empty.output == "image_id\n"
 
 
+# A refused write is a usage error (exit 2); SQLite's own statements are, to PostgreSQL, syntax
+# errors: a statement that failed (exit 1).
 @pytest.mark.parametrize(
-    "statement",
-    ["DELETE FROM image", "DROP TABLE image", "ATTACH DATABASE 'x.db' AS x",
-     "PRAGMA writable_schema = 1", "SELECT 1; DROP TABLE image"],
+    ("statement", "exits"),
+    [("DELETE FROM image", (2, 2)), ("DROP TABLE image", (2, 2)),
+     ("ATTACH DATABASE 'x.db' AS x", (2, 1)), ("PRAGMA writable_schema = 1", (2, 1)),
+     ("SELECT 1; DROP TABLE image", (2, 2)), ("COPY image TO STDOUT", (2, 2))],
 )  # fmt: skip
-def test_sql_refuses_writes_and_changes_nothing(db: str, statement: str) -> None:
+def test_sql_refuses_writes_and_changes_nothing(
+    db: str, sql_db: str, statement: str, exits: tuple[int, int]
+) -> None:
     before = fingerprint(db)
-    result = run(db, "sql", statement)
-    assert result.exit_code == 2
-    assert "Error: " in result.output and "Traceback" not in result.output
+    result = run(sql_db, "sql", statement)
+    assert result.exit_code == exits[CatalogDb(db).path is None]
+    assert result.stderr.startswith("Usage: " if result.exit_code == 2 else "Error: ")
+    assert result.stderr.count("Error: ") == 1 and "Traceback" not in result.output
     assert fingerprint(db) == before
 
 

@@ -30,6 +30,7 @@ from catalog.credentials import Credentials
 from catalog.errors import DatabaseError, LockedError
 from catalog.sync import SyncOptions, import_files, sync
 from tests.conftest import PG_ENV, ROOT, api_image
+from tests.test_sql_guard import READER, pg_role
 from tests.test_sync import fake
 
 CREDS = Credentials("test-ak", "test-secret", source="the test")
@@ -323,10 +324,13 @@ def test_every_read_answers_the_same_on_both(
         lambda d: [catalog.show(i.image_id, db=d) for i in catalog.list_images(db=d)[:5]],
         lambda d: history.image_history("image-new", db=d),
     ]
-    for query in ("SELECT * FROM sync_run", "SELECT * FROM v_image ORDER BY uri, region"):
-        reads.append(lambda d, q=query: list(analysis.run_sql(q, db=d).rows))
     for read in reads:
         assert read(pg_url) == read(sqlite_db)
+    # sql refuses a superuser: on PostgreSQL it reads as a role that can only read.
+    with pg_role(pg_url, *READER) as reader:
+        for query in ("SELECT * FROM sync_run", "SELECT * FROM v_image ORDER BY uri, region"):
+            on_pg = list(analysis.run_sql(query, db=reader).rows)
+            assert on_pg == list(analysis.run_sql(query, db=sqlite_db).rows)
 
 
 def test_publish_from_postgresql_equals_publish_from_sqlite(
