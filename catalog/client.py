@@ -20,6 +20,7 @@ from catalog import records, signer
 from catalog.config import __version__
 from catalog.credentials import Credentials
 from catalog.errors import ApiError, AuthError, UsageError
+from catalog.text import visible
 
 USER_AGENT = f"pai-image-catalog/{__version__}"
 # Never log headers: they carry the STS token. URLs carry only the listing's parameters.
@@ -284,8 +285,8 @@ class PaiClient:
             error = {}
         error = error if isinstance(error, dict) else {}
         # Quoted in errors and logs: no control character from the server reaches a terminal.
-        code = records.visible(str(error.get("Code") or ""))
-        message = records.visible(str(error.get("Message") or "").strip().rstrip("."))
+        code = visible(str(error.get("Code") or ""))
+        message = visible(str(error.get("Message") or "").strip().rstrip("."))
         label = f"HTTP {response.status_code}" + (f" {code}" if code else "")
         if _retryable(response.status_code, code):
             wait = _retry_after(response)

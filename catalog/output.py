@@ -10,12 +10,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-from catalog.records import visible as visible  # what the CLI prints outside a table, too
+from catalog.text import CONTROL_BUT_LINES
+from catalog.text import visible as visible  # what the CLI prints outside a table, too
 
-# C0 and C1 control characters and DEL: a terminal takes them as commands (ESC ] 0 ; ... BEL
-# retitles it, ESC [ 2 J clears it). Sync and import refuse them, but an older catalog or a
-# hand-edited file may hold them, so text output shows them as escapes (records.visible).
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Sync and import refuse control characters, but an older catalog or a hand-edited file may
+# hold them, so text output shows them as escapes (text.visible).
 # JSON escapes C0 itself; DEL and C1 it writes as they are.
 _JSON_RAW = re.compile(r"[\x7f-\x9f]")
 
@@ -73,7 +72,7 @@ def _cell(value: Any) -> str:
 
 def _csv_cell(value: Any) -> str:
     """A CSV field: quoting carries tabs and line breaks; no other control character."""
-    return _CONTROL_BUT_LINES.sub(lambda found: visible(found[0]), _text(value))
+    return CONTROL_BUT_LINES.sub(lambda found: visible(found[0]), _text(value))
 
 
 def render(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.errors import InputError
+from catalog.text import CONTROL, CONTROL_BUT_LINES
 
 # API field -> column name; every field may be missing.
 API_FIELDS = {
@@ -41,9 +42,6 @@ MAX_COUNT = 2**63 - 1  # Size and TotalCount: a signed 64-bit integer
 # A tab or a line break may stand in a description or a label value; no field holds any other
 # C0 or C1 control character, or DEL: a terminal would take them as commands.
 MULTILINE = ("Description",)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 # json.dumps builds a new encoder on every call that passes options: build the hash's one once.
 # Text, numbers and None cannot refer to themselves: skip the check for circular references.
 _HASH_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, check_circular=False)
@@ -77,17 +75,6 @@ def _payload(fields: Mapping[str, Any], labels: Iterable[tuple[str, str | None]]
     # The encoder takes a dict; parse_image's fields already are one.
     plain = fields if type(fields) is dict else dict(fields)
     return _HASH_JSON.encode({"fields": plain, "labels": sorted(labels, key=itemgetter(0))})
-
-
-def visible(text: str) -> str:
-    """``text`` for a terminal or a log: each control character written as an escape (\\t,
-    \\n, \\x1b, \\x9b), everything else as it is."""
-    return _CONTROL.sub(_escape, text)
-
-
-def _escape(found: re.Match[str]) -> str:
-    char = found[0]
-    return _ESCAPES.get(char) or f"\\x{ord(char):02x}"
 
 
 def _shown(value: Any, limit: int = 40) -> str:
@@ -178,7 +165,7 @@ def _check_text(
             f"{where}: {name} of {_named(obj)} is {len(value):,} characters long, over the "
             f"limit of {MAX_TEXT:,}; shorten it or drop the image."
         )
-    found = (_CONTROL_BUT_LINES if lines else _CONTROL).search(value)
+    found = (CONTROL_BUT_LINES if lines else CONTROL).search(value)
     if found is not None:
         allowed = "no field may hold"
         if found[0] in ("\t", "\n", "\r"):

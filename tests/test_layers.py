@@ -12,6 +12,7 @@ PACKAGE = Path(catalog.__file__).parent
 LAYER = {
     "errors": 0,
     "config": 0,
+    "text": 0,
     "versions": 1,
     "records": 1,
     "signer": 1,
@@ -51,6 +52,7 @@ FORBIDDEN = {
     "uri": {"sqlalchemy", "requests", "alembic"},
     "versions": {"sqlalchemy", "requests", "alembic"},
     "records": {"sqlalchemy", "requests", "alembic"},
+    "text": {"sqlalchemy", "requests", "alembic"},
     "pages": {"sqlalchemy", "requests", "alembic"},
     "query": {"sqlalchemy", "requests", "alembic"},
     "output": {"sqlalchemy", "requests", "alembic"},
