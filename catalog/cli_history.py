@@ -80,7 +80,7 @@ def history_command(db: str | None, /, uri_or_id: str, region: str | None, fmt: 
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(0),
+    type=click.FloatRange(0, 86_400),  # catalog.readsql.MAX_TIMEOUT: a day
     default=30.0,  # catalog.readsql.SQL_TIMEOUT; a test keeps the two equal
     show_default=True,
     metavar="SECONDS",
@@ -103,14 +103,33 @@ def sql(
     Ctrl-C or SIGTERM stops the statement, on a server too. On SQLite, sorting and temporary
     results stay in memory, at most 512 MiB. On PostgreSQL, connect as a role that can only
     read: superusers and members of pg_read_server_files, pg_write_server_files or
-    pg_execute_server_program are refused. docs/SCHEMA.md documents the tables and views.
+    read: superusers, replication roles and members of pg_read_server_files,
+    pg_write_server_files, pg_execute_server_program or pg_signal_backend are refused.
+    A column name that repeats gets a suffix (a, a_2). docs/SCHEMA.md documents the tables
+    and views.
     """
     from catalog.readsql import run_sql
 
     result = run_sql(statement, dict(params), db=db, timeout=timeout)
-    rows = (dict(zip(result.columns, row, strict=True)) for row in result.rows)
+    columns = _distinct(result.columns)
+    rows = (dict(zip(columns, row, strict=True)) for row in result.rows)
     chosen = Format(fmt) if fmt else default_format()
-    render(rows, chosen, sys.stdout, result.columns)
+    render(rows, chosen, sys.stdout, columns)
+
+
+def _distinct(names: tuple[str, ...]) -> list[str]:
+    """Column names made distinct, so no column's values overwrite another's in a row:
+    SELECT 1 AS a, 2 AS a gives a and a_2."""
+    taken, out = set(names), []
+    for name in names:
+        unique, n = name, 1
+        while unique in out:  # a suffix that no other column has, nor will have
+            n += 1
+            unique = f"{name}_{n}"
+            if unique in taken:
+                unique = name
+        out.append(unique)
+    return out
 
 
 @click.command()

@@ -43,7 +43,7 @@ def errors(func: F) -> F:
             finally:
                 notes = {str(w.message) for w in caught if w.category is UnsyncedCatalogWarning}
                 for note in sorted(notes):
-                    click.echo(f"Note: {note}", err=True)
+                    click.echo(f"Note: {visible(note)}", err=True)
 
     return wrapper  # type: ignore[return-value]
 

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import enum
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
@@ -44,11 +45,25 @@ def _plain(value: Any) -> Any:
 
 
 def _json_line(row: Any) -> str:
-    """One row as JSON, with DEL and C1 characters escaped as C0 ones are."""
-    text = json.dumps(row, ensure_ascii=False, default=str)
+    """One row as JSON, with DEL and C1 characters escaped as C0 ones are, and a number JSON
+    has no word for (NaN, Infinity: an SQL result may hold them) as a string."""
+    try:
+        text = json.dumps(row, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(row), ensure_ascii=False, default=str)
     if text.isascii() and "\x7f" not in text:
         return text
     return _JSON_RAW.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value).replace("inf", "Infinity").replace("nan", "NaN")
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _text(value: Any) -> str:
@@ -105,16 +120,17 @@ def _json(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
 
 
 def _csv(rows: Iterable[dict[str, Any]], out: TextIO, columns: Sequence[str] | None) -> int:
-    writer: csv.DictWriter[str] | None = None
+    writer = csv.writer(out, lineterminator="\n")
+    names: list[str] | None = list(columns) if columns is not None else None
+    if names is not None:
+        writer.writerow([_csv_cell(name) for name in names])
     count = 0
     for row in rows:
         count += 1
-        if writer is None:
-            writer = csv.DictWriter(out, fieldnames=list(columns or row), lineterminator="\n")
-            writer.writeheader()
-        writer.writerow({key: _csv_cell(value) for key, value in row.items()})
-    if writer is None and columns:
-        out.write(",".join(columns) + "\n")
+        if names is None:
+            names = list(row)
+            writer.writerow([_csv_cell(name) for name in names])
+        writer.writerow([_csv_cell(row.get(name)) for name in names])
     return count
 
 
@@ -123,8 +139,9 @@ def _table(rows: list[dict[str, Any]], out: TextIO, columns: Sequence[str] | Non
     if not names:
         return 0
     cells = [[_cell(row.get(name)) for name in names] for row in rows]
-    widths = [max([len(name), *(len(line[i]) for line in cells)]) for i, name in enumerate(names)]
-    out.write("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip() + "\n")
+    heads = [_cell(name) for name in names]
+    widths = [max([len(head), *(len(line[i]) for line in cells)]) for i, head in enumerate(heads)]
+    out.write("  ".join(n.ljust(w) for n, w in zip(heads, widths, strict=True)).rstrip() + "\n")
     out.write("  ".join("-" * w for w in widths) + "\n")
     for line in cells:
         out.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")

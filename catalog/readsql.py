@@ -18,6 +18,7 @@ from catalog.config import DbTarget, resolve_target
 from catalog.errors import CatalogError, DatabaseError, QueryError, UsageError
 
 SQL_TIMEOUT = 30.0  # seconds a statement of `pai-catalog sql` may run, fetching included
+MAX_TIMEOUT = 86_400.0  # a day: PostgreSQL's statement_timeout takes at most 2**31 - 1 ms
 SQL_MEMORY = 512 << 20  # bytes of SQLite heap for its sorts and temporary tables
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
 # Strings, quoted names and comments: a ';' or ':name' inside them is not SQL. SQLite's forms,
@@ -26,7 +27,7 @@ _LEXEME = re.compile(
     r"""'(?:[^']|'')*'?|"(?:[^"]|"")*"?|`[^`]*`?|\[[^\]]*\]?|--[^\n]*|/\*.*?(?:\*/|\Z)""", re.S
 )
 _PG_LEXEME = re.compile(
-    r"""--[^\n]*|/\*|(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'?|'(?:[^']|'')*'?|"(?:[^"]|"")*"?"""
+    r"""--[^\n\r]*|/\*|(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'?|'(?:[^']|'')*'?|"(?:[^"]|"")*"?"""
     r"|(?<![\w$])\$(?:[^\W\d]\w*)?\$",
     re.S,
 )
@@ -54,13 +55,18 @@ _MEMORY = (
     "The query needed more than {} MiB of memory for sorting and temporary results; narrow it "
     "with WHERE or LIMIT."
 )
-# Who is connected, and which roles it can act as that reach past the catalog: a superuser, or
-# the server's files and programs (COPY TO PROGRAM, pg_read_file).
+# Who is connected, and which roles it can act as that reach past the catalog: a superuser,
+# the server's files and programs (COPY TO PROGRAM, pg_read_file), replication slots (which
+# outlive the transaction and hold the server's WAL), or other sessions (pg_terminate_backend,
+# which would end a sync's lock session).
 _WHO = """SELECT session_user, quote_ident(current_database()),
     quote_ident(coalesce(current_schema(), 'public')),
+    (SELECT CASE WHEN rolsuper THEN 'a superuser' WHEN rolreplication THEN 'a replication role'
+        END FROM pg_roles WHERE rolname = session_user),
     ARRAY(SELECT rolname::text FROM pg_roles WHERE pg_has_role(session_user, oid, 'MEMBER')
-        AND (rolsuper OR rolname IN ('pg_execute_server_program', 'pg_read_server_files',
-            'pg_write_server_files'))
+        AND rolname <> session_user AND (rolsuper OR rolreplication OR rolname IN (
+            'pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files',
+            'pg_signal_backend'))
         ORDER BY NOT rolsuper, rolname)"""
 
 
@@ -88,8 +94,10 @@ def run_sql(
     is only ever lowered. On PostgreSQL the statement runs alone in a read-only transaction,
     and never as a role that can act as a superuser or reach the server's files.
     """
-    if timeout is not None and timeout < 0:
-        raise UsageError(f"The timeout must be 0 seconds or more, not {timeout:g}.")
+    if timeout is not None and not 0 <= timeout <= MAX_TIMEOUT:  # NaN is neither
+        raise UsageError(
+            f"The timeout must be from 0 to {MAX_TIMEOUT:g} seconds (0 for none), not {timeout:g}."
+        )
     target = resolve_target(db)
     pieces = _lexemes(sql, server=target.path is None)
     bare = "".join(
@@ -355,12 +363,13 @@ def _begin(conn: Any, limits: _Limits | None) -> None:
         settings["statement_timeout"] = str(max(1, round(limits.timeout * 1000)))
     for name, value in settings.items():
         conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-    user, database, schema, roles = conn.execute(_WHO).fetchone()
-    if limits is not None and roles:
-        why = "a superuser" if user in roles else "a member of " + ", ".join(roles[:5])
+    user, database, schema, itself, roles = conn.execute(_WHO).fetchone()
+    if limits is not None and (itself or roles):
+        why = itself or "a member of " + ", ".join(roles[:5])
         raise QueryError(
-            f"The sql command does not run as {user} ({why}), whose statements reach the "
-            "server's files and programs; connect as a role that can only read: CREATE ROLE "
+            f"The sql command does not run as {user} ({why}), whose statements reach past the "
+            "catalog: the server's files, programs or other sessions; connect as a role that "
+            "can only read: CREATE ROLE "
             f"catalog_reader LOGIN PASSWORD '...'; GRANT CONNECT ON DATABASE {database} TO "
             f"catalog_reader; GRANT USAGE ON SCHEMA {schema} TO catalog_reader; GRANT SELECT ON "
             f"ALL TABLES IN SCHEMA {schema} TO catalog_reader."
@@ -398,6 +407,8 @@ def _as_sqlite(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.strftime(_SQLITE_TIME)
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            return float(value)  # NaN and Infinity, as SQLite gives them
         return int(value) if value == value.to_integral_value() else float(value)
     return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -101,8 +102,9 @@ def timed_out(seconds: float) -> str:
 
 def refused_role(role: str, why: str, database: str) -> str:
     return (
-        f"The sql command does not run as {role} ({why}), whose statements reach the server's "
-        "files and programs; connect as a role that can only read: CREATE ROLE catalog_reader "
+        f"The sql command does not run as {role} ({why}), whose statements reach past the "
+        "catalog: the server's files, programs or other sessions; connect as a role that can "
+        "only read: CREATE ROLE catalog_reader "
         f"LOGIN PASSWORD '...'; GRANT CONNECT ON DATABASE {database} TO catalog_reader; "
         "GRANT USAGE ON SCHEMA public TO catalog_reader; GRANT SELECT ON ALL TABLES IN SCHEMA "
         "public TO catalog_reader."
@@ -152,6 +154,66 @@ def test_a_failing_statement_exits_1_in_the_databases_words(
 def test_the_cli_timeout_default_is_the_librarys() -> None:
     [timeout] = [p for p in main.commands["sql"].params if p.name == "timeout"]
     assert timeout.default == readsql.SQL_TIMEOUT
+    assert timeout.type.max == readsql.MAX_TIMEOUT  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("given", ["nan", "inf", "1e9", "-1"])
+def test_a_timeout_out_of_bounds_is_refused(sqlite_path: Path, given: str) -> None:
+    """NaN passed every comparison and reached PostgreSQL's statement_timeout as garbage."""
+    result = CliRunner().invoke(
+        main, ["--db", str(sqlite_path), "sql", "SELECT 1", "--timeout", given]
+    )
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "timeout" in result.stderr.lower() and "Traceback" not in result.stderr
+    with pytest.raises(UsageError) as caught:
+        analysis.run_sql("SELECT 1", db=str(sqlite_path), timeout=float(given))
+    assert str(caught.value) == (
+        f"The timeout must be from 0 to 86400 seconds (0 for none), not {float(given):g}."
+    )
+
+
+def test_numeric_nan_and_infinity_come_out_as_floats_and_valid_json(pg_catalog: str) -> None:
+    statement = "SELECT 'NaN'::numeric AS n, '-Infinity'::numeric AS i, 1.5::numeric AS d"
+    with pg_role(pg_catalog, *READER) as url:
+        [(nan, inf, half)] = list(analysis.run_sql(statement, db=url).rows)
+        result = CliRunner().invoke(main, ["--db", url, "sql", statement, "--format", "json"])
+    assert math.isnan(nan) and inf == -math.inf and half == 1.5
+    assert result.exit_code == 0, result.stderr
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    assert json.loads(result.stdout, parse_constant=refuse) == [
+        {"n": "NaN", "i": "-Infinity", "d": 1.5}
+    ]
+
+
+def test_repeated_column_names_keep_every_value(sqlite_path: Path) -> None:
+    """SELECT 1 AS a, 2 AS a printed {"a": 2}: the first value was lost."""
+    statement = "SELECT 1 AS a, 2 AS a, 3 AS a_2, 4 AS a"
+    result = CliRunner().invoke(
+        main, ["--db", str(sqlite_path), "sql", statement, "--format", "json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == [{"a": 1, "a_3": 2, "a_2": 3, "a_4": 4}]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "where", "expected"),
+    [
+        ("csv", "", '"a\nb","x,y"\n1,2\n'),  # CSV quotes a line break; it is no terminal
+        ("csv", " WHERE 0", '"a\nb","x,y"\n'),  # no rows: the header was joined unquoted
+        ("table", "", "a\\nb  x,y\n----  ---\n1     2\n"),
+    ],
+)
+def test_column_names_are_escaped_like_values(
+    sqlite_path: Path, fmt: str, where: str, expected: str
+) -> None:
+    """A column name is text the statement chose: a control character in it reached the
+    terminal raw, and a CSV header of no rows with a comma in a name broke the file."""
+    statement = "SELECT 1 AS [a\nb], 2 AS [x,y]" + where
+    result = CliRunner().invoke(main, ["--db", str(sqlite_path), "sql", statement, "--format", fmt])
+    assert (result.exit_code, result.stdout) == (0, expected), result.stderr
 
 
 # --- time -------------------------------------------------------------------------------------
@@ -372,6 +434,7 @@ PAYLOADS = [
     ("SELECT U&'!0027' UESCAPE '!' ; COMMIT ; DELETE FROM image_label", THREE),
     (f"SELECT '\\' {TAIL}", FOUR),
     (f"SELECT 1 -- it's\n{TAIL}", FOUR),
+    (f"SELECT 1 -- it's\r{TAIL}", FOUR),  # to PostgreSQL a carriage return ends it too
     (f"SELECT 1 /* it's */ {TAIL}", FOUR),
     # Block comments nest: to PostgreSQL the ' below is inside the comment.
     ("SELECT 1 /* /* */ ' */ ; COMMIT ; DELETE FROM image_label ; SELECT '' -- '", FOUR),
@@ -469,7 +532,12 @@ def member_of(url: str, how: str, role: str) -> Iterator[tuple[str, str]]:
             yield login, f"a member of {role}"
 
 
-FILE_ROLES = ["pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"]
+FILE_ROLES = [
+    "pg_execute_server_program",
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_signal_backend",  # pg_terminate_backend would end a sync's lock session
+]
 
 
 @pytest.mark.parametrize("how", ["direct", "group", "set-role"])
@@ -511,6 +579,18 @@ def test_a_member_of_a_superuser_role_is_refused(pg_catalog: str) -> None:
             analysis.run_sql("SELECT 1", db=url)
     login = str(make_url(url).username)
     assert str(caught.value) == refused_role(login, f"a member of {group}", database)
+
+
+def test_a_replication_role_is_refused(pg_catalog: str) -> None:
+    """A replication slot outlives the read-only transaction and holds the server's WAL."""
+    database = str(make_url(pg_catalog).database)
+    with (
+        pg_role(pg_catalog, *READER, options="REPLICATION") as url,
+        pytest.raises(QueryError) as caught,
+    ):
+        analysis.run_sql("SELECT 1", db=url)
+    login = str(make_url(url).username)
+    assert str(caught.value) == refused_role(login, "a replication role", database)
 
 
 # --- publish ------------------------------------------------------------------------------------
