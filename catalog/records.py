@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.errors import InputError
-from catalog.text import CONTROL, CONTROL_BUT_LINES
+from catalog.text import CONTROL, CONTROL_BUT_LINES, visible
 
 # API field -> column name; every field may be missing.
 API_FIELDS = {
@@ -39,6 +41,7 @@ MAX_TEXT = 1 << 20  # characters in one field, label key or label value
 MAX_LABELS = 10_000  # labels on one image
 MAX_LABEL_TEXT = 16 << 20  # characters in all the label keys and values of one image
 MAX_COUNT = 2**63 - 1  # Size and TotalCount: a signed 64-bit integer
+MAX_FILE = 512 << 20  # bytes in one import file: a page of 100k images is under 100 MiB
 # A tab or a line break may stand in a description or a label value; no field holds any other
 # C0 or C1 control character, or DEL: a terminal would take them as commands.
 MULTILINE = ("Description",)
@@ -333,6 +336,21 @@ def loads(data: str | bytes) -> Any:
         raise ValueError(f"a number of more than {limit:,} digits") from None
 
 
+def _read(path: Path) -> str:
+    """An import file's text: a regular file of at most MAX_FILE bytes (a device such as
+    /dev/zero, or a runaway file, would fill the memory before any other bound applied)."""
+    with open(path, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise InputError(f"{visible(str(path))} is not a regular file; import saved responses.")
+        data = handle.read(MAX_FILE + 1)
+    if len(data) > MAX_FILE:
+        raise InputError(
+            f"{visible(str(path))} is over {MAX_FILE >> 20} MiB; import a listing's pages as "
+            "separate files."
+        )
+    return data.decode("utf-8")
+
+
 def load_files(paths: Iterable[Path]) -> list[ApiImage]:
     """Read import files as one complete listing; refuse images listed twice and pages that
     do not add up."""
@@ -340,7 +358,7 @@ def load_files(paths: Iterable[Path]) -> list[ApiImage]:
     totals: set[int] = set()
     for path in paths:
         try:
-            body = loads(path.read_text(encoding="utf-8"))
+            body = loads(_read(path))
         except OSError as exc:
             raise InputError(f"Cannot read {path}: {exc.strerror or exc}.") from None
         except ValueError as exc:

@@ -311,6 +311,29 @@ def test_unreadable_json_in_an_import_is_one_line(
     assert result.stderr == f"Error: {path} is not valid JSON ({reason}); nothing was imported.\n"
 
 
+def test_an_import_of_a_device_is_refused_at_once(catalog_db: CatalogDb) -> None:
+    """/dev/zero was read until the memory ran out."""
+    result = invoke("--db", catalog_db.target, "import", "/dev/zero", "--region", REGION)
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "Error: /dev/zero is not a regular file; import saved responses.\n",
+    )
+
+
+def test_an_import_file_past_the_bound_is_refused_unread(
+    catalog_db: CatalogDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(records, "MAX_FILE", 1 << 20)
+    path = tmp_path / "huge.json"
+    path.write_text('{"Images": [], "TotalCount": 0}' + " " * (1 << 20), encoding="utf-8")
+    result = invoke("--db", catalog_db.target, "import", str(path), "--region", REGION)
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"Error: {path} is over 1 MiB; import a listing's pages as separate files.\n",
+    )
+    assert catalog_db.rows("SELECT count(*) FROM sync_run") == [(0,)]
+
+
 @pytest.mark.parametrize(
     ("total", "shown"),
     [(10**3999, "a number of 4,000 digits"), (-2, "-2"), (2**63, str(2**63))],
