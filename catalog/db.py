@@ -228,6 +228,10 @@ def check_writable(target: DbTarget) -> None:
     if path is None:
         return
     folder = path.parent
+    if path.exists() and not path.is_file():
+        raise DatabaseError(
+            f"Cannot write {path}: it is not a regular file; point --db at a catalog file."
+        )
     if path.exists() and not os.access(path, os.W_OK):
         raise DatabaseError(
             f"Cannot write {path}: the file is read-only; copy it somewhere writable, or point "

@@ -3,10 +3,14 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+import stat
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Connection, text
@@ -21,36 +25,44 @@ from catalog.errors import DatabaseError, LockedError
 _SYNC_LOCKS = 0x50414943
 
 
+class Held:
+    """A write lock being held. ``confirm`` raises LockedError if it was lost meanwhile: a
+    PostgreSQL session can end under a long run (a server timeout, pg_terminate_backend), and
+    its locks with it, so a writer confirms its lock before it commits."""
+
+    def __init__(self, confirm: Callable[[], None] | None = None) -> None:
+        self._confirm = confirm
+
+    def confirm(self) -> None:
+        if self._confirm is not None:
+            self._confirm()
+
+
 @contextmanager
 def write_lock(
     target: DbTarget, regions: Sequence[str] = (), *, wait: bool = False, holder: str = "sync"
-) -> Iterator[None]:
+) -> Iterator[Held]:
     """Hold the catalog's write lock, which every writer takes (sync, import, db upgrade and
     db reparse): a second writer fails at once, or waits with ``wait``.
 
-    SQLite uses an flock on a file beside the database, one writer per file, which names its
-    holder (pid and ``holder``) for the message a second writer gets; the kernel drops it if
-    the holder dies, so a killed writer never leaves a stale lock. PostgreSQL uses session
-    advisory locks, one per region, so that syncs of different regions run side by side;
-    without ``regions`` (every region, db upgrade or db reparse) the whole catalog is locked.
+    SQLite uses an flock on a file beside the database (beside the file a symbolic link names,
+    so that every name of a catalog shares one lock), which names its holder (pid and
+    ``holder``) for the message a second writer gets; the kernel drops it if the holder dies,
+    so a killed writer never leaves a stale lock. PostgreSQL uses session advisory locks, one
+    per region, so that syncs of different regions run side by side; without ``regions``
+    (every region, db upgrade or db reparse) the whole catalog is locked.
     """
     if target.path is None:
-        with _advisory_locks(target, regions, wait=wait):
-            yield
+        with _advisory_locks(target, regions, wait=wait) as held:
+            yield held
         return
     import fcntl
 
     check_writable(target)
-    lock_path = target.path.with_name(target.path.name + ".lock")
-    try:
-        make_folder(target.path)
-        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        raise DatabaseError(
-            f"Cannot lock {target.display}: cannot create {lock_path} "
-            f"({exc.strerror or exc}); make its folder writable, or point --db at a catalog "
-            "in a writable folder."
-        ) from None
+    make_folder(target.path)
+    real = Path(os.path.realpath(target.path))
+    lock_path = real.with_name(real.name + ".lock")
+    handle = _open_lock(lock_path, target)
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -58,15 +70,41 @@ def write_lock(
             raise LockedError(_locked(target.display, _holder(handle))) from None
         try:
             _announce(handle, f"{os.getpid()} {holder}")
-            yield
+            yield Held()
         finally:
             _announce(handle, "")
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _open_lock(lock_path: Path, target: DbTarget) -> IO[str]:
+    """The lock file, opened for writing; never through a symbolic link, which could make a
+    writer (root's cron job, say) truncate a file it names, and never anything but a file."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(lock_path, flags | getattr(os, "O_NONBLOCK", 0), 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            reason = "it is a symbolic link; remove it"
+        else:
+            reason = f"{exc.strerror or exc}; make its folder writable"
+        raise DatabaseError(
+            f"Cannot lock {target.display}: cannot open {lock_path} ({reason}), or point --db "
+            "at a catalog in another folder."
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DatabaseError(
+            f"Cannot lock {target.display}: {lock_path} is not a regular file; remove it, or "
+            "point --db at a catalog in another folder."
+        )
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "r+", encoding="utf-8")
+
+
 def _announce(handle: IO[str], text: str) -> None:
     """Say in the lock file who holds it (nothing when released); best effort."""
     try:
+        handle.seek(0)
         handle.truncate(0)
         handle.write(text + "\n" if text else "")
         handle.flush()
@@ -107,7 +145,7 @@ def _region_key(region: str) -> int:
 
 
 @contextmanager
-def _advisory_locks(target: DbTarget, regions: Sequence[str], *, wait: bool) -> Iterator[None]:
+def _advisory_locks(target: DbTarget, regions: Sequence[str], *, wait: bool) -> Iterator[Held]:
     """Every sync shares the catalog's lock and holds its regions' locks alone; a sync of the
     whole catalog holds the catalog's lock alone. Locks are taken in one order, so two
     waiting syncs never deadlock, on a connection of their own that ends with the sync (or
@@ -115,7 +153,7 @@ def _advisory_locks(target: DbTarget, regions: Sequence[str], *, wait: bool) -> 
     engine = make_engine(target)
     if engine.dialect.name != "postgresql":
         engine.dispose()
-        yield
+        yield Held()
         return
     wanted = [(True, 0, "")] + [(False, _region_key(r), r) for r in sorted(set(regions))]
     if not regions:
@@ -127,12 +165,35 @@ def _advisory_locks(target: DbTarget, regions: Sequence[str], *, wait: bool) -> 
         raise translate(exc, target) from None
     try:
         try:
+            # The session sits idle while the run writes on another one: a server that ends
+            # idle sessions would end it, and drop the locks.
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
+                conn.execute(text("SET idle_session_timeout = 0"))  # PostgreSQL 14 and later
             for shared, key, region in wanted:
                 if not _advisory_lock(conn, key, shared=shared, wait=wait):
                     raise LockedError(_locked(target.display, None, region))
         except sa_exc.SQLAlchemyError as exc:
             raise translate(exc, target) from None
-        yield
+
+        def confirm() -> None:
+            try:
+                held = conn.execute(_HELD, {"space": _SYNC_LOCKS}).scalar()
+            except sa_exc.SQLAlchemyError:
+                held = 0
+            if held != len(wanted):
+                raise LockedError(
+                    f"The write lock on {target.display} was lost while the run was under way "
+                    "(its database session ended), so another writer may have started; "
+                    "nothing was stored: run again."
+                )
+
+        yield Held(confirm)
     finally:
         conn.close()  # with the engine disposed, the session ends and its locks with it
         engine.dispose()
+
+
+_HELD = text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND pid = pg_backend_pid() AND classid = (:space)::bigint::oid"
+)

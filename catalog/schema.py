@@ -21,7 +21,7 @@ from catalog.locks import write_lock
 
 
 def _existing(option: str | None) -> DbTarget:
-    target = resolve_target(option)
+    target = resolve_target(option, own=True)
     if target.path is not None and not target.path.is_file():
         raise DatabaseError(
             f"No database at {target.path}; create it with 'pai-catalog db upgrade'."
@@ -37,15 +37,21 @@ def upgrade_command(option: str | None, revision: str = "head", *, wait: bool = 
     before = _revision_of(target)
     if not reached(before, revision):
         with write_lock(target, wait=wait, holder="db upgrade"):
+            before = _revision_of(target)  # another writer may have migrated it meanwhile
             if target.path is not None and not target.path.exists():
                 create_file(target, revision)
-            else:
+            elif not reached(before, revision):
                 engine = make_engine(target)
                 try:
                     upgrade(engine, target, revision)
                 finally:
                     engine.dispose()
     after = _revision_of(target)
+    if not reached(after, revision):
+        raise DatabaseError(
+            f"{target.display} is at revision {after}, past {revision!r}: db upgrade only "
+            "moves a catalog forward."
+        )
     if before == after:
         return f"{target.display}: already at revision {after}"
     return f"{target.display}: upgraded from {before or 'an empty database'} to revision {after}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -153,10 +153,18 @@ class ListingWriter:
     failures of the store itself; the caller records crawl failures.
     """
 
-    def __init__(self, engine: Engine, run: RunInfo, *, guards: Guards = Guards()) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        run: RunInfo,
+        *,
+        guards: Guards = Guards(),
+        confirm: Callable[[], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.run = run
         self.guards = guards
+        self.confirm = confirm  # raises if the writer's lock was lost: checked before COMMIT
         self._conn: Connection | None = None
         self._txn: Any = None
         self._run_id: int  # set, with _conn, by open()
@@ -383,6 +391,8 @@ class ListingWriter:
                 requests=self.run.requests, retries=self.run.retries, **self._counts,
             )
         )  # fmt: skip
+        if self.confirm is not None:
+            self.confirm()
         self._txn.commit()
         self._conn, self._current, self._ahead = None, {}, {}
         conn.close()
@@ -400,9 +410,10 @@ def apply_listing(
     images: Sequence[ApiImage],
     *,
     guards: Guards = Guards(),
+    confirm: Callable[[], None] | None = None,
 ) -> RunStats:
     """Store a complete listing of a region as one run: all of it, or nothing but a failure."""
-    with ListingWriter(engine, run, guards=guards) as writer:
+    with ListingWriter(engine, run, guards=guards, confirm=confirm) as writer:
         writer.open()
         for chunk in _chunks(images):
             writer.add(chunk)

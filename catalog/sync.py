@@ -68,13 +68,14 @@ def import_files(
     images = records.load_files(paths)
     target = resolve_target(db_option, write=True)
     with (
-        locks.write_lock(target, [region], wait=wait, holder="import"),
+        locks.write_lock(target, [region], wait=wait, holder="import") as held,
         db.writable(target) as engine,
         fewer_collections(),
     ):
-        run = runs.RunInfo(region, "import", detail=", ".join(path.name for path in paths))
+        detail = ", ".join(path.name for path in paths)
+        run = runs.RunInfo(region, "import", detail=detail, started_at=utcnow())
         guards = store.Guards(allow_mass_removal, allow_mass_change)
-        return store.apply_listing(engine, run, images, guards=guards)
+        return store.apply_listing(engine, run, images, guards=guards, confirm=held.confirm)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ def _sync_region(
     options: SyncOptions,
     progress: Progress | None,
     fetch: crawl.FetchPage | None = None,
+    confirm: Callable[[], None] | None = None,
 ) -> RegionResult:
     """Crawl one region with ``client`` (through ``fetch``, when given) and store it; closes
     the client."""
@@ -158,7 +160,7 @@ def _sync_region(
     pages = 0
     log.info("%s: syncing from %s", region, endpoint)
     guards = store.Guards(options.allow_mass_removal, options.allow_mass_change)
-    writer = store.ListingWriter(engine, run_info(0), guards=guards)
+    writer = store.ListingWriter(engine, run_info(0), guards=guards, confirm=confirm)
     try:
         # The writer stores the first pass while later pages are still on the wire.
         with writer:
@@ -173,7 +175,7 @@ def _sync_region(
             pages = result.pages
             stats = writer.finish(run_info(pages))
     except CatalogError as exc:
-        log.warning("%s: sync failed: %s", region, exc)
+        log.info("%s: sync failed: %s", region, exc)  # the summary line says it too
         info = run_info(pages)
         run_id = None
         if not isinstance(exc, (SafetyError, DatabaseError)):  # those record themselves
@@ -205,7 +207,7 @@ def sync(
     regions = [check_region(region) for region in options.regions]
     target = resolve_target(db_option, write=True)
     credentials = credentials or resolve_credentials()
-    with locks.write_lock(target, regions, wait=options.wait, holder="sync"):
+    with locks.write_lock(target, regions, wait=options.wait, holder="sync") as held:
         # Page 1 of the first region is on its way while the catalog opens, or is created.
         first = _client(regions[0], credentials, options) if regions else None
         early = crawl.FirstPage(first.list_images_page, options.page_size) if first else None
@@ -222,7 +224,9 @@ def sync(
                         client, fetch, first = first, early, None
                     else:
                         client, fetch = _client(region, credentials, options), None
-                    results.append(_sync_region(engine, client, options, progress, fetch))
+                    results.append(
+                        _sync_region(engine, client, options, progress, fetch, held.confirm)
+                    )
                 return results
         finally:
             if first is not None:  # the catalog could not be opened
