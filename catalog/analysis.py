@@ -123,7 +123,7 @@ def publish(out: Path, *, db: str | None = None) -> Published:
     From SQLite, the file is copied whole; from a server, the migrations build a new file and
     every row is copied in, so both give the same file for the same history.
     """
-    target = resolve_target(db)
+    target = resolve_target(db, own=True)
     out = Path(out).expanduser().absolute()
     if target.path is not None and out.resolve() == target.path.resolve():
         raise UsageError(f"Cannot publish {target.path} onto itself; give another output file.")
@@ -204,7 +204,7 @@ def _sha256(path: Path) -> str:
 
 def info(*, db: str | None = None) -> CatalogInfo:
     """Where the catalog is, its revision, and each region's images and last successful sync."""
-    target = resolve_target(db)
+    target = resolve_target(db, own=True)
     handle = readdb.reader(target)
     rows = handle.rows(_REGIONS)
     regions = tuple(RegionInfo(**{**row, "last_sync": _iso(row["last_sync"])}) for row in rows)

@@ -81,6 +81,8 @@ def resolve(
 
     Defaults follow the PAI SDK: --accelerator CPU and --scope training.
     """
+    if max_age != max_age:  # NaN: checked before the answer, which would print first
+        raise click.BadParameter("give a number of days, not nan.", param_hint="'--max-age'")
     info = query.retrieve(
         framework,
         version,

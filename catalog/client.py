@@ -70,12 +70,23 @@ def parse_endpoints(values: list[str] | tuple[str, ...]) -> dict[str, str]:
     """``URL`` or ``REGION=URL`` options -> {region or "": URL}; refuses what is not a URL."""
     found: dict[str, str] = {}
     for value in values:
-        region, _, url = value.strip().rpartition("=") if "=" in value else ("", "", value.strip())
-        parts = urlsplit(url)
+        region, _, url = value.strip().partition("=")
+        if "://" in region or not url:  # no REGION= before the URL: "=" is in the URL itself
+            region, url = "", value.strip()
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (reading it checks it)
+        except ValueError:
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise UsageError(
                 f"{_without_user(value)!r} is not an endpoint; give a URL with a scheme, such as "
                 "http://127.0.0.1:8123, or REGION=URL."
+            )
+        if parts.query or parts.fragment or url.endswith(("?", "#")):
+            raise UsageError(
+                f"The endpoint {_without_user(url)} has a query or a fragment; give the API's "
+                "base URL only (scheme, host, port and path)."
             )
         if "@" in parts.netloc:
             # requests would send it as Basic authorization in place of the signature, and a
@@ -89,8 +100,10 @@ def parse_endpoints(values: list[str] | tuple[str, ...]) -> dict[str, str]:
 
 
 def _without_user(text: str) -> str:
-    """``text`` with the user part of any URL in it (``user:password@``) as ``***@``."""
-    return re.sub(r"(//)[^/@\s]*@", r"\1***@", text)
+    """``text`` with the user part of any URL in it (``user:password@``) as ``***@``, and its
+    query and fragment, which may hold a token, as ``?***`` and ``#***``."""
+    text = re.sub(r"(//)[^/\s]*@", r"\1***@", text)
+    return re.sub(r"([?#])[^#\s]*", r"\1***", text)
 
 
 @dataclass

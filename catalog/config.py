@@ -93,6 +93,25 @@ def parse_target(value: str) -> DbTarget:
             raise UsageError(f"Cannot use {value!r}: give an SQLite URL with a file path.")
         return _file_target(Path(match.group(1)))
     if "://" in value:
+        location = value.partition("://")[2].partition("/")[0]
+        if location.count("@") > 1:
+            # SQLAlchemy ends the password at its first "@" and takes the rest for the host,
+            # which the driver would then look up, and quote in its error.
+            raise UsageError(
+                f"The password in {hide_password(value)} holds a raw '@'; write it as %40, or "
+                "keep it in PGPASSWORD or ~/.pgpass."
+            )
+        from sqlalchemy.engine import make_url  # a server's URL: SQLAlchemy reads it anyway
+
+        try:
+            port = make_url(value).port
+        except ValueError:  # a port that is no number, or an unclosed [IPv6 address]
+            port = -1
+        if port is not None and not 0 < port < 65536:
+            raise UsageError(
+                f"Cannot read the host and port of {hide_password(value)}; give a file path or "
+                "an SQLAlchemy URL such as postgresql+psycopg://USER@HOST:PORT/DATABASE."
+            )
         return DbTarget(url=value, path=None)
     return _file_target(Path(value))
 
@@ -102,18 +121,22 @@ def _file_target(path: Path) -> DbTarget:
     return DbTarget(url=f"sqlite:///{path}", path=path)
 
 
-def resolve_target(option: str | None = None, *, write: bool = False) -> DbTarget:
+def resolve_target(
+    option: str | None = None, *, write: bool = False, own: bool = False
+) -> DbTarget:
     """The database a command uses; reads fall back to the shipped file, writes never do.
 
-    Reads use the user's catalog once it holds a successful run: a first sync that failed, or
-    was killed, must not hide the shipped catalog behind an empty one. A read that falls back
-    for that reason warns (UnsyncedCatalogWarning) and says which catalog answered.
+    Reads that answer questions about images use the user's catalog once it holds a successful
+    run: a first sync that failed, or was killed, must not hide the shipped catalog behind an
+    empty one. A read that falls back for that reason warns (UnsyncedCatalogWarning) and says
+    which catalog answered. Reads about the catalog itself (``own``: its runs, its revision, a
+    published copy of it) use the user's catalog whenever it exists.
     """
-    value = option or os.environ.get(ENV_DB)
-    if value:
-        return parse_target(value)
+    value = option if option is not None else os.environ.get(ENV_DB)
+    if value is not None and (value or option is not None):
+        return parse_target(value)  # an empty --db is an error; an empty variable is unset
     user = user_db_path()
-    if write:
+    if write or (own and user.exists()):
         return _file_target(user)
     reason = _unsynced(user)
     if reason is None:

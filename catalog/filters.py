@@ -112,7 +112,12 @@ def _norm_as_of(value: datetime | str | None) -> datetime | None:
                 "or 2026-01-31T12:00:00Z."
             ) from None
     if moment is not None and moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+14:00 is before the first year in UTC
+            raise UsageError(
+                f"{value!s} falls outside the years 1 to 9999 in UTC; give a time within them."
+            ) from None
     return moment
 
 

@@ -139,7 +139,7 @@ def runs(
         raise UsageError(f"Unknown run status {status!r}; use one of {', '.join(STATUSES)}.")
     if limit is not None and limit < 1:
         raise UsageError(f"The limit must be a positive number of runs, not {limit}.")
-    handle = reader(resolve_target(db))
+    handle = reader(resolve_target(db, own=True))
     return _select_runs(handle, limit, region=region and _region(region), status=wanted)
 
 

@@ -6,7 +6,7 @@ import itertools
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -98,12 +98,19 @@ class Reader:
         except DatabaseError as exc:
             raise DatabaseError(
                 f"{self.target.display} is not a pai-catalog database (no schema revision); "
-                "run 'pai-catalog db upgrade' on it or point --db at a catalog."
+                "point --db at a catalog, or, if it is empty, create one in it with "
+                "'pai-catalog db upgrade'."
             ) from exc
         if revision != SCHEMA_REVISION:
+            if str(revision).isdigit() and str(revision) > SCHEMA_REVISION:  # 0001, 0002, ...
+                raise DatabaseError(
+                    f"{self.target.display} is at schema revision {revision}, which this "
+                    "pai-catalog does not know: it was written by a newer version; upgrade "
+                    "pai-catalog."
+                )
             raise DatabaseError(
                 f"{self.target.display} is at schema revision {revision}, this pai-catalog reads "
-                f"{SCHEMA_REVISION}; run 'pai-catalog db upgrade' (or upgrade pai-catalog)."
+                f"{SCHEMA_REVISION}; run 'pai-catalog db upgrade'."
             )
 
     def close(self) -> None:
@@ -222,14 +229,14 @@ def staleness_warning(max_age_days: float, *, db: str | None = None) -> str | No
 
     Here rather than with the other analyses: ``resolve`` asks after every answer, and this
     module is already loaded by then."""
-    if max_age_days < 0:
+    if not max_age_days >= 0:  # NaN is neither more nor less
         raise UsageError(f"The maximum age must be 0 days or more, not {max_age_days}.")
     handle = reader(resolve_target(db))
     last = stored_moment(handle.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
     if last is None:
         return "Warning: the catalog has never been synced; run 'pai-catalog sync' to fill it."
     age = utcnow() - last
-    if age < timedelta(days=max_age_days):
+    if age.total_seconds() < max_age_days * 86_400:  # infinity never warns
         return None
     days = f"{age.days} day{'' if age.days == 1 else 's'} ago"
     return (

@@ -457,8 +457,8 @@ PROBLEMS = {
     r"|Cannot use the database .*: database disk image is malformed",
     "text": r"is (corrupt or )?not an SQLite database",
     "empty": r"is not a pai-catalog database \(no schema revision\)|is at revision none, not head",
-    "newer": r"is at schema revision 0099, (this pai-catalog reads|which this pai-catalog "
-    r"does not know: it was written by a newer version)",
+    "newer": r"is at schema revision 0099, which this pai-catalog does not know: it was "
+    r"written by a newer version; upgrade pai-catalog",
     "schema-not-utf8": r"corrupt|malformed|not an SQLite database",
 }
 

@@ -488,3 +488,256 @@ def test_a_signal_does_not_wait_for_a_request_that_hangs(
     assert status == "failed" and error.endswith(
         "(SIGTERM)" if signum == signal.SIGTERM else "(SIGINT)"
     )
+
+
+# The lock file is the catalog's, whatever names it ---------------------------------------------
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_untouched(
+    sqlite_path: Path, write_listing: Any, tmp_path: Path
+) -> None:
+    """Root's cron job would have truncated whatever file a planted link named."""
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    lock = sqlite_path.with_name(sqlite_path.name + ".lock")
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(victim)
+    result = invoke(
+        "--db", str(sqlite_path), "import", str(write_listing(images(2))), "--region", REGION
+    )
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"Error: Cannot lock {sqlite_path}: cannot open {lock} (it is a symbolic link; remove "
+        "it), or point --db at a catalog in another folder.\n"
+    )
+    assert victim.read_text() == "keep me\n"
+
+
+def test_a_lock_file_that_is_no_file_is_refused(sqlite_path: Path, write_listing: Any) -> None:
+    lock = sqlite_path.with_name(sqlite_path.name + ".lock")
+    lock.unlink(missing_ok=True)
+    os.mkfifo(lock)  # opening a FIFO for writing would have blocked until a reader came
+    result = invoke(
+        "--db", str(sqlite_path), "import", str(write_listing(images(2))), "--region", REGION
+    )
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"Error: Cannot lock {sqlite_path}: {lock} is not a regular file; remove it, or point "
+        "--db at a catalog in another folder.\n",
+    )
+
+
+def test_two_names_of_one_catalog_share_its_lock(
+    sqlite_path: Path, write_listing: Any, tmp_path: Path
+) -> None:
+    """A symbolic link to the catalog had a lock of its own: two writers at once."""
+    alias = tmp_path / "elsewhere" / "alias.db"
+    alias.parent.mkdir()
+    alias.symlink_to(sqlite_path)
+    with locks.write_lock(parse_target(str(alias)), [REGION], holder="sync"):
+        result = invoke(
+            "--db", str(sqlite_path), "import", str(write_listing(images(2))), "--region", REGION
+        )
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: A pai-catalog sync (pid {os.getpid()}) is writing ")
+    assert not alias.with_name("alias.db.lock").exists()
+
+
+def test_a_device_is_no_catalog(write_listing: Any) -> None:
+    result = invoke("--db", os.devnull, "import", str(write_listing(images(2))), "--region", REGION)
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"Error: Cannot write {os.devnull}: it is not a regular file; point --db at a catalog "
+        "file.\n",
+    )
+
+
+# A PostgreSQL lock lost under a run stores nothing ---------------------------------------------
+
+END_LOCK_SESSIONS = """SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM (
+    SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS held"""
+
+
+def test_a_sync_whose_lock_session_ends_stores_nothing(pg_url: str, slow_server: Any) -> None:
+    """The advisory locks live in a session of their own; when a server ended it (an admin,
+    idle_session_timeout), a second writer could start, and the first still committed."""
+    env = {**os.environ, **ENV}
+    slow_server.faults.latency = 0
+    assert subprocess.run(sync_command(pg_url, slow_server), env=env, timeout=120).returncode == 0
+    catalog = CatalogDb(pg_url)
+    before = dump(catalog, skip=("sync_run",))
+    slow_server.faults.latency = 0.2
+    slow_server.faults.drift_after = 0
+    slow_server.faults.drift_insert = 5
+    asked = len(slow_server.requests)
+    process = subprocess.Popen(
+        sync_command(pg_url, slow_server), env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(slow_server.requests) > asked + 3)
+        assert catalog.rows(END_LOCK_SESSIONS) == [(1,)]  # one session holds them all
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1
+    lost = (
+        f"The write lock on {catalog.display} was lost while the run was under way (its database "
+        "session ended), so another writer may have started; nothing was stored: run again."
+    )
+    assert lost in err
+    assert dump(catalog, skip=("sync_run",)) == before
+    assert catalog.rows("SELECT status, error FROM sync_run ORDER BY id DESC LIMIT 1") == [
+        ("failed", lost)
+    ]
+    catalog.close()
+
+
+def test_a_lock_held_on_sqlite_or_postgresql_confirms_while_held(catalog_db: CatalogDb) -> None:
+    with locks.write_lock(parse_target(catalog_db.target), [REGION]) as held:
+        held.confirm()  # the control for the test above: a lock still held raises nothing
+
+
+# What a user gives is read as given ------------------------------------------------------------
+
+
+def test_runs_info_and_publish_show_a_catalog_whose_first_sync_failed(
+    tmp_path: Path, slow_server: Any
+) -> None:
+    """Reads about images fall back to the shipped catalog; reads about the catalog itself
+    showed the shipped one's runs, not the failure the user came to look at."""
+    user_db = tmp_path / "xdg" / "pai-catalog" / "catalog.db"
+    slow_server.faults.always_error = "InvalidAccessKeyId.NotFound"
+    failed = invoke("sync", "--region", REGION, "--endpoint", slow_server.url, env=ENV)
+    assert failed.exit_code == 1 and user_db.exists()
+    runs_out = invoke("runs", "--format", "json")
+    assert runs_out.exit_code == 0 and runs_out.stderr == ""
+    [run] = json.loads(runs_out.stdout)
+    assert (run["region"], run["status"]) == (REGION, "failed")
+    info = invoke("info", "--format", "json")
+    assert json.loads(info.stdout)[0]["database"] == str(user_db)
+    published = invoke("publish", str(tmp_path / "copy.db"))
+    assert published.exit_code == 0, published.stderr
+    assert CatalogDb.file(tmp_path / "copy.db").rows("SELECT count(*) FROM sync_run") == [(1,)]
+
+
+def test_an_empty_db_option_is_an_error_and_an_empty_variable_is_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    result = invoke("--db", "", "versions", "xgboost")
+    assert result.exit_code == 2
+    assert result.stderr.endswith(
+        "Error: The database name is empty; give a file path or an SQLAlchemy URL.\n"
+    )
+    monkeypatch.setenv("PAI_CATALOG_DB", "")
+    shipped = invoke("versions", "xgboost")
+    assert shipped.exit_code == 0 and shipped.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://reader:p@ss@127.0.0.1:5432/pai", None),
+        ("postgresql+psycopg://reader:secret@127.0.0.1:99999/pai", "port"),
+        ("postgresql+psycopg://reader:secret@[::1/pai", "port"),
+        ("postgresql+psycopg://reader:secret@host:abc/pai", "port"),
+    ],
+    ids=["raw-at", "port-range", "bracket", "port-text"],
+)
+def test_a_malformed_database_url_is_one_line_without_its_password(
+    url: str, shown: str | None
+) -> None:
+    """A raw '@' sent the rest of the password to DNS as a host name; a bad port was a
+    ValueError traceback."""
+    result = invoke("--db", url, "versions", "pytorch")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "Traceback" not in result.stderr and "secret" not in result.stderr
+    assert "ss@127" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    if shown is None:
+        assert last == (
+            "Error: The password in postgresql+psycopg://reader:***@127.0.0.1:5432/pai holds a "
+            "raw '@'; write it as %40, or keep it in PGPASSWORD or ~/.pgpass."
+        )
+    else:
+        assert last.startswith("Error: Cannot read the host and port of postgresql+psycopg://")
+
+
+@pytest.mark.parametrize(
+    ("given", "parsed"),
+    [
+        ("http://127.0.0.1:9/v1/a=b", {"": "http://127.0.0.1:9/v1/a=b"}),
+        ("cn-hangzhou=http://127.0.0.1:9/x=y", {"cn-hangzhou": "http://127.0.0.1:9/x=y"}),
+    ],
+)
+def test_an_equals_sign_in_an_endpoint_stays_in_its_url(given: str, parsed: dict[str, str]) -> None:
+    from catalog.client import parse_endpoints
+
+    assert parse_endpoints([given]) == parsed
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://127.0.0.1:9/?token=hunter2", "http://127.0.0.1:9/#hunter2", "http://127.0.0.1:99999"],
+    ids=["query", "fragment", "port"],
+)
+def test_an_endpoint_with_a_query_fragment_or_bad_port_is_refused(
+    catalog_db: CatalogDb, endpoint: str
+) -> None:
+    result = invoke(
+        "--db", catalog_db.target, "sync", "--region", REGION, "--endpoint", endpoint, env=ENV
+    )  # fmt: skip
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    if endpoint.endswith("99999"):
+        assert last == (
+            f"Error: '{endpoint}' is not an endpoint; give a URL with a scheme, such as "
+            "http://127.0.0.1:8123, or REGION=URL."
+        )
+    else:
+        assert "hunter2" not in result.stderr
+        assert last.endswith(
+            "has a query or a fragment; give the API's base URL only (scheme, host, port and path)."
+        )
+
+
+def test_db_upgrade_never_moves_a_catalog_backwards(sqlite_path: Path) -> None:
+    before = sqlite_path.read_bytes()
+    result = invoke("--db", str(sqlite_path), "db", "upgrade", "--revision", "0006")
+    assert result.exit_code == 1
+    head = CatalogDb.file(sqlite_path).rows("SELECT version_num FROM alembic_version")[0][0]
+    assert result.stderr == (
+        f"Error: {sqlite_path} is at revision {head}, past '0006': db upgrade only moves a "
+        "catalog forward.\n"
+    )
+    assert sqlite_path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["list", "xgboost", "--as-of", "0001-01-01T00:00:00+14:00"],
+            "0001-01-01T00:00:00+14:00 falls outside the years 1 to 9999 in UTC; give a time "
+            "within them.",
+        ),
+        (
+            ["resolve", "xgboost", "--region", "cn-hangzhou", "--max-age", "nan"],
+            "Invalid value for '--max-age': give a number of days, not nan.",
+        ),
+    ],
+    ids=["as-of-before-year-1", "max-age-nan"],
+)
+def test_numbers_and_times_past_the_edges_are_one_line(args: list[str], message: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == f"Error: {message}"
+
+
+@pytest.mark.parametrize("days", ["inf", "1e300"])
+def test_a_maximum_age_past_any_date_never_warns(days: str) -> None:
+    """timedelta(days=inf) raised OverflowError, a traceback."""
+    env = {"PAI_CATALOG_BUILD_TIME": "2000-01-01T00:00:00Z"}  # the catalog long past any age
+    result = invoke("resolve", "xgboost", "--region", "cn-hangzhou", "--max-age", days, env=env)
+    assert result.exit_code == 0 and result.stdout and result.stderr == ""
