@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import Engine, insert, select, update
 
 from catalog.pages import version_row
@@ -17,11 +19,12 @@ DERIVED = (
 )  # fmt: skip
 
 
-def reparse(engine: Engine) -> tuple[int, int]:
+def reparse(engine: Engine, confirm: Callable[[], None] | None = None) -> tuple[int, int]:
     """Read every stored image version again with today's rules; (changed, total).
 
     Parsing improves between releases; stored rows keep what the old rules read until this
     runs. Only derived columns change: API fields, labels, history and events stay as they are.
+    ``confirm`` raises if the writer's lock was lost; it is called before the commit.
     """
     fields = list(API_FIELDS.values())
     changed = total = 0
@@ -57,4 +60,6 @@ def reparse(engine: Engine) -> tuple[int, int]:
                     conn.execute(
                         insert(scope_t), [{"version_id": row.id, "scope": s} for s in scopes]
                     )
+        if confirm is not None:
+            confirm()
     return changed, total

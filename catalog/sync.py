@@ -290,6 +290,9 @@ def reparse(db_option: str | None = None, *, wait: bool = False) -> str:
     target = resolve_target(db_option, write=True)
     if target.path is not None and not target.path.is_file():
         raise DatabaseError(f"No database at {target.path}; there is nothing to reparse.")
-    with locks.write_lock(target, wait=wait, holder="db reparse"), db.writable(target) as engine:
-        changed, total = reparse_versions(engine)
+    with (
+        locks.write_lock(target, wait=wait, holder="db reparse") as held,
+        db.writable(target) as engine,
+    ):
+        changed, total = reparse_versions(engine, held.confirm)
     return f"{target.display}: {changed} of {total} image versions read differently and updated"

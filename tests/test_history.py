@@ -364,7 +364,7 @@ def test_server_path_reads_the_same(
     db = build_history(str(sqlite_path), write_listing, monkeypatch)
     by_file = (history.runs(db=db), history.diff(1, 6, db=db), history.image_history("xgb", db=db))
     target = DbTarget(url=f"sqlite:///{db}", path=None)
-    monkeypatch.setattr(history, "resolve_target", lambda option: target)
+    monkeypatch.setattr(history, "resolve_target", lambda option, **_: target)
     by_engine = (history.runs(), history.diff(1, 6), history.image_history("xgb"))
     assert by_engine == by_file
 

@@ -24,7 +24,7 @@ from catalog import db as database
 from catalog import locks, records, runs, store
 from catalog.cli import main
 from catalog.config import parse_target, shipped_db_path
-from catalog.errors import DatabaseError, SafetyError
+from catalog.errors import DatabaseError, LockedError, SafetyError
 from catalog.sync import import_files, sync, sync_options
 from tests.conftest import api_image
 from tests.dbkit import CatalogDb, dump
@@ -741,3 +741,23 @@ def test_a_maximum_age_past_any_date_never_warns(days: str) -> None:
     env = {"PAI_CATALOG_BUILD_TIME": "2000-01-01T00:00:00Z"}  # the catalog long past any age
     result = invoke("resolve", "xgboost", "--region", "cn-hangzhou", "--max-age", days, env=env)
     assert result.exit_code == 0 and result.stdout and result.stderr == ""
+
+
+def test_a_reparse_whose_lock_session_ends_commits_nothing(pg_url: str, write_listing: Any) -> None:
+    from catalog.reparse import reparse
+
+    import_files([write_listing(images(3))], REGION, db_option=pg_url)
+    catalog = CatalogDb(pg_url)
+    catalog.execute("UPDATE image_version SET python_version = '9.9'")  # work for reparse
+    before = dump(catalog)
+    target = parse_target(pg_url)
+    engine = database.make_engine(target)
+    try:
+        with locks.write_lock(target, holder="db reparse") as held:
+            assert catalog.rows(END_LOCK_SESSIONS) == [(1,)]
+            with pytest.raises(LockedError, match="was lost while the run was under way"):
+                reparse(engine, held.confirm)
+    finally:
+        engine.dispose()
+    assert dump(catalog) == before
+    catalog.close()
