@@ -123,12 +123,15 @@ def publish(out: Path, *, db: str | None = None) -> Published:
     From SQLite, the file is copied whole; from a server, the migrations build a new file and
     every row is copied in, so both give the same file for the same history.
     """
+    if not str(out).strip():
+        raise UsageError("Give the file to publish to, such as catalog-2026-12-01.db.")
     target = resolve_target(db, own=True)
     out = Path(out).expanduser().absolute()
     if target.path is not None and out.resolve() == target.path.resolve():
         raise UsageError(f"Cannot publish {target.path} onto itself; give another output file.")
     if not out.parent.is_dir():
         raise UsageError(f"The folder {out.parent} does not exist; create it or choose another.")
+    _check_replaceable(out)
     readdb.reader(target)  # refuse a database that is not a catalog at this revision
     sidecar = out.with_name(out.name + ".sha256")
     try:
@@ -165,6 +168,22 @@ def publish(out: Path, *, db: str | None = None) -> Published:
             temp.with_name(temp.name + suffix).unlink(missing_ok=True)
     readdb.forget(parse_target(str(out)))  # a cached reader would still see the old file
     return Published(out, digest, out.stat().st_size, images, revision)
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse an ``out`` that a rename would wrongly replace: anything but a regular file (a
+    device such as /dev/null, a folder, a FIFO), or a catalog in use, whose -wal SQLite would
+    replay onto the new file and so corrupt it."""
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise UsageError(f"Cannot publish to {out}: it is not a regular file; give a file path.")
+    for suffix in ("-wal", "-journal"):
+        beside = out.with_name(out.name + suffix)
+        if beside.exists():
+            raise UsageError(
+                f"Cannot publish to {out}: {beside.name} beside it belongs to a catalog in use "
+                "or one that was not closed cleanly; publish elsewhere, or open that catalog "
+                "once (pai-catalog info) so SQLite folds it in."
+            )
 
 
 def _vacuum(path: Path) -> None:

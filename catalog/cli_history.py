@@ -18,12 +18,15 @@ RUN_COLUMNS = (
 DIFF_COLUMNS = ("change", "region", "image_id", "uri", "framework", "framework_version", "fields")
 EVENT_COLUMNS = ("at", "run_id", "kind", "region", "image_id", "uri", "framework_version",
                  "changed_fields")  # fmt: skip
+RUN_ID_MAX = 2**63 - 1  # run ids and limits: a signed 64-bit integer in every backend
 
 
 @click.command()
 @click.option("--region", help="Only this region's runs.")
 @click.option("--status", type=click.Choice(["ok", "failed", "running"]), help="Only these runs.")
-@click.option("--limit", type=click.IntRange(1), help="At most this many, newest first.")
+@click.option(
+    "--limit", type=click.IntRange(1, RUN_ID_MAX), help="At most this many, newest first."
+)
 @format_option
 @click.pass_obj
 @errors
@@ -35,8 +38,8 @@ def runs(db: str | None, /, fmt: str | None, **filters: Any) -> None:
 
 
 @click.command()
-@click.argument("run_a", type=int, required=False)
-@click.argument("run_b", type=int, required=False)
+@click.argument("run_a", type=click.IntRange(1, RUN_ID_MAX), required=False)
+@click.argument("run_b", type=click.IntRange(1, RUN_ID_MAX), required=False)
 @click.option("--region", help="Only this region (default: every region).")
 @format_option
 @click.pass_obj
@@ -102,9 +105,9 @@ def sql(
     The database is opened read-only: writes, ATTACH, COPY and schema changes are refused.
     Ctrl-C or SIGTERM stops the statement, on a server too. On SQLite, sorting and temporary
     results stay in memory, at most 512 MiB. On PostgreSQL, connect as a role that can only
-    read: superusers and members of pg_read_server_files, pg_write_server_files or
-    read: superusers, replication roles and members of pg_read_server_files,
-    pg_write_server_files, pg_execute_server_program or pg_signal_backend are refused.
+    read: a role that can write the catalog, a superuser, a replication role and members of
+    pg_read_server_files, pg_write_server_files, pg_execute_server_program or
+    pg_signal_backend are refused.
     A column name that repeats gets a suffix (a, a_2). docs/SCHEMA.md documents the tables
     and views.
     """
@@ -172,10 +175,11 @@ def info(db: str | None, /, fmt: str | None) -> None:
     from catalog.analysis import info as catalog_info
 
     found = catalog_info(db=db)
-    if fmt in (None, Format.TABLE.value):
+    chosen = Format(fmt) if fmt else default_format()
+    if chosen is Format.TABLE:
         record = {k: v for k, v in as_dict(found).items() if k != "regions"}
         render_record(record, sys.stdout)
         click.echo("")
         render(found.regions, Format.TABLE, sys.stdout)
     else:
-        render([found], Format(fmt), sys.stdout)
+        render([found], chosen, sys.stdout)

@@ -70,9 +70,13 @@ def parse_endpoints(values: list[str] | tuple[str, ...]) -> dict[str, str]:
     """``URL`` or ``REGION=URL`` options -> {region or "": URL}; refuses what is not a URL."""
     found: dict[str, str] = {}
     for value in values:
-        region, _, url = value.strip().partition("=")
+        region, equals, url = value.strip().partition("=")
         if "://" in region or not url:  # no REGION= before the URL: "=" is in the URL itself
             region, url = "", value.strip()
+        elif equals and not region.strip():
+            raise UsageError(
+                f"{_without_user(value)!r} names no region before '='; write REGION=URL."
+            )
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 (reading it checks it)
@@ -95,7 +99,12 @@ def parse_endpoints(values: list[str] | tuple[str, ...]) -> dict[str, str]:
                 f"The endpoint {_without_user(url)} holds a user name or password, which the "
                 "API does not take (requests are signed with your access key); remove it."
             )
-        found[region.strip().lower()] = url
+        key = region.strip().lower()
+        if key in found:
+            raise UsageError(
+                f"Two --endpoint options for {key or 'every region'}; give one per region."
+            )
+        found[key] = url
     return found
 
 

@@ -43,6 +43,8 @@ def hide_password(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "***"
+    # As SQLAlchemy reads it, a password runs to the next "@" and may hold "/".
+    rest = re.sub(r"^([^:/@]*):[^@]*@", r"\1:***@", rest)
     location, slash, tail = rest.partition("/")
     # The host follows the last "@": a password may itself contain "@".
     user_info, at, host = location.rpartition("@")

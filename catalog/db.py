@@ -237,6 +237,14 @@ def check_writable(target: DbTarget) -> None:
             f"Cannot write {path}: the file is read-only; copy it somewhere writable, or point "
             "--db at a catalog you can write."
         )
+    if path.exists() and path.stat().st_nlink > 1:
+        # Each name would have a lock and a -wal of its own: two writers at once, and a
+        # committed run lost when the -wal files are folded in.
+        raise DatabaseError(
+            f"Cannot write {path}: the file has {path.stat().st_nlink} names (hard links), and "
+            "SQLite keeps one catalog consistent under one name only; copy it, or remove the "
+            "other names."
+        )
     if folder.is_dir() and not os.access(folder, os.W_OK):
         raise DatabaseError(
             f"Cannot write {path}: its folder is read-only, and a catalog keeps its journal "

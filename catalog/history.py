@@ -137,14 +137,14 @@ def runs(
     wanted = status.strip().lower() if status is not None else None
     if wanted is not None and wanted not in STATUSES:
         raise UsageError(f"Unknown run status {status!r}; use one of {', '.join(STATUSES)}.")
-    if limit is not None and limit < 1:
+    if limit is not None and not 1 <= limit < 2**63:
         raise UsageError(f"The limit must be a positive number of runs, not {limit}.")
     handle = reader(resolve_target(db, own=True))
     return _select_runs(handle, limit, region=region and _region(region), status=wanted)
 
 
 def _successful(handle: Reader, run_id: int) -> Run:
-    found = _select_runs(handle, id=run_id)
+    found = _select_runs(handle, id=run_id) if 0 < run_id < 2**63 else []
     if not found:
         raise NotFoundError(f"There is no run {run_id}; {_HINT}.")
     if found[0].status == "failed":

@@ -53,7 +53,7 @@ def write_lock(
     (every region, db upgrade or db reparse) the whole catalog is locked.
     """
     if target.path is None:
-        with _advisory_locks(target, regions, wait=wait) as held:
+        with _advisory_locks(target, regions, wait=wait, holder=holder) as held:
             yield held
         return
     import fcntl
@@ -77,8 +77,9 @@ def write_lock(
 
 
 def _open_lock(lock_path: Path, target: DbTarget) -> IO[str]:
-    """The lock file, opened for writing; never through a symbolic link, which could make a
-    writer (root's cron job, say) truncate a file it names, and never anything but a file."""
+    """The lock file, opened for writing; never through a symbolic link or as a hard link of
+    another file, either of which could make a writer (root's cron job, say) truncate a file
+    it names, and never anything but a file."""
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(lock_path, flags | getattr(os, "O_NONBLOCK", 0), 0o644)
@@ -91,11 +92,13 @@ def _open_lock(lock_path: Path, target: DbTarget) -> IO[str]:
             f"Cannot lock {target.display}: cannot open {lock_path} ({reason}), or point --db "
             "at a catalog in another folder."
         ) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink > 1:
         os.close(fd)
+        what = "is not a regular file" if found.st_nlink <= 1 else "has another name (a hard link)"
         raise DatabaseError(
-            f"Cannot lock {target.display}: {lock_path} is not a regular file; remove it, or "
-            "point --db at a catalog in another folder."
+            f"Cannot lock {target.display}: {lock_path} {what}; remove it, or point --db at a "
+            "catalog in another folder."
         )
     os.set_blocking(fd, True)
     return os.fdopen(fd, "r+", encoding="utf-8")
@@ -145,7 +148,9 @@ def _region_key(region: str) -> int:
 
 
 @contextmanager
-def _advisory_locks(target: DbTarget, regions: Sequence[str], *, wait: bool) -> Iterator[Held]:
+def _advisory_locks(
+    target: DbTarget, regions: Sequence[str], *, wait: bool, holder: str
+) -> Iterator[Held]:
     """Every sync shares the catalog's lock and holds its regions' locks alone; a sync of the
     whole catalog holds the catalog's lock alone. Locks are taken in one order, so two
     waiting syncs never deadlock, on a connection of their own that ends with the sync (or
@@ -169,9 +174,12 @@ def _advisory_locks(target: DbTarget, regions: Sequence[str], *, wait: bool) -> 
             # idle sessions would end it, and drop the locks.
             with contextlib.suppress(sa_exc.SQLAlchemyError):
                 conn.execute(text("SET idle_session_timeout = 0"))  # PostgreSQL 14 and later
+            # Named, so that a second writer's message can say who holds the lock.
+            conn.execute(text("SELECT set_config('application_name', :name, false)"),
+                         {"name": f"{_APPLICATION} {holder}"})  # fmt: skip
             for shared, key, region in wanted:
                 if not _advisory_lock(conn, key, shared=shared, wait=wait):
-                    raise LockedError(_locked(target.display, None, region))
+                    raise LockedError(_server_locked(conn, target.display, key, region))
         except sa_exc.SQLAlchemyError as exc:
             raise translate(exc, target) from None
 
@@ -191,6 +199,36 @@ def _advisory_locks(target: DbTarget, regions: Sequence[str], *, wait: bool) -> 
     finally:
         conn.close()  # with the engine disposed, the session ends and its locks with it
         engine.dispose()
+
+
+_APPLICATION = "pai-catalog"
+_HOLDER = text(
+    "SELECT a.application_name, a.usename, a.pid FROM pg_locks l "
+    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+    "AND l.classid = (:space)::bigint::oid AND l.objid = (:key)::bigint::oid "
+    "AND l.pid <> pg_backend_pid() ORDER BY l.pid LIMIT 1"
+)
+
+
+def _server_locked(conn: Connection, display: str, key: int, region: str) -> str:
+    """Who holds a lock on the server: a pai-catalog command names itself in its session's
+    application_name; any other session is named by its role, application and pid (a
+    session that took the catalog's advisory lock by hand, say)."""
+    try:
+        found = conn.execute(_HOLDER, {"space": _SYNC_LOCKS, "key": key & 0xFFFFFFFF}).first()
+    except sa_exc.SQLAlchemyError:
+        found = None
+    if found is None:
+        return _locked(display, None, region)
+    application, role, pid = found
+    if str(application or "").startswith(_APPLICATION + " "):
+        return _locked(display, f"{application} (server pid {pid})", region)
+    where = f"{region} in " if region else ""
+    return (
+        f"Another session (role {role}, application {application or 'unnamed'!r}, server pid "
+        f"{pid}) holds the write lock on {where}{display}; wait for it to end, or ask its "
+        "owner to end it (pg_terminate_backend, by someone allowed to)."
+    )
 
 
 _HELD = text(

@@ -85,9 +85,15 @@ def _cell(value: Any) -> str:
     return visible(_text(value))
 
 
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
 def _csv_cell(value: Any) -> str:
-    """A CSV field: quoting carries tabs and line breaks; no other control character."""
-    return CONTROL_BUT_LINES.sub(lambda found: visible(found[0]), _text(value))
+    """A CSV field: quoting carries tabs and line breaks; no other control character, nor a
+    carriage return but one that ends a line (alone, it would let text overwrite itself on
+    a terminal)."""
+    text = CONTROL_BUT_LINES.sub(lambda found: visible(found[0]), _text(value))
+    return _LONE_CR.sub(r"\\r", text) if "\r" in text else text
 
 
 def render(

@@ -381,6 +381,8 @@ def list_versions(
     db: str | None = None,
 ) -> list[str]:
     """The framework's versions, highest first (prereleases after releases)."""
+    if not framework_name or not framework_name.strip():
+        raise UsageError("Give a framework name, such as PyTorch or TensorFlow.")
     f = make_filters(
         framework_name,
         accelerator_type,

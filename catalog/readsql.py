@@ -55,14 +55,19 @@ _MEMORY = (
     "The query needed more than {} MiB of memory for sorting and temporary results; narrow it "
     "with WHERE or LIMIT."
 )
-# Who is connected, and which roles it can act as that reach past the catalog: a superuser,
-# the server's files and programs (COPY TO PROGRAM, pg_read_file), replication slots (which
-# outlive the transaction and hold the server's WAL), or other sessions (pg_terminate_backend,
-# which would end a sync's lock session).
+# Who is connected, and which roles it can act as that reach past reading the catalog: one
+# that owns or may change its tables (REINDEX, LOCK TABLE and ANALYZE run in a read-only
+# transaction), a superuser, the server's files and programs (COPY TO PROGRAM, pg_read_file),
+# replication slots (which outlive the transaction and hold the server's WAL), or other
+# sessions (pg_terminate_backend, which would end a sync's lock session).
 _WHO = """SELECT session_user, quote_ident(current_database()),
     quote_ident(coalesce(current_schema(), 'public')),
     (SELECT CASE WHEN rolsuper THEN 'a superuser' WHEN rolreplication THEN 'a replication role'
-        END FROM pg_roles WHERE rolname = session_user),
+        WHEN EXISTS (SELECT FROM pg_class c WHERE c.relkind IN ('r', 'p')
+            AND c.relnamespace = coalesce(to_regnamespace(current_schema()), 0)
+            AND (pg_has_role(session_user, c.relowner, 'MEMBER')
+                OR has_table_privilege(session_user, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')))
+        THEN 'a role that can write the catalog' END FROM pg_roles WHERE rolname = session_user),
     ARRAY(SELECT rolname::text FROM pg_roles WHERE pg_has_role(session_user, oid, 'MEMBER')
         AND rolname <> session_user AND (rolsuper OR rolreplication OR rolname IN (
             'pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files',
@@ -367,9 +372,8 @@ def _begin(conn: Any, limits: _Limits | None) -> None:
     if limits is not None and (itself or roles):
         why = itself or "a member of " + ", ".join(roles[:5])
         raise QueryError(
-            f"The sql command does not run as {user} ({why}), whose statements reach past the "
-            "catalog: the server's files, programs or other sessions; connect as a role that "
-            "can only read: CREATE ROLE "
+            f"The sql command does not run as {user} ({why}), whose statements reach past "
+            "reading the catalog; connect as a role that can only read: CREATE ROLE "
             f"catalog_reader LOGIN PASSWORD '...'; GRANT CONNECT ON DATABASE {database} TO "
             f"catalog_reader; GRANT USAGE ON SCHEMA {schema} TO catalog_reader; GRANT SELECT ON "
             f"ALL TABLES IN SCHEMA {schema} TO catalog_reader."

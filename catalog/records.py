@@ -292,11 +292,11 @@ def _total(value: Any, where: str) -> int | None:
 def listed_keys(body: Any, where: str) -> tuple[list[str], int | None]:
     """Only the image keys of a ListImages body, and its TotalCount: enough to check which
     images a page lists, at a fraction of the cost of reading them."""
-    if not isinstance(body, dict) or not isinstance(body.get("Images") or [], list):
+    if not isinstance(body, dict) or "Images" not in body:
         raise InputError(f'{where}: expected a ListImages response ({{"Images": [...]}}).')
     total = _total(body.get("TotalCount"), where)
     keys = []
-    for index, item in enumerate(body.get("Images") or []):
+    for index, item in enumerate(_images(body, total, where)):
         key = None
         if isinstance(item, dict):
             key = image_key(item.get("ImageId"), item.get("ImageUri"))
@@ -306,14 +306,24 @@ def listed_keys(body: Any, where: str) -> tuple[list[str], int | None]:
     return keys, total
 
 
+def _images(body: dict[str, Any], total: int | None, where: str) -> list[Any]:
+    """A page's Images: a list; null only on an answer that counts no image at all. Any
+    other value ({}, "", 0, false) read as an empty page would mark every image removed."""
+    items = body["Images"]
+    if items is None and total == 0:
+        return []
+    if not isinstance(items, list):
+        raise InputError(f"{where}: Images must be a list, not {_shown(items)}.")
+    return items
+
+
 def parse_body(body: Any, where: str) -> tuple[list[ApiImage], int | None]:
     """A ListImages response body, or a bare list of images -> (images, TotalCount)."""
     if isinstance(body, list):
         items, total = body, None
     elif isinstance(body, dict) and "Images" in body:
-        items, total = body.get("Images") or [], _total(body.get("TotalCount"), where)
-        if not isinstance(items, list):
-            raise InputError(f"{where}: Images must be a list.")
+        total = _total(body.get("TotalCount"), where)
+        items = _images(body, total, where)
     else:
         raise InputError(
             f'{where}: expected a ListImages response ({{"Images": [...]}}) or a list of images.'
@@ -339,9 +349,12 @@ def loads(data: str | bytes) -> Any:
 def _read(path: Path) -> str:
     """An import file's text: a regular file of at most MAX_FILE bytes (a device such as
     /dev/zero, or a runaway file, would fill the memory before any other bound applied)."""
-    with open(path, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+    # Without O_NONBLOCK, opening a FIFO would wait for a writer before any check ran.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise InputError(f"{visible(str(path))} is not a regular file; import saved responses.")
+        os.set_blocking(fd, True)
         data = handle.read(MAX_FILE + 1)
     if len(data) > MAX_FILE:
         raise InputError(

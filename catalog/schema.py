@@ -16,7 +16,7 @@ from catalog.db import (
     translate,
     upgrade,
 )
-from catalog.errors import DatabaseError
+from catalog.errors import DatabaseError, UsageError
 from catalog.locks import write_lock
 
 
@@ -32,6 +32,8 @@ def _existing(option: str | None) -> DbTarget:
 def upgrade_command(option: str | None, revision: str = "head", *, wait: bool = False) -> str:
     """``db upgrade``: create or migrate the (writable) database; says what it did. It takes
     the write lock only when there is something to do."""
+    if not revision.strip():
+        raise UsageError("Give a revision: head, or an id such as 0007.")
     target = resolve_target(option, write=True)
     check_writable(target)
     before = _revision_of(target)

@@ -206,6 +206,10 @@ def sync(
     """
     regions = [check_region(region) for region in options.regions]
     target = resolve_target(db_option, write=True)
+    if regions:
+        _check_endpoints(options, regions)
+    elif target.path is not None and not target.path.exists():
+        raise UsageError(_NO_REGIONS)  # before the lock or the catalog make a file
     credentials = credentials or resolve_credentials()
     with locks.write_lock(target, regions, wait=options.wait, holder="sync") as held:
         # Page 1 of the first region is on its way while the catalog opens, or is created.
@@ -213,11 +217,11 @@ def sync(
         early = crawl.FirstPage(first.list_images_page, options.page_size) if first else None
         try:
             with db.writable(target) as engine, fewer_collections():
-                regions = regions or _known_regions(engine)
                 if not regions:
-                    raise UsageError(
-                        "The catalog has no regions yet; name one with --region cn-hangzhou."
-                    )
+                    regions = _known_regions(engine)
+                    if not regions:
+                        raise UsageError(_NO_REGIONS)
+                    _check_endpoints(options, regions)
                 results = []
                 for region in regions:
                     if first is not None and region == first.region:
@@ -231,6 +235,20 @@ def sync(
         finally:
             if first is not None:  # the catalog could not be opened
                 first.close()
+
+
+_NO_REGIONS = "The catalog has no regions yet; name one with --region cn-hangzhou."
+
+
+def _check_endpoints(options: SyncOptions, regions: Sequence[str]) -> None:
+    """Refuse an endpoint named for a region this sync does not cover: a misspelt region
+    (or endpoint) would otherwise send that region's crawl to the live API."""
+    stray = sorted(set(options.endpoints) - {""} - set(regions))
+    if stray:
+        raise UsageError(
+            f"--endpoint names {', '.join(stray)}, which this sync does not cover "
+            f"({', '.join(regions)}); name each region both ways, or drop that endpoint."
+        )
 
 
 def results_as_dicts(results: Sequence[RegionResult]) -> list[dict[str, Any]]:

@@ -116,8 +116,10 @@ def test_info(db: str) -> None:
         "0007", 16, "2026-01-01T00:00:00Z",
     )  # fmt: skip
     assert [r["region"] for r in found["regions"]] == ["cn-beijing", "cn-hangzhou"]
-    table = run(db, "info")
+    table = run(db, "info", "--format", "table")
     assert "revision  : 0007" in table.output and "cn-hangzhou" in table.output
+    piped = run(db, "info")  # not a terminal: nl, as --help says (it printed the table)
+    assert json.loads(piped.stdout)["revision"] == "0007"
 
 
 def test_resolve_warns_when_the_catalog_is_old(db: str) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -20,11 +21,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from catalog import analysis, locks, records, runs, store
 from catalog import db as database
-from catalog import locks, records, runs, store
 from catalog.cli import main
 from catalog.config import parse_target, shipped_db_path
-from catalog.errors import DatabaseError, LockedError, SafetyError
+from catalog.errors import DatabaseError, LockedError, SafetyError, UsageError
 from catalog.sync import import_files, sync, sync_options
 from tests.conftest import api_image
 from tests.dbkit import CatalogDb, dump
@@ -102,14 +103,14 @@ def test_every_writer_takes_the_same_lock(
         result = invoke(*writer_args(writer, empty_db.target, listing), env=ENV)
     assert result.exit_code == 1
     if empty_db.backend == "sqlite":
-        holder = f"A pai-catalog sync (pid {os.getpid()}) is writing {empty_db.display}"
-    elif writer in ("sync", "import"):
-        holder = f"Another pai-catalog command is writing {REGION} in {empty_db.display}"
-    else:
-        holder = f"Another pai-catalog command is writing {empty_db.display}"
-    assert result.stderr == (
-        f"Error: {holder}; let it finish, or pass --wait to start when it does.\n"
-    )
+        holder = re.escape(f"A pai-catalog sync (pid {os.getpid()}) is writing {empty_db.display}")
+    else:  # the session that holds the lock names itself; its pid is the server's
+        where = f"{REGION} in " if writer in ("sync", "import") else ""
+        holder = r"A pai-catalog sync \(server pid \d+\) is writing " + re.escape(
+            where + empty_db.display
+        )
+    done = re.escape("; let it finish, or pass --wait to start when it does.\n")
+    assert re.fullmatch(f"Error: {holder}{done}", result.stderr), result.stderr
 
 
 def test_an_import_waits_for_the_lock_with_wait(catalog_db: CatalogDb, write_listing: Any) -> None:
@@ -761,3 +762,207 @@ def test_a_reparse_whose_lock_session_ends_commits_nothing(pg_url: str, write_li
         engine.dispose()
     assert dump(catalog) == before
     catalog.close()
+
+
+# A third look: what a fresh reviewer still found ---------------------------------------------
+
+
+def test_publish_never_replaces_what_is_no_regular_file(sqlite_path: Path, tmp_path: Path) -> None:
+    """As root, publish /dev/null replaced the system's /dev/null with a catalog."""
+    import_files([write_json(tmp_path, images(2))], REGION, db_option=str(sqlite_path))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    result = invoke("--db", str(sqlite_path), "publish", str(fifo))
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (
+        2,
+        f"Error: Cannot publish to {fifo}: it is not a regular file; give a file path.",
+    )
+    with pytest.raises(UsageError, match="it is not a regular file"):
+        analysis.publish(folder, db=str(sqlite_path))  # the CLI refuses it before, too
+    assert fifo.is_fifo() and folder.is_dir() and list(folder.iterdir()) == []
+    assert not (tmp_path / "fifo.sha256").exists()
+
+
+def test_publish_refuses_a_path_whose_leftover_wal_would_corrupt_the_copy(
+    sqlite_path: Path, tmp_path: Path
+) -> None:
+    import_files([write_json(tmp_path, images(2))], REGION, db_option=str(sqlite_path))
+    out = tmp_path / "live.db"
+    out.write_bytes(b"")
+    (tmp_path / "live.db-wal").write_bytes(b"frames of another catalog")
+    result = invoke("--db", str(sqlite_path), "publish", str(out))
+    assert result.exit_code == 2
+    assert "live.db-wal beside it belongs to a catalog in use" in result.stderr
+    assert out.read_bytes() == b""
+
+
+def write_json(folder: Path, listing: list[dict[str, Any]]) -> Path:
+    path = folder / f"listing-{len(list(folder.glob('listing-*')))}.json"
+    path.write_text(json.dumps({"Images": listing, "TotalCount": len(listing)}), "utf-8")
+    return path
+
+
+def test_a_lock_file_that_is_a_hard_link_is_refused_and_its_target_untouched(
+    sqlite_path: Path, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("DATA\n")
+    lock = sqlite_path.with_name(sqlite_path.name + ".lock")
+    lock.unlink(missing_ok=True)
+    os.link(victim, lock)
+    result = invoke(
+        "--db", str(sqlite_path), "import", str(write_json(tmp_path, images(2))), "--region", REGION
+    )  # fmt: skip
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"Error: Cannot lock {sqlite_path}: {lock} has another name (a hard link); remove it, "
+        "or point --db at a catalog in another folder.\n",
+    )
+    assert victim.read_text() == "DATA\n"
+
+
+def test_a_catalog_with_two_names_is_refused_to_writers(sqlite_path: Path, tmp_path: Path) -> None:
+    """Each hard-link name had its own lock and -wal: a committed run was lost."""
+    other = tmp_path / "other-name.db"
+    os.link(sqlite_path, other)
+    for db in (sqlite_path, other):
+        listing = write_json(tmp_path, images(2))
+        result = invoke("--db", str(db), "import", str(listing), "--region", REGION)
+        assert (result.exit_code, result.stderr) == (
+            1,
+            f"Error: Cannot write {db}: the file has 2 names (hard links), and SQLite keeps one "
+            "catalog consistent under one name only; copy it, or remove the other names.\n",
+        )
+    reads = invoke("--db", str(other), "info", "--format", "json")
+    assert reads.exit_code == 0  # reading is fine
+
+
+def test_a_password_with_a_slash_is_never_shown() -> None:
+    url = "postgresql+psycopg://writer:wpa/ssXYZ9@127.0.0.1:9/nodb"
+    result = invoke("--db", url, "info")
+    assert result.exit_code == 1
+    assert "ssXYZ9" not in result.stderr and "writer:***@127.0.0.1:9" in result.stderr
+
+
+def test_a_session_holding_the_lock_by_hand_is_named(pg_url: str, write_listing: Any) -> None:
+    """A reader that took the catalog's advisory lock in sql was reported as another
+    pai-catalog command."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    import_files([write_listing(images(2))], REGION, db_option=pg_url)
+    plain = make_url(pg_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(plain, autocommit=True, application_name="psql") as other:
+        pid = other.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        other.execute("SELECT pg_advisory_lock(%s, 0)", (locks._SYNC_LOCKS,))
+        result = invoke("--db", pg_url, "db", "reparse")
+    role = make_url(pg_url).username
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: Another session (role {role}, application 'psql', server pid {pid}) holds the "
+        f"write lock on {CatalogDb(pg_url).display}; wait for it to end, or ask its owner to end "
+        "it (pg_terminate_backend, by someone allowed to).\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["db", "upgrade", "--revision", ""],
+            "Error: Give a revision: head, or an id such as 0007.",
+        ),
+        (["runs", "--limit", "99999999999999999999999"], "Error: Invalid value for '--limit'"),
+        (["diff", "99999999999999999999999", "1"], "Error: Invalid value for '[RUN_A]'"),
+        (["versions", ""], "Error: Give a framework name, such as PyTorch or TensorFlow."),
+    ],
+    ids=["revision", "limit", "diff", "versions"],
+)
+def test_more_mistakes_are_one_line(sqlite_path: Path, args: list[str], message: str) -> None:
+    """Each was a traceback (alembic's AssertionError, OverflowError), or, for versions '',
+    the versions of every framework mixed together."""
+    result = invoke("--db", str(sqlite_path), *args)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(message), result.stderr
+
+
+def test_an_import_of_a_fifo_is_refused_at_once(catalog_db: CatalogDb, tmp_path: Path) -> None:
+    fifo = tmp_path / "listing.json"
+    os.mkfifo(fifo)
+    command = [*CLI, "--db", catalog_db.target, "import", str(fifo), "--region", REGION]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)  # it hung
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"Error: {fifo} is not a regular file; import saved responses.\n",
+    )
+
+
+@pytest.mark.parametrize("value", [{}, "", 0, False, None], ids=repr)
+def test_images_that_are_no_list_are_refused_not_read_as_empty(
+    catalog_db: CatalogDb, tmp_path: Path, value: Any
+) -> None:
+    """{"Images": {}} was an empty listing: every image marked removed, exit 0."""
+    import_files([write_json(tmp_path, images(3))], REGION, db_option=catalog_db.target)
+    before = dump(catalog_db, skip=("sync_run",))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"Images": value, "TotalCount": 3}), "utf-8")
+    result = invoke("--db", catalog_db.target, "import", str(bad), "--region", REGION)
+    assert result.exit_code == 1
+    assert "Images must be a list" in result.stderr
+    assert dump(catalog_db, skip=("sync_run",)) == before
+
+
+def test_a_lone_carriage_return_never_reaches_the_terminal_in_csv() -> None:
+    import io
+
+    from catalog.output import Format, render
+
+    out = io.StringIO()
+    render([{"d": "line1\r\nFAKE\rOVERWRITE"}], Format.CSV, out)
+    assert out.getvalue() == 'd\n"line1\r\nFAKE\\rOVERWRITE"\n'
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "message"),
+    [
+        (
+            ["cn-beijing=http://127.0.0.1:9"],
+            "Error: --endpoint names cn-beijing, which this sync does not cover (cn-hangzhou); "
+            "name each region both ways, or drop that endpoint.",
+        ),
+        (
+            ["http://127.0.0.1:9", "http://127.0.0.1:10"],
+            "Error: Two --endpoint options for every region; give one per region.",
+        ),
+        (["=http://127.0.0.1:9"], "names no region before '='; write REGION=URL."),
+    ],
+    ids=["stray-region", "twice", "no-region"],
+)
+def test_an_endpoint_that_would_leave_a_region_on_the_live_api_is_refused(
+    sqlite_path: Path, endpoints: list[str], message: str
+) -> None:
+    """A misspelt REGION= sent the region's crawl, with real credentials, to aliyuncs.com."""
+    args = ["--db", str(sqlite_path), "sync", "--region", REGION]
+    for endpoint in endpoints:
+        args += ["--endpoint", endpoint]
+    result = invoke(*args, env=ENV)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1].endswith(message)
+
+
+def test_a_sync_refused_for_want_of_a_region_leaves_no_file(tmp_path: Path) -> None:
+    new = tmp_path / "new.db"
+    result = invoke("--db", str(new), "sync", env=ENV)
+    assert result.exit_code == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sql_help_names_every_refused_role() -> None:
+    text = " ".join(invoke("sql", "--help").stdout.split())
+    assert (
+        "a role that can write the catalog, a superuser, a replication role and members of "
+        "pg_read_server_files, pg_write_server_files, pg_execute_server_program or "
+        "pg_signal_backend are refused." in text
+    )
