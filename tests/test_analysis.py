@@ -388,14 +388,15 @@ def test_publish_leaves_nothing_when_it_fails(source: CatalogDb, tmp_path: Path)
         f"The folder {missing.parent} does not exist; create it or choose another."
     )
     assert not missing.parent.exists()
-    # The copy is made and checked, then cannot take the place of a folder: it is removed.
+    # The copy is made and checked, then its checksum cannot take the place of a folder:
+    # the copy is removed, and nothing is left but what was there.
     folder = tmp_path / "busy"
-    (folder / "pai.db").mkdir(parents=True)
-    (folder / "pai.db" / "keep").write_text("x")
+    (folder / "pai.db.sha256").mkdir(parents=True)
+    (folder / "pai.db.sha256" / "keep").write_text("x")
     with pytest.raises(DatabaseError) as failed:
         analysis.publish(folder / "pai.db", db=source.target)
     assert str(failed.value) == f"Cannot write {folder / 'pai.db'}: Is a directory."
-    assert sorted(os.listdir(folder)) == ["pai.db"]
+    assert sorted(os.listdir(folder)) == ["pai.db.sha256"]
 
 
 def test_publish_from_a_non_catalog_or_postgresql_writes_nothing(tmp_path: Path) -> None:
