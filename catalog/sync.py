@@ -241,13 +241,18 @@ _NO_REGIONS = "The catalog has no regions yet; name one with --region cn-hangzho
 
 
 def _check_endpoints(options: SyncOptions, regions: Sequence[str]) -> None:
-    """Refuse an endpoint named for a region this sync does not cover: a misspelt region
-    (or endpoint) would otherwise send that region's crawl to the live API."""
-    stray = sorted(set(options.endpoints) - {""} - set(regions))
-    if stray:
+    """Refuse a sync where endpoints are named per region but a region being synced has none:
+    a misspelt region (or endpoint) would otherwise send that region's crawl to the live API.
+    Endpoints for other regions are fine (one setting shared by one cron line per region)."""
+    named = set(options.endpoints) - {""}
+    if not named or "" in options.endpoints:
+        return
+    bare = [region for region in regions if region not in named]
+    if bare:
         raise UsageError(
-            f"--endpoint names {', '.join(stray)}, which this sync does not cover "
-            f"({', '.join(regions)}); name each region both ways, or drop that endpoint."
+            f"--endpoint names {', '.join(sorted(named))} but not {', '.join(bare)}, which "
+            "would go to the live API; give it an endpoint too (REGION=URL), or sync only the "
+            "regions named."
         )
 
 

@@ -195,17 +195,19 @@ def test_one_region_never_syncs_twice_at_once(
     display = parse_target(pg_url).display
     with pytest.raises(LockedError) as caught:
         sync(options(servers, (region,)), db_option=pg_url, credentials=CREDS)
-    assert str(caught.value) == (
-        f"Another pai-catalog command is writing {region} in {display}; let it finish, or "
-        "pass --wait to start when it does."
-    )
+    holder = r"A pai-catalog sync \(server pid \d+\) is writing "  # the lock session's name
+    assert re.fullmatch(
+        holder + re.escape(f"{region} in {display}; let it finish, or pass --wait to start when "
+                           "it does."),
+        str(caught.value),
+    ), caught.value  # fmt: skip
     # Syncing every known region needs the whole catalog: refused too.
-    whole = f"^Another pai-catalog command is writing {re.escape(display)}; "
+    whole = f"^{holder}{re.escape(display)}; "
     with pytest.raises(LockedError, match=whole):
         sync(options(servers, ()), db_option=pg_url, credentials=CREDS)
     # An import of the region is refused, or waits for the sync with wait=True.
     listing = _listing(tmp_path, "listing.json", servers[region].images(region))
-    with pytest.raises(LockedError, match=f"^Another pai-catalog command is writing {region} "):
+    with pytest.raises(LockedError, match=f"^{holder}{region} "):
         import_files([listing], region, db_option=pg_url)
     importing = threading.Thread(
         target=lambda: import_files([listing], region, db_option=pg_url, wait=True), daemon=True

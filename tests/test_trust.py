@@ -929,8 +929,8 @@ def test_a_lone_carriage_return_never_reaches_the_terminal_in_csv() -> None:
     [
         (
             ["cn-beijing=http://127.0.0.1:9"],
-            "Error: --endpoint names cn-beijing, which this sync does not cover (cn-hangzhou); "
-            "name each region both ways, or drop that endpoint.",
+            "Error: --endpoint names cn-beijing but not cn-hangzhou, which would go to the live "
+            "API; give it an endpoint too (REGION=URL), or sync only the regions named.",
         ),
         (
             ["http://127.0.0.1:9", "http://127.0.0.1:10"],
