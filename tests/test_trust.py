@@ -141,7 +141,8 @@ def test_an_import_during_a_failing_first_sync_is_never_lost(
         api.faults.throttle_first = 10**6
         api.faults.retry_after_ms = 300
         sync = subprocess.Popen(
-            [*CLI, "sync", "--region", REGION, "--endpoint", api.url, "--retries", "8"],
+            [*CLI, "sync", "--region", REGION, "--endpoint", api.url, "--retries", "8",
+             "--backoff", "0.05"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         lock = user_db.with_name("catalog.db.lock")
