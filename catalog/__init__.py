@@ -8,18 +8,23 @@ from catalog.errors import (
     InputError,
     NotFoundError,
     QueryError,
+    UnsupportedError,
     UsageError,
 )
-from catalog.query import ImageInfo, list_images, list_versions, retrieve, show
+from catalog.filters import ImageScope
+from catalog.imageinfo import ImageInfo
+from catalog.query import list_images, list_versions, retrieve, show
 
 __all__ = [
     "AmbiguousError",
     "CatalogError",
     "DatabaseError",
     "ImageInfo",
+    "ImageScope",
     "InputError",
     "NotFoundError",
     "QueryError",
+    "UnsupportedError",
     "UnsyncedCatalogWarning",
     "UsageError",
     "__version__",

@@ -15,6 +15,7 @@ from catalog.clikit import (
     errors,
     filter_options,
     format_option,
+    network_option,
     stop_on_sigterm,
     stopped,
 )
@@ -50,9 +51,17 @@ LIST_COLUMNS = (
     show_default=True,
     help="Log detail on stderr for the catalog's own messages [env: PAI_CATALOG_LOG_LEVEL].",
 )
+@click.option(
+    "--profile",
+    envvar="ALIBABA_CLOUD_PROFILE",
+    help="The aliyun CLI profile (in ~/.aliyun/config.json) whose credentials sync uses and "
+    "whose region_id binds a region [env: ALIBABA_CLOUD_PROFILE; default: its current one].",
+)
 @click.pass_context
-def main(ctx: click.Context, db: str | None, log_level: str) -> None:
+def main(ctx: click.Context, db: str | None, log_level: str, profile: str | None) -> None:
     """An offline catalog of Alibaba Cloud PAI's official container images."""
+    if profile:
+        os.environ["ALIBABA_CLOUD_PROFILE"] = profile  # read by the credentials and the region
     configure_logging(log_level)
     stop_on_sigterm(ctx)
     ctx.obj = db
@@ -62,6 +71,7 @@ def main(ctx: click.Context, db: str | None, log_level: str) -> None:
 @click.argument("framework")
 @click.argument("version", default="latest")
 @filter_options
+@network_option
 @click.option("--json", "as_json", is_flag=True, help="Print the whole ImageInfo as JSON.")
 @click.option(
     "--max-age",
@@ -79,7 +89,10 @@ def resolve(
     """Print the image URI for FRAMEWORK at VERSION (latest, 2.1.0, 2.1, or a range like
     '>=2.0,<2.2').
 
-    Defaults follow the PAI SDK: --accelerator CPU and --scope training.
+    Defaults follow the PAI SDK: --accelerator CPU and --scope training. Without --region,
+    the region is PAI_CATALOG_REGION, else ALIBABA_CLOUD_REGION_ID, else the region_id of the
+    aliyun CLI profile in use; with none of them, a request whose images lie in several
+    regions is refused, naming them.
     """
     if max_age != max_age:  # NaN: checked before the answer, which would print first
         raise click.BadParameter("give a number of days, not nan.", param_hint="'--max-age'")
@@ -93,6 +106,7 @@ def resolve(
         cuda_version=filters["cuda_version"],
         os=filters["os_name"],
         as_of=filters["as_of"],
+        endpoint=filters["network"],
         db=db,
     )
     if as_json:
@@ -110,6 +124,7 @@ def resolve(
 @click.argument("framework", required=False)
 @click.option("--version", "version", help="A version, prefix or range to match.")
 @filter_options
+@network_option
 @click.option("--include-removed", is_flag=True, help="Also list images no longer in the API.")
 @format_option
 @click.pass_obj
@@ -117,7 +132,9 @@ def resolve(
 def list_command(
     db: str | None, /, framework: str | None, version: str | None, fmt: str | None, **filters: Any
 ) -> None:
-    """List images, highest version first."""
+    """List images, highest version first: every scope and region unless --scope or --region
+    narrows it (catalog.list_images, like the PAI SDK's, lists the training scope unless
+    told otherwise)."""
     images = query.list_images(
         framework,
         framework_version=version,
@@ -130,6 +147,7 @@ def list_command(
         include_removed=filters["include_removed"],
         as_of=filters["as_of"],
         labels=fmt in ("json", "nl"),
+        endpoint=filters["network"],
         db=db,
     )
     chosen = Format(fmt) if fmt else default_format()
@@ -167,12 +185,16 @@ def versions(db: str | None, /, framework: str, fmt: str | None, **filters: Any)
 @main.command()
 @click.argument("uri_or_id")
 @click.option("--region", help="Region id, when the image is in several.")
+@network_option
 @format_option
 @click.pass_obj
 @errors
-def show(db: str | None, /, uri_or_id: str, region: str | None, fmt: str | None) -> None:
-    """Show one image, by URI or ImageId, with its labels."""
-    info = query.show(uri_or_id, region=region, db=db)
+def show(
+    db: str | None, /, uri_or_id: str, region: str | None, network: str | None, fmt: str | None
+) -> None:
+    """Show one image, by URI (either registry host form, VPC or public) or ImageId, with its
+    labels."""
+    info = query.show(uri_or_id, region=region, endpoint=network, db=db)
     if fmt is None or fmt == Format.TABLE.value:
         render_record(info, sys.stdout)
     else:

@@ -48,7 +48,8 @@ def import_command(db: str | None, /, files: tuple[Path, ...], region: str, **op
     "regions",
     multiple=True,
     envvar="PAI_CATALOG_REGIONS",
-    help="Region to sync; repeat for several [env: PAI_CATALOG_REGIONS; default: the "
+    help="Region to sync; repeat for several [env: PAI_CATALOG_REGIONS; default: the region "
+    "PAI_CATALOG_REGION, ALIBABA_CLOUD_REGION_ID or the aliyun CLI profile names, else the "
     "catalog's regions].",
 )
 @click.option(

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from catalog.config import UnsyncedCatalogWarning
+from catalog.config import INTERFACE, UnsyncedCatalogWarning
 from catalog.errors import CatalogError, Terminated
 from catalog.errors import UsageError as CatalogUsageError
 from catalog.filters import SCOPES
@@ -29,6 +29,7 @@ def errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        spelling = INTERFACE.set("cli")  # messages say --region, not region=
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UnsyncedCatalogWarning)
             try:
@@ -44,6 +45,7 @@ def errors(func: F) -> F:
                 notes = {str(w.message) for w in caught if w.category is UnsyncedCatalogWarning}
                 for note in sorted(notes):
                     click.echo(f"Note: {visible(note)}", err=True)
+                INTERFACE.reset(spelling)
 
     return wrapper  # type: ignore[return-value]
 
@@ -109,6 +111,24 @@ def filter_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def network_option(func: F) -> F:
+    """--vpc / --public: the registry host form the user can pull from."""
+    func = click.option(
+        "--public",
+        "network",
+        flag_value="public",
+        help="Print URIs with the public registry host (dsw-registry.REGION...), pullable "
+        "from anywhere.",
+    )(func)
+    return click.option(
+        "--vpc",
+        "network",
+        flag_value="vpc",
+        help="Print URIs with the VPC registry host (dsw-registry-vpc.REGION...), pullable "
+        "from inside an Alibaba Cloud VPC. Without either, URIs are as the API lists them.",
+    )(func)
 
 
 def render_rows(rows: Any, fmt: str | None, table_columns: tuple[str, ...]) -> None:

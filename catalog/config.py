@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import warnings
@@ -14,6 +15,10 @@ from catalog.errors import UsageError
 
 __version__ = "0.1.0"
 ENV_DB = "PAI_CATALOG_DB"
+ENV_REGION = "PAI_CATALOG_REGION"
+# Where the request came from, so that messages name the spelling the caller used: the CLI
+# sets "cli" (--region); Python callers see region=.
+INTERFACE: contextvars.ContextVar[str] = contextvars.ContextVar("interface", default="python")
 
 
 @dataclass(frozen=True)
@@ -198,3 +203,9 @@ def _unsynced(path: Path) -> str | None:
         _SYNCED.add((stat.st_dev, stat.st_ino))
         return None
     return "holds no successful sync or import yet"
+
+
+def spelled(name: str) -> str:
+    """An argument as the caller spells it: ``region=`` from Python, ``--region`` from the
+    command line."""
+    return f"--{name.replace('_', '-')}" if INTERFACE.get() == "cli" else f"{name}="

@@ -115,7 +115,9 @@ def _read(path: Path, shown: str) -> str:
         raise CredentialsError(f"Cannot read {shown} ({type(exc).__name__}); fix it.") from None
 
 
-def _from_cli_config(env: Mapping[str, str], home: Path) -> Credentials | None:
+def _cli_profile(env: Mapping[str, str], home: Path) -> tuple[str, dict[str, Any]] | None:
+    """The aliyun CLI's profile in use (ALIBABA_CLOUD_PROFILE, else its "current"), with its
+    name; None without the CLI's config or a profile chosen in it."""
     path = home / ".aliyun" / "config.json"
     if _flag(env, "ALIBABA_CLOUD_CLI_PROFILE_DISABLED") or not path.is_file():
         return None
@@ -158,6 +160,25 @@ def _from_cli_config(env: Mapping[str, str], home: Path) -> Credentials | None:
             f"Profile {name!r} is not in {CLI_CONFIG} (its profiles: {_names(names)}); "
             "set ALIBABA_CLOUD_PROFILE to one of them."
         )
+    return name, profile
+
+
+def cli_region(environ: Mapping[str, str] | None = None, home: Path | None = None) -> str | None:
+    """The ``region_id`` of the aliyun CLI's profile in use, if it names one."""
+    env = os.environ if environ is None else environ
+    try:
+        found = _cli_profile(env, Path.home() if home is None else home)
+    except _ProfileNotFound:
+        return None  # ALIBABA_CLOUD_PROFILE may name a profile of the INI file instead
+    region = found[1].get("region_id") if found else None
+    return region.strip() if isinstance(region, str) and region.strip() else None
+
+
+def _from_cli_config(env: Mapping[str, str], home: Path) -> Credentials | None:
+    found = _cli_profile(env, home)
+    if found is None:
+        return None
+    name, profile = found
     where = f"{CLI_CONFIG} (profile {name!r})"
     mode = profile.get("mode")
     if mode == "AK":

@@ -1,4 +1,8 @@
-"""Domain errors: one root, a few kinds; only the CLI turns them into click errors."""
+"""Domain errors: one root, a few kinds; only the CLI turns them into click errors.
+
+The kinds a caller of ``retrieve`` meets are also the built-in exceptions the PAI SDK raises
+for the same cases, so code written against ``pai.image`` keeps catching them: a request the
+caller got wrong is a ValueError, nothing found or too much found a RuntimeError."""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ class CatalogError(Exception):
     """Root of every error pai-catalog raises on purpose."""
 
 
-class UsageError(CatalogError):
-    """The caller asked for something malformed (a bad option value, an unknown format)."""
+class UsageError(CatalogError, ValueError):
+    """The caller asked for something malformed (a bad option value, an unknown format, a
+    version request that is no version)."""
 
 
 class DatabaseError(CatalogError):
@@ -32,11 +37,15 @@ class QueryError(CatalogError):
     resource bound, or an interrupt; the catalog is untouched."""
 
 
-class NotFoundError(CatalogError):
+class NotFoundError(CatalogError, RuntimeError):
     """Nothing in the catalog matches the request."""
 
 
-class AmbiguousError(CatalogError):
+class UnsupportedError(CatalogError, ValueError):
+    """The catalog knows no framework, or no accelerator, of the name asked for."""
+
+
+class AmbiguousError(CatalogError, RuntimeError):
     """The request matches images in several places and needs narrowing."""
 
 

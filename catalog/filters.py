@@ -14,6 +14,15 @@ from catalog.errors import UsageError
 SCOPES = ("training", "inference", "develop")
 
 
+class ImageScope:
+    """The scopes an image serves, named as the PAI SDK's ``pai.image.ImageScope`` names them:
+    ``retrieve(..., image_scope=ImageScope.INFERENCE)`` runs unchanged."""
+
+    TRAINING = "training"
+    INFERENCE = "inference"
+    DEVELOP = "develop"
+
+
 @dataclass(frozen=True)
 class Filters:
     framework_key: str | None = None

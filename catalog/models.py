@@ -161,7 +161,7 @@ class ImageLabel(Base):
     value: Mapped[str | None] = mapped_column(Text)
 
 
-class ImageScope(Base):
+class VersionScope(Base):
     """Where an image version runs: training (DLC), inference (EAS), develop (DSW)."""
 
     __tablename__ = "image_scope"

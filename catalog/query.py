@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from catalog import versions
-from catalog.config import resolve_target, utcnow
-from catalog.errors import AmbiguousError, NotFoundError, UsageError
+from catalog.config import resolve_target, spelled
+from catalog.errors import (
+    AmbiguousError,
+    CatalogError,
+    NotFoundError,
+    UnsupportedError,
+    UsageError,
+)
 from catalog.filters import (
     Filters,
     build_of,
@@ -20,7 +24,10 @@ from catalog.filters import (
     requested_build,
     version_clause,
 )
-from catalog.readdb import Reader, reader
+from catalog.imageinfo import ImageInfo, image_info, network_of, on_network_of
+from catalog.readdb import Reader, catalog_age, reader
+from catalog.region import BoundRegion, check_one_region, default_region
+from catalog.uri import on_network
 
 MAX_LISTED = 25
 MAX_REMEMBERED = 4096
@@ -33,39 +40,6 @@ _COLUMNS = """v.id, v.image_id, v.region, v.name, v.uri, v.framework, v.framewor
 _ORDER = "v.version_class DESC, v.version_key DESC, v.gmt_create_time DESC NULLS LAST, v.uri ASC"
 
 
-@dataclass(frozen=True)
-class ImageInfo:
-    """One image, with the PAI SDK's ImageInfo fields first."""
-
-    image_name: str | None
-    image_uri: str | None
-    framework_name: str | None
-    framework_version: str | None
-    image_scope: str | None
-    accelerator_type: str | None
-    python_version: str | None
-    image_id: str
-    region: str
-    cuda_version: str | None
-    os_version: str | None
-    labels: Mapping[str, str | None] = field(default_factory=lambda: Labels(), hash=False)
-    scopes: tuple[str, ...] = ()
-    official: bool = False
-    parse_status: str = "ok"
-    created: str | None = None
-    removed: bool = False
-
-
-def catalog_age(db: Reader) -> str:
-    """'synced 2026-11-27 (1 day ago)', or that it has never been synced."""
-    last = db.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'")
-    if last is None:
-        return "the catalog has never been synced"
-    moment = last if isinstance(last, datetime) else datetime.fromisoformat(str(last))
-    days = (utcnow() - moment).days
-    return f"catalog last updated {moment:%Y-%m-%d} ({days} day{'s' if days != 1 else ''} ago)"
-
-
 # The labels come in the same statement, as one JSON object per row.
 _LABELS_JSON = {
     "sqlite": "(SELECT json_group_object(l.key, l.value) FROM image_label l "
@@ -73,46 +47,6 @@ _LABELS_JSON = {
     "postgresql": "(SELECT json_object_agg(l.key, l.value ORDER BY l.key) FROM image_label l "
     "WHERE l.version_id = v.id)::text AS labels_json",
 }
-
-
-class Labels(dict[str, "str | None"]):
-    """An image's labels: a dict that cannot be changed, since answers are shared."""
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("ImageInfo.labels cannot be changed; copy it with dict(labels)")
-
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
-    __ior__ = _refuse  # type: ignore[assignment]
-
-
-def _labels(row: Mapping[str, Any]) -> Labels:
-    raw = row.get("labels_json")
-    if not raw:
-        return Labels()
-    return Labels(json.loads(raw) if isinstance(raw, str) else raw)
-
-
-def _info(db: Reader, row: Mapping[str, Any], scope: str | None, labels: bool) -> ImageInfo:
-    scopes = tuple(row["scopes"].split(",")) if row["scopes"] else ()
-    return ImageInfo(
-        image_name=row["name"],
-        image_uri=row["uri"],
-        framework_name=row["framework"],
-        framework_version=row["framework_version"],
-        image_scope=scope or (scopes[0] if scopes else None),
-        accelerator_type=row["accelerator"],
-        python_version=row["python_version"],
-        image_id=row["image_id"],
-        region=row["region"],
-        cuda_version=row["cuda_version"],
-        os_version=row["os_version"],
-        labels=_labels(row) if labels else Labels(),
-        scopes=scopes,
-        official=bool(row["official"]),
-        parse_status=row["parse_status"],
-        created=row["gmt_create_time"],
-        removed=row["valid_to"] is not None,
-    )
 
 
 def _select(
@@ -142,9 +76,19 @@ def _known_frameworks(db: Reader, f: Filters) -> list[str]:
     return [row["framework"] for row in rows]
 
 
+def _known_accelerators(db: Reader) -> list[str]:
+    rows = db.rows(
+        "SELECT DISTINCT accelerator FROM image_version WHERE accelerator IS NOT NULL "
+        "ORDER BY accelerator"
+    )
+    return [row["accelerator"] for row in rows]
+
+
 def _explain_missing(
     db: Reader, f: Filters, framework_name: str, request: versions.VersionRequest
-) -> NotFoundError:
+) -> CatalogError:
+    """Why nothing matched: a name the catalog does not know (a ValueError, as the PAI SDK
+    raises for an unsupported framework), or no image for these filters (a RuntimeError)."""
     age = catalog_age(db)
     known = _known_frameworks(db, f)
     if f.framework_key not in {name.lower() for name in known}:
@@ -152,10 +96,19 @@ def _explain_missing(
         hint = ""
         if close:
             hint = f" Did you mean {next(k for k in known if k.lower() == close[0])!r}?"
-        return NotFoundError(
+        # As of a time, the catalog may just not have held it yet: nothing found, then.
+        kind = NotFoundError if f.as_of is not None else UnsupportedError
+        return kind(
             f"Unknown framework {framework_name!r}.{hint} Known frameworks: "
             f"{', '.join(known) or 'none'} ({age})."
         )
+    if f.accelerator is not None:
+        accelerators = _known_accelerators(db)
+        if f.accelerator not in accelerators:
+            return UnsupportedError(
+                f"Unknown accelerator {f.accelerator!r}; the catalog knows "
+                f"{', '.join(accelerators) or 'none'} ({age})."
+            )
     available = list_versions_for(db, f)
     where = describe(f)
     if not available:
@@ -204,37 +157,46 @@ def retrieve(
     framework_version: str = "latest",
     accelerator_type: str = "CPU",
     image_scope: str = "training",
+    session: Any = None,
     *,
     region: str | None = None,
     python_version: str | None = None,
     cuda_version: str | None = None,
     os: str | None = None,
     as_of: datetime | str | None = None,
+    endpoint: str | None = None,
     db: str | None = None,
 ) -> ImageInfo:
-    """The best image for a framework and version request, like the PAI SDK's ``retrieve``.
+    """The best image for a framework and version request, like the PAI SDK's ``retrieve``,
+    with the same arguments in the same order; ``session`` is accepted and ignored (the
+    catalog needs no session, no network and no credentials).
 
-    Answers are remembered per database until another connection commits to it, so a service
-    resolving in a loop does not repeat the query.
+    Raises UnsupportedError (a ValueError) for a framework or accelerator the catalog does
+    not know, UsageError (a ValueError) for a malformed request, NotFoundError (a
+    RuntimeError) when nothing matches and AmbiguousError (a RuntimeError) when the request
+    needs a region. Answers are remembered per database until another connection commits to
+    it, so a service resolving in a loop does not repeat the query.
     """
     handle = reader(resolve_target(db))
     generation = handle.generation()
+    bound = default_region() if region is None else None
     key = (
         handle.target.url, framework_name, framework_version, accelerator_type, image_scope,
-        region, python_version, cuda_version, os, as_of,
+        region, bound, python_version, cuda_version, os, as_of,
     )  # fmt: skip
+    network = network_of(endpoint)
     remembered = _ANSWERS.get(key)
     if remembered is not None and generation is not None and remembered[0] == generation:
-        return remembered[1]
+        return on_network_of(remembered[1], network)
     info = _retrieve(
         handle, framework_name, framework_version, accelerator_type, image_scope,
-        region, python_version, cuda_version, os, as_of,
+        region, bound, python_version, cuda_version, os, as_of,
     )  # fmt: skip
     if generation is not None:
         if len(_ANSWERS) >= MAX_REMEMBERED:
             _ANSWERS.pop(next(iter(_ANSWERS)))
         _ANSWERS[key] = (generation, info)
-    return info
+    return on_network_of(info, network)
 
 
 def _retrieve(
@@ -244,6 +206,7 @@ def _retrieve(
     accelerator_type: str,
     image_scope: str,
     region: str | None,
+    bound: BoundRegion | None,
     python_version: str | None,
     cuda_version: str | None,
     os: str | None,
@@ -252,6 +215,32 @@ def _retrieve(
     if not framework_name or not framework_name.strip():
         raise UsageError("Give a framework name, such as PyTorch or TensorFlow.")
     request = _request(framework_version)
+    try:
+        return _best(
+            handle, framework_name, request, accelerator_type, image_scope,
+            bound.region if bound else region, python_version, cuda_version, os, as_of,
+        )  # fmt: skip
+    except NotFoundError as exc:
+        if bound is None:
+            raise
+        raise NotFoundError(
+            f"{exc} The region {bound.region} came from {bound.source}; "
+            f"{spelled('region')} chooses another."
+        ) from None
+
+
+def _best(
+    handle: Reader,
+    framework_name: str,
+    request: versions.VersionRequest,
+    accelerator_type: str,
+    image_scope: str,
+    region: str | None,
+    python_version: str | None,
+    cuda_version: str | None,
+    os: str | None,
+    as_of: datetime | str | None,
+) -> ImageInfo:
     f = make_filters(
         framework_name,
         accelerator_type,
@@ -266,6 +255,8 @@ def _retrieve(
     clause, params = version_clause(request)
     # An image whose URI does not parse cannot be pulled: never an answer.
     clause += " AND v.parse_status <> 'unrecognized'"
+    if f.region is None:  # no region bound: the candidates must lie in one, whatever wins
+        check_one_region(handle, f, framework_name, request, clause, params)
     wanted_build = requested_build(request)
     if request.kind == "range":
         rows = [
@@ -280,10 +271,7 @@ def _retrieve(
         rows = sorted(rows, key=lambda r: build_of(r["framework_version"]) != wanted_build)
     if not rows:
         raise _explain_missing(handle, f, framework_name, request)
-    best = rows[0]
-    if f.region is None:
-        _check_one_region(handle, f, best)
-    return _info(handle, best, f.scope, labels=True)
+    return image_info(rows[0], f.scope, labels=True)
 
 
 def _request(framework_version: str | None) -> versions.VersionRequest:
@@ -318,27 +306,12 @@ def _best_rows(
     return []
 
 
-def _check_one_region(db: Reader, f: Filters, best: Mapping[str, Any]) -> None:
-    rows = _select(
-        db,
-        f,
-        "AND v.version_key = :top AND v.version_class = :cls AND v.region <> :region",
-        {"top": best["version_key"], "cls": best["version_class"], "region": best["region"]},
-    )
-    regions = sorted({best["region"], *(row["region"] for row in rows)})
-    if len(regions) > 1:
-        raise AmbiguousError(
-            f"{best['framework']} {best['framework_version']} is in {len(regions)} regions "
-            f"({', '.join(regions[:5])}{', ...' if len(regions) > 5 else ''}); "
-            f"choose one with region= (--region) ({catalog_age(db)})."
-        )
-
-
 def list_images(
     framework_name: str | None = None,
+    session: Any = None,
+    image_scope: str | None = "training",
     *,
     framework_version: str | None = None,
-    image_scope: str | None = None,
     accelerator_type: str | None = None,
     region: str | None = None,
     python_version: str | None = None,
@@ -347,9 +320,14 @@ def list_images(
     include_removed: bool = False,
     as_of: datetime | str | None = None,
     labels: bool = False,
+    endpoint: str | None = None,
     db: str | None = None,
 ) -> list[ImageInfo]:
-    """Every image matching the filters, highest version first."""
+    """Every image matching the filters, highest version first.
+
+    The first three arguments are the PAI SDK's ``list_images``: ``session`` is ignored, and
+    the scope is training unless given (``image_scope=None`` lists every scope, as the CLI's
+    ``list`` does without ``--scope``)."""
     f = make_filters(
         framework_name,
         accelerator_type,
@@ -367,7 +345,8 @@ def list_images(
     rows = _select(handle, f, clause, params, labels=labels)
     if request.kind == "range":
         rows = [r for r in rows if request.matches(r["framework_version"])]
-    return [_info(handle, row, f.scope, labels) for row in rows]
+    network = network_of(endpoint)
+    return [on_network_of(image_info(row, f.scope, labels), network) for row in rows]
 
 
 def list_versions(
@@ -401,15 +380,28 @@ def list_versions(
     return found
 
 
-def show(uri_or_id: str, *, region: str | None = None, db: str | None = None) -> ImageInfo:
-    """One image by URI or ImageId, removed ones included."""
+def show(
+    uri_or_id: str,
+    *,
+    region: str | None = None,
+    endpoint: str | None = None,
+    db: str | None = None,
+) -> ImageInfo:
+    """One image by URI (in either host form, VPC or public) or ImageId, removed ones
+    included."""
+    network = network_of(endpoint)
     handle = reader(resolve_target(db))
     f = Filters(region=region.strip().lower() if region else None, include_removed=True)
+    needle = uri_or_id.strip()
     rows = _select(
         handle,
         f,
-        "AND (v.uri = :needle OR v.image_id = :needle)",
-        {"needle": uri_or_id.strip()},
+        "AND (v.uri IN (:needle, :vpc, :public) OR v.image_id = :needle)",
+        {
+            "needle": needle,
+            "vpc": on_network(needle, "vpc"),
+            "public": on_network(needle, "public"),
+        },
         labels=True,
     )
     if not rows:
@@ -418,7 +410,8 @@ def show(uri_or_id: str, *, region: str | None = None, db: str | None = None) ->
     if len(regions) > 1:
         raise AmbiguousError(
             f"{uri_or_id!r} is in {len(regions)} regions ({', '.join(regions[:5])}); "
-            "choose one with --region."
+            f"choose one with {spelled('region')}."
         )
-    rows.sort(key=lambda row: row["valid_to"] is not None)  # the live image first
-    return _info(handle, rows[0], None, labels=True)
+    # The live image first, then the one stored under the very URI asked for.
+    rows.sort(key=lambda row: (row["valid_to"] is not None, row["uri"] != needle))
+    return on_network_of(image_info(rows[0], None, labels=True), network)

@@ -243,3 +243,13 @@ def staleness_warning(max_age_days: float, *, db: str | None = None) -> str | No
         f"Warning: the catalog was last updated {last:%Y-%m-%d} ({days}); "
         "run 'pai-catalog sync' to refresh it."
     )
+
+
+def catalog_age(db: Reader) -> str:
+    """'synced 2026-11-27 (1 day ago)', or that it has never been synced."""
+    last = db.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'")
+    if last is None:
+        return "the catalog has never been synced"
+    moment = last if isinstance(last, datetime) else datetime.fromisoformat(str(last))
+    days = (utcnow() - moment).days
+    return f"catalog last updated {moment:%Y-%m-%d} ({days} day{'s' if days != 1 else ''} ago)"

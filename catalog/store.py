@@ -15,7 +15,7 @@ from catalog import pages
 from catalog.bulk import BulkInserter
 from catalog.config import utcnow
 from catalog.errors import CatalogError, DatabaseError, SafetyError
-from catalog.models import Base, Image, ImageEvent, ImageLabel, ImageScope, ImageVersion
+from catalog.models import Base, Image, ImageEvent, ImageLabel, ImageVersion, VersionScope
 from catalog.pages import version_row
 from catalog.records import ApiImage
 from catalog.runs import RunInfo, RunStats, failure_text, record_failure, run_t, start_run
@@ -24,7 +24,7 @@ _tables = Base.metadata.tables
 image_t = _tables[Image.__tablename__]
 version_t = _tables[ImageVersion.__tablename__]
 label_t = _tables[ImageLabel.__tablename__]
-scope_t = _tables[ImageScope.__tablename__]
+scope_t = _tables[VersionScope.__tablename__]
 event_t = _tables[ImageEvent.__tablename__]
 
 # Fields whose change makes a new version; "labels" stands for the whole label set.

@@ -19,6 +19,7 @@ from catalog.client import ClientSettings, PaiClient, endpoint_for
 from catalog.config import hide_password, resolve_target, utcnow
 from catalog.credentials import Credentials, resolve_credentials
 from catalog.errors import CatalogError, DatabaseError, SafetyError, UsageError
+from catalog.region import default_region
 from catalog.reparse import reparse as reparse_versions
 
 log = logging.getLogger(__name__)
@@ -202,9 +203,14 @@ def sync(
 ) -> list[RegionResult]:
     """Crawl each region and store it as one run; a failed region leaves its catalog as it was.
 
-    Without regions, the regions already in the catalog are synced.
+    Without regions, the region the environment binds (PAI_CATALOG_REGION,
+    ALIBABA_CLOUD_REGION_ID, the aliyun CLI profile's region_id) is synced, else the regions
+    already in the catalog.
     """
-    regions = [check_region(region) for region in options.regions]
+    bound = None if options.regions else default_region()
+    regions = [
+        check_region(region) for region in options.regions or ([bound.region] if bound else [])
+    ]
     target = resolve_target(db_option, write=True)
     if regions:
         _check_endpoints(options, regions)

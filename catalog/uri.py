@@ -68,3 +68,23 @@ def _split_name(name: str) -> tuple[str | None, str | None, str | None, str | No
     if not all(_PATH_PART_RE.fullmatch(part) for part in parts):
         return None, None, None, "path"
     return host, "/".join(parts[:-1]) or None, parts[-1], None
+
+
+# A registry host of Alibaba Cloud with a region in it: NAME.REGION[.cr].aliyuncs.com, reached
+# from inside a VPC as NAME-vpc.REGION[.cr].aliyuncs.com (dsw-registry, eas-registry, registry).
+_NETWORK_HOST_RE = re.compile(
+    r"(?P<name>[a-z0-9-]+?)(?:-vpc)?\.(?P<rest>[a-z]{2}-[a-z0-9-]+(?:\.cr)?\.aliyuncs\.com)",
+    re.IGNORECASE,
+)
+NETWORKS = ("vpc", "public")
+
+
+def on_network(uri: str, network: str) -> str:
+    """``uri`` with its registry host in the form pullable from ``network``: "vpc" (inside an
+    Alibaba Cloud VPC) or "public" (from anywhere); a URI of any other host as it is."""
+    host, slash, rest = uri.partition("/")
+    found = _NETWORK_HOST_RE.fullmatch(host)
+    if not slash or found is None:
+        return uri
+    suffix = "-vpc" if network == "vpc" else ""
+    return f"{found['name']}{suffix}.{found['rest']}/{rest}"

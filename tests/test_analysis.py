@@ -353,14 +353,16 @@ def test_publish_replaces_an_older_copy(
     out.parent.mkdir()
     first = analysis.publish(out, db=source.target)
     assert list(analysis.run_sql("SELECT count(*) FROM v_image", db=str(out)).rows) == [(16,)]
-    assert len(catalog.list_images(db=str(out))) == 16  # caches a reader of the first copy
+    assert (
+        len(catalog.list_images(image_scope=None, db=str(out))) == 16
+    )  # caches a reader of the first copy
     import_files([write_listing(beijing()[:1])], "cn-beijing", db_option=source.target)
     second = analysis.publish(out, db=source.target)
     assert (first.images, second.images) == (16, 15)
     assert second.sha256 == sha256(out) != first.sha256
     assert (out.parent / "pai.db.sha256").read_text() == f"{second.sha256}  pai.db\n"
     assert sorted(os.listdir(out.parent)) == ["pai.db", "pai.db.sha256"]
-    assert len(catalog.list_images(db=str(out))) == 15
+    assert len(catalog.list_images(image_scope=None, db=str(out))) == 15
 
 
 def test_publish_refuses_its_source(source_file: Path) -> None:
@@ -422,9 +424,9 @@ conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
 print(json.dumps({
     "writable": os.access(path, os.W_OK),
     "immutable": conn.execute("SELECT count(*) FROM v_image").fetchone()[0],
-    "resolve": catalog.retrieve("pytorch", accelerator_type="GPU", db=path).image_id,
+    "resolve": catalog.retrieve("pytorch", "latest", "GPU", region="cn-beijing", db=path).image_id,
     "versions": catalog.list_versions("pytorch", region="cn-hangzhou", db=path)[:2],
-    "list": len(catalog.list_images(db=path)),
+    "list": len(catalog.list_images(image_scope=None, db=path)),
     "sql": list(analysis.run_sql(LATEST, {"region": "cn-beijing"}, db=path).rows),
     "export": sum(1 for _ in analysis.export_rows(db=path)),
     "info": analysis.info(db=path).images,

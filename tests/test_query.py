@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import catalog
-from catalog.errors import AmbiguousError, NotFoundError, UsageError
+from catalog.errors import AmbiguousError, NotFoundError, UnsupportedError, UsageError
 from catalog.sync import import_files
 from tests.conftest import api_image
 from tests.dbkit import CatalogDb
@@ -160,8 +160,8 @@ def image_id(db: str, *args: Any, **kwargs: Any) -> str:
 @pytest.mark.parametrize(
     ("args", "kwargs", "expected"),
     [
-        # latest: the highest release, across regions when only one region has it
-        (("pytorch", "latest", "GPU"), {}, "pt-2120"),
+        # latest: the highest release; a region is needed when candidates lie in several
+        (("pytorch", "latest", "GPU"), {"region": "cn-beijing"}, "pt-2120"),
         (("PyTorch", "latest", "gpu", "training"), {"region": "cn-hangzhou"}, "pt-2100"),
         (("pytorch", "latest", "CPU"), {}, "pt-2100-cpu"),
         # exact, semantically: 2.1.0 asked equals 2.1 stored and the -accl build; newest wins
@@ -233,7 +233,7 @@ def test_unparseable_version_never_latest_but_listed_last(db: str) -> None:
 
 
 def test_unknown_framework_suggests_the_closest(db: str) -> None:
-    with pytest.raises(NotFoundError) as caught:
+    with pytest.raises(UnsupportedError) as caught:
         catalog.retrieve("pytorh", db=db)
     message = str(caught.value)
     assert message.startswith(
@@ -264,8 +264,10 @@ def test_several_regions_ask_for_one(db: str) -> None:
     with pytest.raises(AmbiguousError) as caught:
         catalog.retrieve("deepspeed", accelerator_type="GPU", db=db)
     assert re.fullmatch(
-        r"DeepSpeed 0\.14\.0 is in 2 regions \(cn-beijing, cn-hangzhou\); "
-        r"choose one with region= \(--region\) " + AGE + r"\.",
+        r"deepspeed images matching 'latest' for accelerator GPU, scope training are in 2 "
+        r"regions \(cn-beijing, cn-hangzhou\); choose one with region=, or set "
+        r"PAI_CATALOG_REGION \(or ALIBABA_CLOUD_REGION_ID, or region_id in your aliyun CLI "
+        r"profile\) " + AGE + r"\.",
         str(caught.value),
     )
     assert image_id(db, "deepspeed", accelerator_type="GPU", region="CN-Beijing") == "ds-bj"
@@ -315,7 +317,7 @@ def test_removed_images_only_when_asked(db: str, write_listing: Any) -> None:
 def test_list_filters_and_order(db: str) -> None:
     listed = catalog.list_images("pytorch", accelerator_type="gpu", image_scope="inference", db=db)
     assert [i.image_id for i in listed] == ["pt-212", "pt-210-accl", "pt-21"]
-    everything = catalog.list_images(db=db)
+    everything = catalog.list_images(image_scope=None, db=db)
     assert len(everything) == len(hangzhou()) + len(beijing())
 
 
@@ -378,7 +380,7 @@ def test_a_replaced_file_is_read_afresh(
     conn.execute("PRAGMA journal_mode = DELETE")
     conn.close()
     other.replace(sqlite_path)
-    with pytest.raises(NotFoundError, match="Unknown framework 'xgboost'"):
+    with pytest.raises(UnsupportedError, match="Unknown framework 'xgboost'"):
         catalog.retrieve("xgboost", region="cn-hangzhou", db=db)
 
 

@@ -85,7 +85,8 @@ def test_readme_job_on_the_shipped_database(
 ) -> None:
     pin_clock(monkeypatch, days_after_build)
     runner = CliRunner()
-    result = runner.invoke(main, ["resolve", "pytorch", "latest", "--accelerator", "gpu", "--json"])
+    readme = ["resolve", "pytorch", "latest", "--accelerator", "gpu", "--region", "cn-hangzhou"]
+    result = runner.invoke(main, [*readme, "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)  # data only: a staleness warning goes to stderr
     assert info["framework_name"] == "PyTorch"
