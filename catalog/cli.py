@@ -76,10 +76,12 @@ def main(ctx: click.Context, db: str | None, log_level: str, profile: str | None
 @click.option(
     "--max-age",
     type=click.FloatRange(0),
-    default=7.0,
+    envvar="PAI_CATALOG_MAX_AGE",
+    default=7.0,  # catalog.readdb.DEFAULT_MAX_AGE
     show_default=True,
     metavar="DAYS",
-    help="Warn on stderr when the catalog's last successful sync is this old.",
+    help="Warn on stderr when your catalog's last successful sync is this old; 0 never warns "
+    "[env: PAI_CATALOG_MAX_AGE]. The shipped catalog says once that it is a demonstration.",
 )
 @click.pass_obj
 @errors

@@ -12,7 +12,12 @@ from typing import Any, TypeVar
 
 import click
 
-from catalog.config import INTERFACE, UnsyncedCatalogWarning
+from catalog.config import (
+    INTERFACE,
+    ShippedCatalogWarning,
+    UnsyncedCatalogWarning,
+    state_dir,
+)
 from catalog.errors import CatalogError, Terminated
 from catalog.errors import UsageError as CatalogUsageError
 from catalog.filters import SCOPES
@@ -32,6 +37,7 @@ def errors(func: F) -> F:
         spelling = INTERFACE.set("cli")  # messages say --region, not region=
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UnsyncedCatalogWarning)
+            warnings.simplefilter("always", ShippedCatalogWarning)
             try:
                 return func(*args, **kwargs)
             except CatalogUsageError as exc:
@@ -43,11 +49,32 @@ def errors(func: F) -> F:
                 raise click.ClickException(_stopped(exc)) from None
             finally:
                 notes = {str(w.message) for w in caught if w.category is UnsyncedCatalogWarning}
+                shipped = {str(w.message) for w in caught if w.category is ShippedCatalogWarning}
+                notes |= {note for note in shipped if _first_time(note)}
                 for note in sorted(notes):
                     click.echo(f"Note: {visible(note)}", err=True)
                 INTERFACE.reset(spelling)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _first_time(note: str) -> bool:
+    """Whether this note was never said before: a loop of commands says it once. Remembered
+    in the state folder; when that cannot be written, the note is said every time."""
+    stamp = state_dir() / "notes"
+    try:
+        said = stamp.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        said = []
+    if note in said:
+        return False
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        with open(stamp, "a", encoding="utf-8") as out:
+            out.write(note + "\n")
+    except OSError:
+        pass
+    return True
 
 
 # Interrupts that stopped a command of this process.

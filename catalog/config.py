@@ -149,7 +149,16 @@ def resolve_target(
     if reason is None:
         return _file_target(user)
     shipped = _file_target(shipped_db_path())
-    if reason:
+    if not reason:
+        warnings.warn(
+            ShippedCatalogWarning(
+                f"the shipped catalog ({shipped.path}) answered: a demonstration reconstructed "
+                "from public documentation, not PAI's live list; run 'pai-catalog sync' to "
+                "build your own, or point PAI_CATALOG_DB at a published copy."
+            ),
+            stacklevel=3,
+        )
+    else:
         warnings.warn(
             UnsyncedCatalogWarning(
                 f"your catalog {user} {reason}, so the shipped catalog ({shipped.path}) "
@@ -162,6 +171,17 @@ def resolve_target(
 
 class UnsyncedCatalogWarning(UserWarning):
     """The user's catalog holds no successful run yet, so the shipped one answered."""
+
+
+class ShippedCatalogWarning(UserWarning):
+    """No catalog of the user's exists, so the shipped demonstration answered. Python shows
+    a warning once per place that causes it; the CLI says it once per shipped catalog."""
+
+
+def state_dir() -> Path:
+    """Where pai-catalog keeps what it remembers between runs ($XDG_STATE_HOME/pai-catalog)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "pai-catalog"
 
 
 # User catalogs, by (device, inode), known to hold a successful run: runs are never deleted,

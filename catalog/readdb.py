@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from catalog.config import DbTarget, resolve_target, utcnow
+from catalog.config import DbTarget, resolve_target, shipped_db_path, utcnow
 from catalog.errors import DatabaseError, UsageError
+
+ENV_MAX_AGE = "PAI_CATALOG_MAX_AGE"
+DEFAULT_MAX_AGE = 7.0  # days
 
 # The migration revision this code reads; tests check it against the migrations' head.
 SCHEMA_REVISION = "0007"
@@ -224,14 +227,23 @@ def stored_moment(value: Any) -> datetime | None:
     return moment
 
 
-def staleness_warning(max_age_days: float, *, db: str | None = None) -> str | None:
-    """One sentence when the last successful sync is ``max_age_days`` old or older, else None.
+def staleness_warning(max_age_days: float | None = None, *, db: str | None = None) -> str | None:
+    """One sentence when the catalog's last successful sync is ``max_age_days`` old or older,
+    naming the remedy that fits; else None.
 
-    Here rather than with the other analyses: ``resolve`` asks after every answer, and this
-    module is already loaded by then."""
+    ``max_age_days`` defaults to PAI_CATALOG_MAX_AGE, else 7; 0 never warns. The shipped
+    catalog is never warned about: it says once that it is a demonstration instead. A copy
+    that cannot be written (a published file on an air-gapped machine) is refreshed by
+    installing a newer copy, not by a sync. Here rather than with the other analyses:
+    ``resolve`` asks after every answer, and this module is already loaded by then."""
+    if max_age_days is None:
+        max_age_days = max_age_from_environment()
     if not max_age_days >= 0:  # NaN is neither more nor less
         raise UsageError(f"The maximum age must be 0 days or more, not {max_age_days}.")
-    handle = reader(resolve_target(db))
+    target = resolve_target(db)
+    if max_age_days == 0 or target.path == shipped_db_path().absolute():
+        return None
+    handle = reader(target)
     last = stored_moment(handle.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
     if last is None:
         return "Warning: the catalog has never been synced; run 'pai-catalog sync' to fill it."
@@ -239,10 +251,32 @@ def staleness_warning(max_age_days: float, *, db: str | None = None) -> str | No
     if age.total_seconds() < max_age_days * 86_400:  # infinity never warns
         return None
     days = f"{age.days} day{'' if age.days == 1 else 's'} ago"
-    return (
-        f"Warning: the catalog was last updated {last:%Y-%m-%d} ({days}); "
-        "run 'pai-catalog sync' to refresh it."
-    )
+    if target.path is not None and _published(target.path):
+        remedy = "install a newer published copy (pai-catalog publish, where it syncs)"
+    else:
+        remedy = "run 'pai-catalog sync' to refresh it"
+    return f"Warning: the catalog was last updated {last:%Y-%m-%d} ({days}); {remedy}."
+
+
+def _published(path: Path) -> bool:
+    """Whether a catalog file is a published copy, which no sync refreshes: publish writes
+    it with a rollback journal (header bytes 18-19 are 1; a synced catalog's WAL makes them
+    2), and it is often installed read-only."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return header[18:20] == b"\x01\x01" or not os.access(path, os.W_OK)
+
+
+def max_age_from_environment() -> float:
+    """PAI_CATALOG_MAX_AGE in days, 7 when unset."""
+    value = os.environ.get(ENV_MAX_AGE, "").strip()
+    try:
+        return float(value) if value else DEFAULT_MAX_AGE
+    except ValueError:
+        raise UsageError(f"{ENV_MAX_AGE} must be a number of days, not {value!r}.") from None
 
 
 def catalog_age(db: Reader) -> str:

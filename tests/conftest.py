@@ -62,6 +62,12 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     monkeypatch.delenv("PAI_CATALOG_DB", raising=False)
     monkeypatch.delenv("PAI_CATALOG_BUILD_TIME", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    # Nor a region or an age the developer's shell or aliyun CLI would bind.
+    for name in ("PAI_CATALOG_REGION", "ALIBABA_CLOUD_REGION_ID", "ALIBABA_CLOUD_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("PAI_CATALOG_MAX_AGE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     yield
     readdb.forget()
 

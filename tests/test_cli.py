@@ -41,7 +41,18 @@ def test_resolve_prints_the_uri(db: str) -> None:
 
 
 def test_resolve_json_keys_are_image_info_fields(db: str) -> None:
-    result = run("--db", db, "resolve", "pytorch", "latest", "--accelerator", "gpu", "--region", "cn-beijing", "--json")
+    result = run(
+        "--db",
+        db,
+        "resolve",
+        "pytorch",
+        "latest",
+        "--accelerator",
+        "gpu",
+        "--region",
+        "cn-beijing",
+        "--json",
+    )
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert list(data) == [f.name for f in fields(ImageInfo)]
