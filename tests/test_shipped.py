@@ -95,9 +95,9 @@ def test_readme_job_on_the_shipped_database(
     # Never "run sync" on the shipped catalog, however old (an air-gapped machine cannot):
     # it says once, not on every call, that it is a demonstration.
     assert result.stderr == (
-        f"Note: the shipped catalog ({shipped_db_path().absolute()}) answered: a demonstration reconstructed from "
-        "public documentation, not PAI's live list; run 'pai-catalog sync' to build your own, "
-        "or point PAI_CATALOG_DB at a published copy.\n"
+        f"Note: the shipped catalog ({shipped_db_path().absolute()}) answered: a demonstration "
+        "reconstructed from public documentation, not PAI's live list; run 'pai-catalog sync' "
+        "to build your own, or point PAI_CATALOG_DB at a published copy.\n"
     )
     again = runner.invoke(main, [*readme, "--json"])
     assert (again.stdout, again.stderr) == (result.stdout, "")
