@@ -125,7 +125,8 @@ def sync_command(db: str | None, /, as_json: bool, quiet: bool, **opts: Any) -> 
 
     Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET
     (and ALIBABA_CLOUD_SECURITY_TOKEN), ~/.aliyun/config.json, ~/.alibabacloud/credentials.ini,
-    or the ECS RAM role. Exit status 1 if any region failed.
+    or the ECS RAM role. Exit status 1 if any region failed, 75 if another writer holds the
+    lock.
     """
     from catalog.sync import results_as_dicts, sync, sync_options
 

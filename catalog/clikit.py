@@ -18,7 +18,7 @@ from catalog.config import (
     UnsyncedCatalogWarning,
     state_dir,
 )
-from catalog.errors import CatalogError, Terminated
+from catalog.errors import CatalogError, LockedError, Terminated
 from catalog.errors import UsageError as CatalogUsageError
 from catalog.filters import SCOPES
 from catalog.output import Format, render, visible
@@ -42,6 +42,8 @@ def errors(func: F) -> F:
                 return func(*args, **kwargs)
             except CatalogUsageError as exc:
                 raise click.UsageError(visible(str(exc))) from None
+            except LockedError as exc:
+                raise TryLater(visible(str(exc))) from None
             except CatalogError as exc:
                 raise click.ClickException(visible(str(exc))) from None
             except KeyboardInterrupt as exc:
@@ -75,6 +77,13 @@ def _first_time(note: str) -> bool:
     except OSError:
         pass
     return True
+
+
+class TryLater(click.ClickException):
+    """Another writer holds the lock: nothing is wrong, run again later. Exit status 75
+    (EX_TEMPFAIL, sysexits.h), so that a timer or cron can tell it from a failure."""
+
+    exit_code = 75
 
 
 # Interrupts that stopped a command of this process.

@@ -101,7 +101,7 @@ def test_every_writer_takes_the_same_lock(
     target = parse_target(empty_db.target)
     with locks.write_lock(target, [REGION], holder="sync"):
         result = invoke(*writer_args(writer, empty_db.target, listing), env=ENV)
-    assert result.exit_code == 1
+    assert result.exit_code == 75  # EX_TEMPFAIL: try later
     if empty_db.backend == "sqlite":
         holder = re.escape(f"A pai-catalog sync (pid {os.getpid()}) is writing {empty_db.display}")
     else:  # the session that holds the lock names itself; its pid is the server's
@@ -149,7 +149,7 @@ def test_an_import_during_a_failing_first_sync_is_never_lost(
         wait_for(lambda: lock.exists() and "sync" in lock.read_text())
         importing = [*CLI, "import", str(listing), "--region", REGION]
         refused = subprocess.run(importing, env=env, capture_output=True, text=True, timeout=60)
-        assert refused.returncode == 1
+        assert refused.returncode == 75  # try later
         assert refused.stderr.startswith(f"Error: A pai-catalog sync (pid {sync.pid}) is writing")
         waited = subprocess.Popen(
             [*importing, "--wait"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -541,7 +541,7 @@ def test_two_names_of_one_catalog_share_its_lock(
         result = invoke(
             "--db", str(sqlite_path), "import", str(write_listing(images(2))), "--region", REGION
         )
-    assert result.exit_code == 1
+    assert result.exit_code == 75
     assert result.stderr.startswith(f"Error: A pai-catalog sync (pid {os.getpid()}) is writing ")
     assert not alias.with_name("alias.db.lock").exists()
 
