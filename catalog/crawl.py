@@ -257,13 +257,23 @@ def crawl(
         reads.append(number)
         return body
 
+    def counting(progress: Progress | None) -> Progress | None:
+        """A pass's progress as the pages read by the whole crawl: the number its summary
+        gives (every pass, and the page past the end that each asks for)."""
+        if progress is None:
+            return None
+        before = len(reads)
+        return lambda number, planned: progress(before + number, before + planned)
+
     def check(progress: Progress | None, total: int, stop: threading.Event | None = None) -> _Pass:
         nonlocal refused
         fetch_keys = functools.partial(counted, stop=stop)
         size = page_size if refused else _check_size(total, page_size, workers)
         asked = len(reads)
         try:
-            return _one_pass(fetch_keys, pool, window, size, None, progress, expected=total)
+            return _one_pass(
+                fetch_keys, pool, window, size, None, counting(progress), expected=total
+            )
         except ApiError as exc:
             # The size was refused only if no page of that size came back.
             if size == page_size or not _refused_size(exc) or len(reads) > asked:
@@ -271,7 +281,9 @@ def crawl(
             log.info("pages of %d were refused (%s); checking in pages of %d", size, exc,
                      page_size)  # fmt: skip
             refused = True
-            return _one_pass(fetch_keys, pool, window, page_size, None, progress, expected=total)
+            return _one_pass(
+                fetch_keys, pool, window, page_size, None, counting(progress), expected=total
+            )
 
     fetch_pages = functools.partial(counted, stop=None)
     previous: _Pass | None = None  # the last consistent pass
@@ -299,8 +311,8 @@ def crawl(
                             # still stores its last pages, unless an earlier check may settle it.
                             when_read = start_check if verify and previous is None else None
                             seen = _one_pass(
-                                fetch_pages, pool, window, page_size, sink.add, progress,
-                                read_page=sink.read, when_read=when_read,
+                                fetch_pages, pool, window, page_size, sink.add,
+                                counting(progress), read_page=sink.read, when_read=when_read,
                             )  # fmt: skip
                         elif early is not None:
                             seen, early = early.future.result(), None
@@ -316,6 +328,8 @@ def crawl(
                     if taking:
                         stored = seen
                     if not verify or (previous is not None and previous == seen):
+                        if progress is not None:  # the summary's count, to the last page
+                            progress(len(reads), len(reads))
                         return CrawlResult(total=seen.total, pages=len(reads), passes=attempt)
                     if not taking:  # this read disagrees with the one the sink holds
                         reasons.append("two passes listed different images")

@@ -116,3 +116,25 @@ def test_a_failed_region_says_its_error_once(sqlite_path: Path, quiet: list[str]
     assert result.exit_code == 1 and result.stdout == ""
     [line] = result.stderr.splitlines()
     assert line.startswith("cn-hangzhou: failed after ") and "InternalError" in line
+
+
+@pytest.mark.parametrize("drift", [False, True], ids=["steady", "moving"])
+def test_the_progress_line_counts_what_the_summary_counts(sqlite_path: Path, drift: bool) -> None:
+    """The summary said "4 pages" where the progress line had shown "46/40"."""
+    from catalog.sync import sync
+    from tests.test_sync import CREDS, REGION, options
+
+    shown: list[tuple[int, int]] = []
+    with fake.FakePaiApi({REGION: fake.synthetic_images(95, REGION)}) as api:
+        if drift:  # a second crawl: pages of every pass count
+            api.faults.drift_after, api.faults.drift_insert = 3, 2
+        [result] = sync(
+            options(api, page_size=10),
+            db_option=str(sqlite_path),
+            credentials=CREDS,
+            progress=lambda region, done, planned: shown.append((done, planned)),
+        )
+    assert result.ok, result.error
+    assert all(done <= planned for done, planned in shown), shown
+    assert shown[-1] == (result.pages, result.pages)
+    assert [done for done, _ in shown] == sorted(done for done, _ in shown)
