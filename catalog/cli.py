@@ -11,6 +11,7 @@ import click
 from catalog import __version__, cli_history, cli_write, query
 from catalog.clikit import (
     configure_logging,
+    db_after_the_command,
     default_format,
     errors,
     filter_options,
@@ -134,9 +135,9 @@ def resolve(
 def list_command(
     db: str | None, /, framework: str | None, version: str | None, fmt: str | None, **filters: Any
 ) -> None:
-    """List images, highest version first: every scope and region unless --scope or --region
-    narrows it (catalog.list_images, like the PAI SDK's, lists the training scope unless
-    told otherwise)."""
+    """List images by framework, then highest version first: every scope and region unless
+    --scope or --region narrows it (catalog.list_images, like the PAI SDK's, lists the
+    training scope unless told otherwise)."""
     images = query.list_images(
         framework,
         framework_version=version,
@@ -230,3 +231,4 @@ for command in (
     cli_write.db_group,
 ):
     main.add_command(command)
+db_after_the_command(main)

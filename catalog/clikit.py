@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import threading
 import warnings
@@ -44,6 +45,13 @@ def errors(func: F) -> F:
                 raise click.UsageError(visible(str(exc))) from None
             except LockedError as exc:
                 raise TryLater(visible(str(exc))) from None
+            except BrokenPipeError:
+                # The reader stopped reading (list | head -1): not an error. What is still
+                # buffered goes nowhere, instead of failing again at exit.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+                return None
             except CatalogError as exc:
                 raise click.ClickException(visible(str(exc))) from None
             except KeyboardInterrupt as exc:
@@ -77,6 +85,36 @@ def _first_time(note: str) -> bool:
     except OSError:
         pass
     return True
+
+
+def db_after_the_command(group: click.Group) -> None:
+    """Accept --db after a command's name too (pai-catalog resolve pytorch --db x.db), as
+    before it: the value given there wins."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            db_after_the_command(command)
+            continue
+        if command.callback is None or any(p.name == "db_here" for p in command.params):
+            continue
+        command.params.append(
+            click.Option(
+                ["--db", "db_here"],
+                metavar="PATH_OR_URL",
+                help="The catalog database, as the option before the command gives it.",
+            )
+        )
+        command.callback = _db_here(command.callback)
+
+
+def _db_here(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def wrapper(*args: Any, db_here: str | None = None, **kwargs: Any) -> Any:
+        if db_here is not None:
+            click.get_current_context().find_root().obj = db_here
+            click.get_current_context().obj = db_here
+        return callback(*args, **kwargs)
+
+    return wrapper
 
 
 class TryLater(click.ClickException):

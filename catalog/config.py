@@ -225,7 +225,9 @@ def _unsynced(path: Path) -> str | None:
     return "holds no successful sync or import yet"
 
 
-def spelled(name: str) -> str:
-    """An argument as the caller spells it: ``region=`` from Python, ``--region`` from the
-    command line."""
-    return f"--{name.replace('_', '-')}" if INTERFACE.get() == "cli" else f"{name}="
+def spelled(name: str, option: str | None = None) -> str:
+    """An argument as the caller spells it: ``region=`` from Python, ``--region`` (or
+    ``option``) from the command line."""
+    if INTERFACE.get() == "cli":
+        return option or f"--{name.replace('_', '-')}"
+    return f"{name}="

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +39,8 @@ _COLUMNS = """v.id, v.image_id, v.region, v.name, v.uri, v.framework, v.framewor
     v.parse_status, v.gmt_create_time, v.version_key, v.version_class, v.valid_to"""
 # Newest image first among equal versions; an image without a time after every dated one.
 _ORDER = "v.version_class DESC, v.version_key DESC, v.gmt_create_time DESC NULLS LAST, v.uri ASC"
+# A listing: by framework (those without one last), then as above.
+_LIST_ORDER = f"v.framework_key ASC NULLS LAST, {_ORDER}"
 
 
 # The labels come in the same statement, as one JSON object per row.
@@ -56,10 +59,11 @@ def _select(
     params: Mapping[str, Any] | None = None,
     limit: int | None = None,
     labels: bool = False,
+    order: str = _ORDER,
 ) -> list[dict[str, Any]]:
     join, where, base = f.where()
     columns = f"{_COLUMNS}, {_LABELS_JSON[db.dialect]}" if labels else _COLUMNS
-    sql = f"SELECT {columns} FROM image_version v {join} WHERE {where} {extra} ORDER BY {_ORDER}"
+    sql = f"SELECT {columns} FROM image_version v {join} WHERE {where} {extra} ORDER BY {order}"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return db.rows(sql, {**base, **params} if params else base)
@@ -76,43 +80,71 @@ def _known_frameworks(db: Reader, f: Filters) -> list[str]:
     return [row["framework"] for row in rows]
 
 
-def _known_accelerators(db: Reader) -> list[str]:
+def _distinct(db: Reader, column: str, f: Filters | None = None) -> list[str]:
+    """The values of an image_version column (region, accelerator) among the images ``f``
+    selects, or among all; sorted."""
+    join, where, params = (f or Filters(include_removed=True)).where()
     rows = db.rows(
-        "SELECT DISTINCT accelerator FROM image_version WHERE accelerator IS NOT NULL "
-        "ORDER BY accelerator"
+        f"SELECT DISTINCT v.{column} AS value FROM image_version v {join} WHERE {where} "
+        f"AND v.{column} IS NOT NULL ORDER BY v.{column}",
+        params,
     )
-    return [row["accelerator"] for row in rows]
+    return [row["value"] for row in rows]
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1)
+    return f" Did you mean {next(k for k in known if k.lower() == close[0])!r}?" if close else ""
+
+
+def _unknown_name(db: Reader, f: Filters, framework_name: str | None) -> CatalogError | None:
+    """A framework, region or accelerator the catalog does not hold at all, with the closest
+    name it does: a typo, not an empty answer."""
+    if framework_name is not None:
+        known = _known_frameworks(db, f)
+        if f.framework_key not in {name.lower() for name in known}:
+            # As of a time, the catalog may just not have held it yet: nothing found, then.
+            kind = NotFoundError if f.as_of is not None else UnsupportedError
+            return kind(
+                f"Unknown framework {framework_name!r}.{_did_you_mean(framework_name, known)} "
+                f"Known frameworks: {', '.join(known) or 'none'} ({catalog_age(db)})."
+            )
+    if f.region is not None:
+        regions = _distinct(db, "region")
+        if f.region not in regions:
+            return NotFoundError(
+                f"No image in region {f.region!r}.{_did_you_mean(f.region, regions)} Regions in "
+                f"the catalog: {', '.join(regions) or 'none'} ({catalog_age(db)})."
+            )
+    if f.accelerator is not None:
+        accelerators = _distinct(db, "accelerator")
+        if f.accelerator not in accelerators:
+            return UnsupportedError(
+                f"Unknown accelerator {f.accelerator!r}; the catalog knows "
+                f"{', '.join(accelerators) or 'none'} ({catalog_age(db)})."
+            )
+    return None
 
 
 def _explain_missing(
     db: Reader, f: Filters, framework_name: str, request: versions.VersionRequest
 ) -> CatalogError:
     """Why nothing matched: a name the catalog does not know (a ValueError, as the PAI SDK
-    raises for an unsupported framework), or no image for these filters (a RuntimeError)."""
+    raises for an unsupported framework), or no image for these filters (a RuntimeError),
+    saying which accelerators the framework has when the one asked for has none."""
+    unknown = _unknown_name(db, f, framework_name)
+    if unknown is not None:
+        return unknown
     age = catalog_age(db)
-    known = _known_frameworks(db, f)
-    if f.framework_key not in {name.lower() for name in known}:
-        close = difflib.get_close_matches(f.framework_key or "", [k.lower() for k in known], n=1)
-        hint = ""
-        if close:
-            hint = f" Did you mean {next(k for k in known if k.lower() == close[0])!r}?"
-        # As of a time, the catalog may just not have held it yet: nothing found, then.
-        kind = NotFoundError if f.as_of is not None else UnsupportedError
-        return kind(
-            f"Unknown framework {framework_name!r}.{hint} Known frameworks: "
-            f"{', '.join(known) or 'none'} ({age})."
-        )
-    if f.accelerator is not None:
-        accelerators = _known_accelerators(db)
-        if f.accelerator not in accelerators:
-            return UnsupportedError(
-                f"Unknown accelerator {f.accelerator!r}; the catalog knows "
-                f"{', '.join(accelerators) or 'none'} ({age})."
-            )
     available = list_versions_for(db, f)
     where = describe(f)
     if not available:
-        return NotFoundError(f"No {framework_name} image {where} ({age}).")
+        others = _distinct(db, "accelerator", replace(f, accelerator=None))
+        hint = ""
+        if f.accelerator is not None and others:
+            option = spelled("accelerator_type", "--accelerator")
+            hint = f"; it has images for {', '.join(others)} ({option})"
+        return NotFoundError(f"No {framework_name} image {where}{hint} ({age}).")
     shown = ", ".join(available[:MAX_LISTED])
     more = f" and {len(available) - MAX_LISTED} more" if len(available) > MAX_LISTED else ""
     return NotFoundError(
@@ -323,7 +355,7 @@ def list_images(
     endpoint: str | None = None,
     db: str | None = None,
 ) -> list[ImageInfo]:
-    """Every image matching the filters, highest version first.
+    """Every image matching the filters, by framework, then highest version first.
 
     The first three arguments are the PAI SDK's ``list_images``: ``session`` is ignored, and
     the scope is training unless given (``image_scope=None`` lists every scope, as the CLI's
@@ -342,9 +374,13 @@ def list_images(
     handle = reader(resolve_target(db))
     request = _request(framework_version)
     clause, params = ("", {}) if request.kind == "latest" else version_clause(request)
-    rows = _select(handle, f, clause, params, labels=labels)
+    rows = _select(handle, f, clause, params, labels=labels, order=_LIST_ORDER)
     if request.kind == "range":
         rows = [r for r in rows if request.matches(r["framework_version"])]
+    if not rows and f.as_of is None and (framework_name or f.region or f.accelerator):
+        unknown = _unknown_name(handle, f, framework_name)
+        if unknown is not None:  # a typo lists nothing: say so, not an empty list
+            raise unknown
     network = network_of(endpoint)
     return [on_network_of(image_info(row, f.scope, labels), network) for row in rows]
 

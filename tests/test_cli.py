@@ -118,7 +118,10 @@ def test_list_formats(db: str, fmt: str) -> None:
 
 
 def test_list_empty_json_is_a_list(db: str) -> None:
-    result = run("--db", db, "list", "pytorch", "--region", "us-west-1", "--format", "json")
+    result = run(
+        "--db", db, "list", "pytorch", "--region", "cn-hangzhou", "--python", "2.7",
+        "--format", "json",
+    )  # fmt: skip
     assert result.exit_code == 0
     assert json.loads(result.stdout) == []
 

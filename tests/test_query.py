@@ -255,7 +255,9 @@ def test_missing_version_lists_versions_in_semantic_order(db: str) -> None:
 
 def test_no_image_for_that_accelerator(db: str) -> None:
     with pytest.raises(
-        NotFoundError, match=r"^No xgboost image for accelerator GPU, scope training "
+        NotFoundError,
+        match=r"^No xgboost image for accelerator GPU, scope training; it has images for CPU "
+        r"\(accelerator_type=\) ",
     ):
         catalog.retrieve("xgboost", accelerator_type="GPU", db=db)
 

@@ -1,0 +1,101 @@
+"""The first five minutes: typos caught where they are made, answers that say what exists,
+--db wherever it is typed, pipes that close early, listings in an order a person reads
+(issue 14)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from catalog.cli import main
+from tests.test_query import fill
+
+CLI = [sys.executable, "-m", "catalog"]
+
+
+@pytest.fixture
+def db(sqlite_path: Path, write_listing: Any) -> str:
+    return fill(str(sqlite_path), write_listing)
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["list", "pytroch"], "Error: Unknown framework 'pytroch'. Did you mean 'PyTorch'? "),
+        (
+            ["list", "--region", "cn-hangzhuo"],
+            "Error: No image in region 'cn-hangzhuo'. Did you mean 'cn-hangzhou'? Regions in "
+            "the catalog: cn-beijing, cn-hangzhou ",
+        ),
+        (
+            ["versions", "pytorch", "--region", "cn-hangzhuo"],
+            "Error: No image in region 'cn-hangzhuo'. Did you mean 'cn-hangzhou'?",
+        ),
+        (
+            ["resolve", "pytorch", "--region", "cn-hangzhuo"],
+            "Error: No image in region 'cn-hangzhuo'. Did you mean 'cn-hangzhou'?",
+        ),
+        (["list", "--accelerator", "tpu"], "Error: Unknown accelerator 'TPU'; the catalog knows "),
+    ],
+    ids=["list-framework", "list-region", "versions-region", "resolve-region", "accelerator"],
+)
+def test_a_typo_is_caught_wherever_it_is_typed(db: str, args: list[str], message: str) -> None:
+    """list pytroch and list --region cn-hangzhuo printed nothing and exited 0."""
+    result = invoke("--db", db, *args)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith(message), result.stderr
+
+
+def test_an_empty_answer_of_known_names_is_still_empty(db: str) -> None:
+    result = invoke("--db", db, "list", "deepspeed", "--scope", "develop", "--format", "json")
+    assert (result.exit_code, json.loads(result.stdout)) == (0, [])
+
+
+def test_no_image_for_the_default_accelerator_names_those_there_are(db: str) -> None:
+    result = invoke("--db", db, "resolve", "deepspeed", "--region", "cn-hangzhou")
+    assert result.exit_code == 1
+    assert "; it has images for GPU (--accelerator) " in result.stderr
+
+
+def test_db_is_taken_after_the_command_too(db: str, tmp_path: Path) -> None:
+    before = invoke("--db", db, "versions", "xgboost")
+    after = invoke("versions", "xgboost", "--db", db)
+    assert after.exit_code == 0 and after.stdout == before.stdout
+    other = invoke("--db", str(tmp_path / "nowhere.db"), "versions", "xgboost", "--db", db)
+    assert other.stdout == before.stdout  # the one after the command wins
+    nested = invoke("db", "current", "--db", db)
+    assert nested.exit_code == 0 and db in nested.stdout
+
+
+def test_list_orders_by_framework_then_version(db: str) -> None:
+    result = invoke("--db", db, "list", "--format", "json")
+    rows = json.loads(result.stdout)
+    frameworks = [row["framework_name"].lower() for row in rows]
+    assert frameworks == sorted(frameworks)
+    torch = [row["framework_version"] for row in rows if row["framework_name"] == "PyTorch"]
+    assert torch[0] == "2.12.0"
+
+
+def test_a_reader_that_stops_reading_is_no_error(db: str) -> None:
+    """list | head -1 exited 1 when the output outgrew the pipe's buffer."""
+    many = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 200000) "
+        "SELECT x FROM c"
+    )
+    process = subprocess.Popen(
+        [*CLI, "--db", db, "sql", many], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stdout.readline() == b'{"x": 1}\n'
+    process.stdout.close()
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (0, b"")
