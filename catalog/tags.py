@@ -265,6 +265,11 @@ def parse_tag(tag: str, framework: str | None = None) -> TagInfo:
     if version is not None and prereleases and parsed is not None and not parsed.is_prerelease:
         version += prereleases.pop(0)[1]  # 0.9-cpu-rc2 is 0.9rc2
     build.extend(prereleases)
+    nightly = next((p for p, text in build if text.lower() == "nightly"), None)
+    parsed = parse_version(version)
+    if nightly is not None and version is not None and parsed and not parsed.is_prerelease:
+        version += "-nightly"  # a nightly build is a prerelease, as a dev build is
+        build = [(p, text) for p, text in build if p != nightly]
     seen = {main.lower()} if main else set()
     kept: list[tuple[str, str | None]] = []
     for _, name, comp_version in components:

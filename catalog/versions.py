@@ -8,11 +8,16 @@ from functools import lru_cache
 from typing import Any
 
 # Ranks of prerelease phases; a release ranks above all of them through the key layout.
-_PHASES = {"dev": 0, "alpha": 1, "a": 1, "beta": 2, "b": 2, "preview": 3, "pre": 3, "rc": 4, "c": 4}
+_PHASES = {
+    "dev": 0, "nightly": 0, "alpha": 1, "a": 1, "beta": 2, "b": 2, "preview": 3, "pre": 3,
+    "rc": 4, "c": 4,
+}  # fmt: skip
 _PHASE_NAMES = {0: "dev", 1: "alpha", 2: "beta", 3: "preview", 4: "rc"}
 
 _VERSION_RE = re.compile(r"^[vVrR]?(\d+(?:\.\d+)*)(.*)$")
-_PRE_RE = re.compile(r"^(rc|alpha|beta|preview|pre|dev|a|b|c)\.?(\d*)(?=$|[.\-_+])(.*)$", re.I)
+_PRE_RE = re.compile(
+    r"^(rc|alpha|beta|preview|pre|dev|nightly|a|b|c)\.?(\d*)(?=$|[.\-_+])(.*)$", re.I
+)
 _PRE_LETTER_ONLY = {"a", "b", "c"}  # need a number: "a1" is alpha, "accl" is a build variant
 
 # Sort-key layout (compared as plain strings, so SQL can ORDER BY it):

@@ -153,6 +153,7 @@ def build_database(snapshot: Path, database: Path) -> None:
     conn.execute("VACUUM")
     conn.close()
     tmp.replace(database)
+    tmp.with_name(tmp.name + ".lock").unlink(missing_ok=True)  # the imports' write lock
 
 
 def main() -> None:

@@ -338,7 +338,8 @@ SHAPES = [
     ),
     pytest.param(
         "registry.cn-wulanchabu.aliyuncs.com/pai-dlc/acc:r2.3.0-cuda12.1.0-py3.10-nightly",
-        want("acc", "2.3.0", "GPU", "3.10", "12.1", build="nightly"),
+        # A nightly build is a prerelease, as a dev build is (resolve took it for a release).
+        want("acc", "2.3.0-nightly", "GPU", "3.10", "12.1"),
         id="r-prefixed-version",
     ),
     pytest.param(
