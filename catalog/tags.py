@@ -64,7 +64,7 @@ _CUDA_RE = re.compile(r"cu(?:da)?(?:(?P<major>\d+)\.(?P<minor>\d+)(?:\.\d+)*|(?P
 _HASH_RE = re.compile(r"(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,}")
 _FIRST_VERSION_RE = re.compile(r"[vr]?\d+(?:\.\d+)*(?:[a-z][a-z0-9.]*)?")
 _LATER_VERSION_RE = re.compile(r"\d+(?:\.\d+)+(?:[a-z][a-z0-9.]*)?")
-_PRE_WORD_RE = re.compile(r"(?:rc|alpha|beta|preview|pre)\d*|[ab]\d+")
+_PRE_WORD_RE = re.compile(r"(?:rc|alpha|beta|preview|pre)\d*|[ab]\d+|nightly")  # 2.3-nightly too
 _UNKNOWN_COMPONENT_RE = re.compile(r"([a-z]{3,})(\d+(?:\.\d+)+)")
 _LEADING_VERSION_RE = re.compile(r"[vV]?\d")
 _MAJOR_MINOR_RE = re.compile(r"(\d+)(?:\.(\d+))?")
@@ -263,13 +263,9 @@ def parse_tag(tag: str, framework: str | None = None) -> TagInfo:
             build = [(p, text) for p, text in build if p != dev_pos]
     parsed = parse_version(version)
     if version is not None and prereleases and parsed is not None and not parsed.is_prerelease:
-        version += prereleases.pop(0)[1]  # 0.9-cpu-rc2 is 0.9rc2
+        word = prereleases.pop(0)[1]  # 0.9-cpu-rc2 is 0.9rc2; 2.3.0-nightly stays so
+        version += ("-" if word.lower() == "nightly" else "") + word
     build.extend(prereleases)
-    nightly = next((p for p, text in build if text.lower() == "nightly"), None)
-    parsed = parse_version(version)
-    if nightly is not None and version is not None and parsed and not parsed.is_prerelease:
-        version += "-nightly"  # a nightly build is a prerelease, as a dev build is
-        build = [(p, text) for p, text in build if p != nightly]
     seen = {main.lower()} if main else set()
     kept: list[tuple[str, str | None]] = []
     for _, name, comp_version in components:
