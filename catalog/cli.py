@@ -169,8 +169,10 @@ def list_command(
 @click.pass_obj
 @errors
 def versions(db: str | None, /, framework: str, fmt: str | None, **filters: Any) -> None:
-    """List FRAMEWORK's versions, highest first (one per line by default)."""
-    found = query.list_versions(
+    """List FRAMEWORK's versions, highest first, one line each: spellings of one version
+    (2.1 and 2.1.0) and its build variants (1.12PAI) follow it in parentheses. --format json
+    gives each version's spellings, first sighting, regions and accelerators."""
+    found = query.version_details(
         framework,
         image_scope=filters["scope"],
         accelerator_type=filters["accelerator"],
@@ -180,9 +182,12 @@ def versions(db: str | None, /, framework: str, fmt: str | None, **filters: Any)
         db=db,
     )
     if fmt is None:
-        click.echo("\n".join(visible(v) for v in found))
+        width = max(len(group.version) for group in found)
+        for group in found:
+            also = f"  ({', '.join(group.spellings)})" if group.spellings else ""
+            click.echo(visible(f"{group.version:<{width}}{also}".rstrip()))
     else:
-        render([{"version": v} for v in found], Format(fmt), sys.stdout)
+        render(found, Format(fmt), sys.stdout)
 
 
 @main.command()

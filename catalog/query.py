@@ -29,6 +29,7 @@ from catalog.imageinfo import ImageInfo, image_info, network_of, on_network_of
 from catalog.readdb import Reader, catalog_age, reader
 from catalog.region import BoundRegion, check_one_region, default_region
 from catalog.uri import on_network
+from catalog.versionlist import VersionGroup, version_groups
 
 MAX_LISTED = 25
 MAX_REMEMBERED = 4096
@@ -154,34 +155,9 @@ def _explain_missing(
 
 
 def list_versions_for(db: Reader, f: Filters) -> list[str]:
-    """Distinct versions in semantic order, highest first; unparseable ones last.
-
-    Spellings of one version (2.7 and 2.7.0) are listed once, in their longest spelling;
-    build variants (1.15PAI) are listed after their release.
-    """
-    join, where, params = f.where()
-    rows = db.rows(
-        f"SELECT DISTINCT v.framework_version, v.version_key FROM image_version v {join} "
-        f"WHERE {where} AND v.framework_version IS NOT NULL",
-        params,
-    )
-    best: dict[tuple[str, str], str] = {}
-    for row in rows:
-        text, key = row["framework_version"], row["version_key"]
-        group = (key, build_of(text) or "") if key.startswith(versions.KEY_PARSED) else (key, "")
-        if len(text) > len(best.get(group, "")):
-            best[group] = text
-    ordered = sorted(
-        best.items(), key=lambda item: (item[0][0], _Reverse(item[0][1])), reverse=True
-    )
-    return [text for _, text in ordered]
-
-
-class _Reverse(str):
-    """Sorts backwards, so that under reverse=True build variants follow their release."""
-
-    def __lt__(self, other: str) -> bool:
-        return str.__gt__(self, other)
+    """Distinct versions in semantic order, highest first; unparseable ones last. Spellings
+    of one version (2.7 and 2.7.0, 1.12PAI) are one version, in its fullest plain spelling."""
+    return [group.version for group in version_groups(db, f)]
 
 
 def retrieve(
@@ -395,22 +371,35 @@ def list_versions(
     as_of: datetime | str | None = None,
     db: str | None = None,
 ) -> list[str]:
-    """The framework's versions, highest first (prereleases after releases)."""
+    """The framework's versions, highest first (prereleases after releases): one per
+    semantic version, in its fullest plain spelling (version_details gives the others)."""
+    found = version_details(
+        framework_name, image_scope=image_scope, accelerator_type=accelerator_type,
+        region=region, include_removed=include_removed, as_of=as_of, db=db,
+    )  # fmt: skip
+    return [group.version for group in found]
+
+
+def version_details(
+    framework_name: str,
+    *,
+    image_scope: str | None = None,
+    accelerator_type: str | None = None,
+    region: str | None = None,
+    include_removed: bool = False,
+    as_of: datetime | str | None = None,
+    db: str | None = None,
+) -> list[VersionGroup]:
+    """list_versions, each with the spellings and build variants it covers, when the catalog
+    first saw it, and its regions and accelerators."""
     if not framework_name or not framework_name.strip():
         raise UsageError("Give a framework name, such as PyTorch or TensorFlow.")
     f = make_filters(
-        framework_name,
-        accelerator_type,
-        image_scope,
-        region,
-        None,
-        None,
-        None,
-        include_removed,
-        as_of,
-    )
+        framework_name, accelerator_type, image_scope, region, None, None, None,
+        include_removed, as_of,
+    )  # fmt: skip
     handle = reader(resolve_target(db))
-    found = list_versions_for(handle, f)
+    found = version_groups(handle, f)
     if not found:
         raise _explain_missing(handle, f, framework_name, versions.parse_request("latest"))
     return found

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from catalog.cli import main
 from tests.test_query import fill
 
 CLI = [sys.executable, "-m", "catalog"]
+TRAINING = {"system.supported.dlc": "true"}
 
 
 @pytest.fixture
@@ -99,3 +101,42 @@ def test_a_reader_that_stops_reading_is_no_error(db: str) -> None:
     process.stdout.close()
     _, err = process.communicate(timeout=60)
     assert (process.returncode, err) == (0, b"")
+
+
+def test_versions_groups_what_is_one_version(db: str) -> None:
+    """versions listed 2.1 and 2.1.0-accl, or 1.12, 1.12.0 and 1.12PAI, as separate lines."""
+    plain = invoke(
+        "--db", db, "versions", "pytorch", "--accelerator", "gpu", "--scope", "inference"
+    )
+    assert plain.stdout.splitlines() == ["2.1.2", "2.1    (2.1.0-accl)"]
+    detail = invoke(
+        "--db", db, "versions", "pytorch", "--accelerator", "gpu", "--scope", "inference",
+        "--format", "json",
+    )  # fmt: skip
+    [first, second] = json.loads(detail.stdout)
+    assert second == {
+        "version": "2.1",
+        "spellings": ["2.1.0-accl"],
+        "first_seen": second["first_seen"],
+        "regions": ["cn-hangzhou"],
+        "accelerators": ["GPU"],
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", second["first_seen"])
+    assert first["version"] == "2.1.2" and first["spellings"] == []
+
+
+def test_a_nightly_build_is_a_prerelease(sqlite_path: Path, write_listing: Any) -> None:
+    """resolve acc answered a -nightly build as the latest release."""
+    from catalog.sync import import_files
+    from tests.conftest import api_image
+
+    host = "registry.cn-wulanchabu.aliyuncs.com/pai-dlc/acc"
+    listing = [
+        api_image("nightly", f"{host}:r2.4.0-cuda12.1.0-py3.10-nightly", TRAINING),
+        api_image("release", f"{host}:r2.3.0-cuda12.1.0-py3.10", TRAINING),
+    ]
+    import_files([write_listing(listing)], "cn-wulanchabu", db_option=str(sqlite_path))
+    result = invoke("--db", str(sqlite_path), "resolve", "acc", "--accelerator", "gpu", "--json")
+    assert json.loads(result.stdout)["framework_version"] == "2.3.0"
+    versions = invoke("--db", str(sqlite_path), "versions", "acc")
+    assert versions.stdout.splitlines() == ["2.4.0-nightly", "2.3.0"]  # in semantic order

@@ -1,0 +1,58 @@
+"""A framework's versions as a person reads them: one line per semantic version, with the
+spellings and build variants it covers, where and when it appeared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from catalog import versions
+from catalog.filters import Filters
+from catalog.readdb import Reader, stored_moment
+
+
+@dataclass(frozen=True)
+class VersionGroup:
+    """One version: ``version`` as it is best written, the other ``spellings`` of it in the
+    catalog (2.1 beside 2.1.0, build variants such as 1.12PAI), the first time the catalog
+    saw any of them, and the regions and accelerators they are in."""
+
+    version: str
+    spellings: tuple[str, ...]
+    first_seen: str | None
+    regions: tuple[str, ...]
+    accelerators: tuple[str, ...]
+
+
+def version_groups(db: Reader, f: Filters) -> list[VersionGroup]:
+    """The versions of the images ``f`` selects, highest first (prereleases after their
+    release, unparseable ones last); semantically equal spellings are one version."""
+    join, where, params = f.where()
+    rows = db.rows(
+        "SELECT v.framework_version AS text, v.version_key AS key, v.region, v.accelerator, "
+        f"min(v.valid_from) AS first FROM image_version v {join} WHERE {where} "
+        "AND v.framework_version IS NOT NULL "
+        "GROUP BY v.framework_version, v.version_key, v.region, v.accelerator",
+        params,
+    )
+    found: dict[str, list[dict[str, object]]] = {}
+    for row in rows:
+        found.setdefault(row["key"], []).append(row)
+    return [_group(found[key]) for key in sorted(found, reverse=True)]
+
+
+def _group(rows: list[dict[str, object]]) -> VersionGroup:
+    texts = sorted({str(row["text"]) for row in rows})
+    plain = [t for t in texts if (v := versions.parse_version(t)) is None or v.build is None]
+    if plain:  # the fullest plain spelling: 2.1.0 over 2.1
+        best = max(plain, key=lambda t: (len(t), t))
+    else:  # only build variants (1.8PAI): the version they are variants of
+        parsed = versions.parse_version(texts[0])
+        best = parsed.normalized if parsed is not None else texts[0]
+    moments = [m for row in rows if (m := stored_moment(row["first"])) is not None]
+    return VersionGroup(
+        version=best,
+        spellings=tuple(t for t in texts if t != best),
+        first_seen=f"{min(moments):%Y-%m-%dT%H:%M:%SZ}" if moments else None,
+        regions=tuple(sorted({str(row["region"]) for row in rows})),
+        accelerators=tuple(sorted({str(row["accelerator"]) for row in rows if row["accelerator"]})),
+    )
