@@ -21,7 +21,7 @@ from catalog.clikit import (
     stopped,
 )
 from catalog.filters import SCOPES
-from catalog.output import Format, render, render_record, visible
+from catalog.output import Format, render, render_one, visible
 
 LIST_COLUMNS = (
     "image_uri",
@@ -75,6 +75,12 @@ def main(ctx: click.Context, db: str | None, log_level: str, profile: str | None
 @network_option
 @click.option("--json", "as_json", is_flag=True, help="Print the whole ImageInfo as JSON.")
 @click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([f.value for f in Format]),
+    help="Print the whole ImageInfo in this format (json is --json) [default: the URI alone].",
+)
+@click.option(
     "--max-age",
     type=click.FloatRange(0),
     envvar="PAI_CATALOG_MAX_AGE",
@@ -87,7 +93,14 @@ def main(ctx: click.Context, db: str | None, log_level: str, profile: str | None
 @click.pass_obj
 @errors
 def resolve(
-    db: str | None, /, framework: str, version: str, as_json: bool, max_age: float, **filters: Any
+    db: str | None,
+    /,
+    framework: str,
+    version: str,
+    as_json: bool,
+    fmt: str | None,
+    max_age: float,
+    **filters: Any,
 ) -> None:
     """Print the image URI for FRAMEWORK at VERSION (latest, 2.1.0, 2.1, or a range like
     '>=2.0,<2.2').
@@ -112,8 +125,8 @@ def resolve(
         endpoint=filters["network"],
         db=db,
     )
-    if as_json:
-        render([info], Format.NL, sys.stdout)
+    if as_json or fmt:
+        render_one(info, Format(fmt or "json"), sys.stdout)
     else:
         click.echo(visible(info.image_uri or ""))
     from catalog.readdb import staleness_warning  # loaded already, unlike catalog.analysis
@@ -203,10 +216,7 @@ def show(
     """Show one image, by URI (either registry host form, VPC or public) or ImageId, with its
     labels."""
     info = query.show(uri_or_id, region=region, endpoint=network, db=db)
-    if fmt is None or fmt == Format.TABLE.value:
-        render_record(info, sys.stdout)
-    else:
-        render([info], Format(fmt), sys.stdout)
+    render_one(info, Format(fmt) if fmt else Format.TABLE, sys.stdout)
 
 
 def run() -> None:

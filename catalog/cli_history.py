@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from catalog.clikit import default_format, errors, format_option, render_rows
-from catalog.output import Format, as_dict, render, render_record
+from catalog.output import Format, as_dict, render, render_one, render_record
 
 RUN_COLUMNS = (
     "run_id", "region", "source", "status", "started_at", "seconds", "pages", "seen", "added",
@@ -136,7 +136,7 @@ def _distinct(names: tuple[str, ...]) -> list[str]:
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["json", "nl", "csv"]), default="json",
+@click.option("--format", "fmt", type=click.Choice([f.value for f in Format]), default="json",
               show_default=True)  # fmt: skip
 @click.option("--as-of", help="The catalog as it stood at this ISO 8601 date or time.")
 @click.pass_obj
@@ -182,4 +182,4 @@ def info(db: str | None, /, fmt: str | None) -> None:
         click.echo("")
         render(found.regions, Format.TABLE, sys.stdout)
     else:
-        render([found], chosen, sys.stdout)
+        render_one(found, chosen, sys.stdout)

@@ -70,11 +70,11 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
-        return (
-            json.dumps(value, ensure_ascii=False)
-            if isinstance(value, dict)
-            else ",".join(map(str, value))
-        )
+        # A list of records (info's regions) as JSON, never as Python's repr; a list of names
+        # comma-joined.
+        if isinstance(value, dict) or any(isinstance(item, (dict, list)) for item in value):
+            return json.dumps(value, ensure_ascii=False)
+        return ",".join(map(str, value))
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
@@ -152,6 +152,17 @@ def _table(rows: list[dict[str, Any]], out: TextIO, columns: Sequence[str] | Non
     for line in cells:
         out.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")
     return len(rows)
+
+
+def render_one(item: Any, fmt: Format, out: TextIO) -> None:
+    """One record in ``fmt``: a JSON object (not an array of one), a CSV header and row, or
+    aligned ``field: value`` lines for a table."""
+    if fmt is Format.TABLE:
+        render_record(item, out)
+    elif fmt is Format.CSV:
+        _csv([as_dict(item)], out, None)
+    else:
+        out.write(_json_line(as_dict(item)) + "\n")
 
 
 def render_record(item: Any, out: TextIO) -> None:

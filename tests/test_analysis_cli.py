@@ -111,7 +111,7 @@ def test_publish_and_read_the_copy(db: str, tmp_path: Path) -> None:
 def test_info(db: str) -> None:
     result = run(db, "info", "--format", "json")
     assert result.exit_code == 0, result.output
-    [found] = json.loads(result.output)
+    found = json.loads(result.output)  # one record: an object
     assert (found["revision"], found["images"], found["last_sync"]) == (
         "0007", 16, "2026-01-01T00:00:00Z",
     )  # fmt: skip

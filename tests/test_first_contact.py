@@ -140,3 +140,37 @@ def test_a_nightly_build_is_a_prerelease(sqlite_path: Path, write_listing: Any) 
     assert json.loads(result.stdout)["framework_version"] == "2.3.0"
     versions = invoke("--db", str(sqlite_path), "versions", "acc")
     assert versions.stdout.splitlines() == ["2.4.0-nightly", "2.3.0"]  # in semantic order
+
+
+READS = {
+    "resolve": ["resolve", "pytorch", "--accelerator", "gpu", "--region", "cn-hangzhou"],
+    "list": ["list", "pytorch"],
+    "versions": ["versions", "pytorch"],
+    "show": ["show", "pt-2100"],
+    "info": ["info"],
+    "runs": ["runs"],
+    "history": ["history", "pt-2100"],
+    "export": ["export"],
+    "sql": ["sql", "SELECT region, count(*) AS images FROM v_image GROUP BY region"],
+}
+ONE = {"resolve", "show", "info"}  # commands that answer with one record
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "nl", "csv"])
+@pytest.mark.parametrize("command", sorted(READS))
+def test_every_read_command_honours_every_format(db: str, command: str, fmt: str) -> None:
+    """resolve had no --format, export no table; show, info and resolve --json gave an array
+    of one; info --format csv held Python's repr of its regions."""
+    result = invoke("--db", db, *READS[command], "--format", fmt)
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert out and "{'" not in out and "[{'" not in out  # never a Python repr
+    if fmt == "json":
+        parsed = json.loads(out)
+        assert isinstance(parsed, dict if command in ONE else list), parsed
+    elif fmt == "nl":
+        assert all(isinstance(json.loads(line), dict) for line in out.splitlines())
+        if command in ONE:
+            assert len(out.splitlines()) == 1
+    elif fmt == "csv":
+        assert len(out.splitlines()) >= 2  # a header and a row

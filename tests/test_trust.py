@@ -619,7 +619,7 @@ def test_runs_info_and_publish_show_a_catalog_whose_first_sync_failed(
     [run] = json.loads(runs_out.stdout)
     assert (run["region"], run["status"]) == (REGION, "failed")
     info = invoke("info", "--format", "json")
-    assert json.loads(info.stdout)[0]["database"] == str(user_db)
+    assert json.loads(info.stdout)["database"] == str(user_db)
     published = invoke("publish", str(tmp_path / "copy.db"))
     assert published.exit_code == 0, published.stderr
     assert CatalogDb.file(tmp_path / "copy.db").rows("SELECT count(*) FROM sync_run") == [(1,)]
