@@ -35,6 +35,10 @@ _REGIONS = """SELECT r.region,
     AS images,
     (SELECT count(*) FROM image i WHERE i.region = r.region AND i.removed_run_id IS NOT NULL)
     AS removed,
+    (SELECT count(*) FROM image_version v WHERE v.region = r.region AND v.valid_to IS NULL
+        AND v.accelerator IS NULL) AS no_accelerator,
+    (SELECT count(*) FROM image_version v WHERE v.region = r.region AND v.valid_to IS NULL
+        AND NOT EXISTS (SELECT 1 FROM image_scope s WHERE s.version_id = v.id)) AS no_scope,
     (SELECT max(s.finished_at) FROM sync_run s WHERE s.region = r.region AND s.status = 'ok')
     AS last_sync,
     (SELECT s.status FROM sync_run s WHERE s.region = r.region ORDER BY s.id DESC LIMIT 1)
@@ -55,9 +59,14 @@ class Published:
 
 @dataclass(frozen=True)
 class RegionInfo:
+    """One region's images; those with no accelerator or no scope are reached only with
+    --accelerator any or --scope any."""
+
     region: str
     images: int
     removed: int
+    no_accelerator: int
+    no_scope: int
     last_sync: str | None
     last_status: str | None
 

@@ -170,11 +170,16 @@ def format_option(func: F) -> F:
 
 def filter_options(func: F) -> F:
     options = [
-        click.option("--accelerator", help="CPU, GPU or another chip type (any case)."),
+        click.option(
+            "--accelerator",
+            help="CPU, GPU or another chip type (any case); any: every image, those with no "
+            "accelerator too.",
+        ),
         click.option(
             "--scope",
-            type=click.Choice(SCOPES, case_sensitive=False),
-            help="training (DLC), inference (EAS) or develop (DSW).",
+            type=click.Choice([*SCOPES, "any"], case_sensitive=False),
+            help="training (DLC), inference (EAS) or develop (DSW); any: every image, those "
+            "with no scope too.",
         ),
         click.option("--region", help="Region id, such as cn-hangzhou."),
         click.option("--python", "python_version", help="Python version: 3.10 or py310."),

@@ -100,12 +100,23 @@ def _norm_cuda(value: str | None) -> str | None:
     return match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
 
 
+ANY = "any"  # --accelerator any, --scope any: images with none match too
+
+
+def _norm_accelerator(value: str | None) -> str | None:
+    if value is None or not value.strip() or value.strip().lower() == ANY:
+        return None
+    return value.strip().upper()
+
+
 def _norm_scope(value: str | None) -> str | None:
     if value is None:
         return None
     scope = value.strip().lower()
+    if scope == ANY:
+        return None
     if scope not in SCOPES:
-        raise UsageError(f"Unknown scope {value!r}; use one of {', '.join(SCOPES)}.")
+        raise UsageError(f"Unknown scope {value!r}; use one of {', '.join(SCOPES)}, or any.")
     return scope
 
 
@@ -151,7 +162,7 @@ def make_filters(
 
     return Filters(
         framework_key=canonical_framework(framework_name).lower() if framework_name else None,
-        accelerator=accelerator_type.strip().upper() if accelerator_type else None,
+        accelerator=_norm_accelerator(accelerator_type),
         scope=_norm_scope(image_scope),
         region=region.strip().lower() if region else None,
         python=_norm_python(python_version),

@@ -174,3 +174,23 @@ def test_every_read_command_honours_every_format(db: str, command: str, fmt: str
             assert len(out.splitlines()) == 1
     elif fmt == "csv":
         assert len(out.splitlines()) >= 2  # a header and a row
+
+
+def test_an_image_with_no_accelerator_or_scope_is_reachable_and_counted(
+    sqlite_path: Path, write_listing: Any
+) -> None:
+    from catalog.sync import import_files
+    from tests.conftest import api_image
+
+    bare = api_image(
+        "bare", "dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch:2.1.0-py310",
+        {"system.framework.PyTorch": "2.1.0"},
+    )  # fmt: skip
+    import_files([write_listing([bare])], "cn-hangzhou", db_option=str(sqlite_path))
+    db = str(sqlite_path)
+    hidden = invoke("--db", db, "resolve", "pytorch", "--accelerator", "gpu")
+    assert hidden.exit_code == 1
+    found = invoke("--db", db, "resolve", "pytorch", "--accelerator", "any", "--scope", "any")
+    assert (found.exit_code, found.stdout) == (0, bare["ImageUri"] + "\n"), found.stderr
+    [region] = json.loads(invoke("--db", db, "info", "--format", "json").stdout)["regions"]
+    assert (region["images"], region["no_accelerator"], region["no_scope"]) == (1, 1, 1)
