@@ -502,8 +502,8 @@ def test_info_counts_regions_and_ages(
         size_bytes=path.stat().st_size if path else None,  # a server has no file to measure
         images=len(hangzhou()) - 1 + len(beijing()),
         regions=(
-            RegionInfo("cn-beijing", len(beijing()), 0, "2026-01-01T00:00:00Z", "failed"),
-            RegionInfo("cn-hangzhou", len(hangzhou()) - 1, 1, "2026-01-11T00:00:00Z", "ok"),
+            RegionInfo("cn-beijing", len(beijing()), 0, 0, 0, "2026-01-01T00:00:00Z", "failed"),
+            RegionInfo("cn-hangzhou", len(hangzhou()) - 1, 1, 0, 0, "2026-01-11T00:00:00Z", "ok"),
         ),
         last_sync="2026-01-11T00:00:00Z",
         age_days=2.5,

@@ -282,7 +282,7 @@ def test_several_regions_ask_for_one(db: str) -> None:
         ({"framework_version": ">=two"}, "'>=two' is not a valid version range"),
         (
             {"image_scope": "serving"},
-            "Unknown scope 'serving'; use one of training, inference, develop.",
+            "Unknown scope 'serving'; use one of training, inference, develop, or any.",
         ),
         ({"python_version": "snake"}, "'snake' is not a Python version"),
         ({"cuda_version": "twelve"}, "'twelve' is not a CUDA version"),
