@@ -197,3 +197,24 @@ def check(db: str | None, /) -> None:
     from catalog import schema
 
     click.echo(schema.check_command(db))
+
+
+@db_group.command("forget-region")
+@click.argument("region")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before forgetting.")
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
+@click.pass_obj
+@errors
+def forget_region(db: str | None, /, region: str, yes: bool, wait: bool) -> None:
+    """Delete REGION from the catalog with its whole history: images, versions, events and
+    runs (a region imported by mistake, say). Asks first, unless --yes."""
+    from catalog.sync import forget_region as forget
+    from catalog.sync import region_size
+
+    count = region_size(region, db)
+    if not yes:
+        click.confirm(
+            f"Forget {region.strip().lower()}: {count} images and every run and event of it?",
+            abort=True,
+        )
+    click.echo(forget(region, db, wait=wait))

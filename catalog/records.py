@@ -42,6 +42,7 @@ MAX_LABELS = 10_000  # labels on one image
 MAX_LABEL_TEXT = 16 << 20  # characters in all the label keys and values of one image
 MAX_COUNT = 2**63 - 1  # Size and TotalCount: a signed 64-bit integer
 MAX_FILE = 512 << 20  # bytes in one import file: a page of 100k images is under 100 MiB
+STDIN = "-"  # the import file that is standard input
 # A tab or a line break may stand in a description or a label value; no field holds any other
 # C0 or C1 control character, or DEL: a terminal would take them as commands.
 MULTILINE = ("Description",)
@@ -348,14 +349,21 @@ def loads(data: str | bytes) -> Any:
 
 def _read(path: Path) -> str:
     """An import file's text: a regular file of at most MAX_FILE bytes (a device such as
-    /dev/zero, or a runaway file, would fill the memory before any other bound applied)."""
-    # Without O_NONBLOCK, opening a FIFO would wait for a writer before any check ran.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    with open(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InputError(f"{visible(str(path))} is not a regular file; import saved responses.")
-        os.set_blocking(fd, True)
-        data = handle.read(MAX_FILE + 1)
+    /dev/zero, or a runaway file, would fill the memory before any other bound applied), or
+    standard input for "-", read to at most MAX_FILE bytes too."""
+    if str(path) == STDIN:
+        data = sys.stdin.buffer.read(MAX_FILE + 1)
+    else:
+        # Without O_NONBLOCK, opening a FIFO would wait for a writer before any check ran.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags)
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InputError(
+                    f"{visible(str(path))} is not a regular file; import saved responses."
+                )
+            os.set_blocking(fd, True)
+            data = handle.read(MAX_FILE + 1)
     if len(data) > MAX_FILE:
         raise InputError(
             f"{visible(str(path))} is over {MAX_FILE >> 20} MiB; import a listing's pages as "
@@ -370,13 +378,14 @@ def load_files(paths: Iterable[Path]) -> list[ApiImage]:
     images: list[ApiImage] = []
     totals: set[int] = set()
     for path in paths:
+        shown = "standard input" if str(path) == STDIN else str(path)
         try:
             body = loads(_read(path))
         except OSError as exc:
-            raise InputError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+            raise InputError(f"Cannot read {shown}: {exc.strerror or exc}.") from None
         except ValueError as exc:
-            raise InputError(f"{path} is not valid JSON ({exc}); nothing was imported.") from None
-        page, total = parse_body(body, str(path))
+            raise InputError(f"{shown} is not valid JSON ({exc}); nothing was imported.") from None
+        page, total = parse_body(body, shown)
         images.extend(page)
         if total is not None:
             totals.add(total)

@@ -1,14 +1,16 @@
-"""Re-read stored images with today's parsing rules, keeping history as it is."""
+"""Rework what is stored in place: re-read images with today's parsing rules (history kept),
+or forget a region with all its history."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from catalog.pages import version_row
 from catalog.records import API_FIELDS, ApiImage
-from catalog.store import label_t, scope_t, version_t
+from catalog.runs import run_t
+from catalog.store import event_t, image_t, label_t, scope_t, version_t
 
 # What version_row() derives from an image's fields and labels: recomputed by reparse().
 DERIVED = (
@@ -63,3 +65,24 @@ def reparse(engine: Engine, confirm: Callable[[], None] | None = None) -> tuple[
         if confirm is not None:
             confirm()
     return changed, total
+
+
+def forget_region(engine: Engine, region: str, confirm: Callable[[], None] | None = None) -> int:
+    """Delete a region and its whole history (images, versions, labels, scopes, events and
+    runs) in one transaction; the number of images it held. ``confirm`` raises if the
+    writer's lock was lost; it is called before the commit."""
+    versions = select(version_t.c.id).where(version_t.c.region == region)
+    with engine.begin() as conn:
+        count = conn.execute(
+            select(func.count()).select_from(image_t).where(image_t.c.region == region)
+        ).scalar_one()
+        conn.execute(delete(label_t).where(label_t.c.version_id.in_(versions)))
+        conn.execute(delete(scope_t).where(scope_t.c.version_id.in_(versions)))
+        images = select(image_t.c.id).where(image_t.c.region == region)
+        conn.execute(delete(event_t).where(event_t.c.image_pk.in_(images)))
+        conn.execute(delete(version_t).where(version_t.c.region == region))
+        conn.execute(delete(image_t).where(image_t.c.region == region))
+        conn.execute(delete(run_t).where(run_t.c.region == region))
+        if confirm is not None:
+            confirm()
+    return int(count)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from catalog import crawl, db, locks, records, runs, store
 from catalog.client import ClientSettings, PaiClient, endpoint_for
@@ -20,6 +20,7 @@ from catalog.config import hide_password, resolve_target, utcnow
 from catalog.credentials import Credentials, resolve_credentials
 from catalog.errors import CatalogError, DatabaseError, SafetyError, UsageError
 from catalog.region import default_region
+from catalog.reparse import forget_region as forget_stored
 from catalog.reparse import reparse as reparse_versions
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def import_files(
     """Import ListImages bodies as one complete listing of ``region`` (one run, one transaction)."""
     region = check_region(region)
     images = records.load_files(paths)
+    _check_region_of(images, region)
     target = resolve_target(db_option, write=True)
     with (
         locks.write_lock(target, [region], wait=wait, holder="import") as held,
@@ -77,6 +79,24 @@ def import_files(
         run = runs.RunInfo(region, "import", detail=detail, started_at=utcnow())
         guards = store.Guards(allow_mass_removal, allow_mass_change)
         return store.apply_listing(engine, run, images, guards=guards, confirm=held.confirm)
+
+
+def _check_region_of(images: Sequence[records.ApiImage], region: str) -> None:
+    """Refuse a listing whose registry hosts all name another region: a misspelt --region
+    would create a region of its own, a copy of the one meant."""
+    from catalog.uri import host_region
+
+    named: dict[str, int] = {}
+    for image in images:
+        found = host_region(image.fields.get("uri"))
+        if found is not None:
+            named[found] = named.get(found, 0) + 1
+    if named and region not in named:
+        counted = ", ".join(f"{name} ({count})" for name, count in sorted(named.items()))
+        raise UsageError(
+            f"The images' registry hosts name {counted}, not {region}; import them with "
+            f"--region {max(named, key=lambda name: named[name])}."
+        )
 
 
 @dataclass(frozen=True)
@@ -325,3 +345,41 @@ def reparse(db_option: str | None = None, *, wait: bool = False) -> str:
     ):
         changed, total = reparse_versions(engine, held.confirm)
     return f"{target.display}: {changed} of {total} image versions read differently and updated"
+
+
+def region_size(region: str, db_option: str | None = None) -> int:
+    """How many images a region holds in the catalog (removed ones too); refuses a region the
+    catalog has never held."""
+    region = check_region(region)
+    target = resolve_target(db_option, write=True)
+    if target.path is not None and not target.path.is_file():
+        raise DatabaseError(f"No database at {target.path}; there is nothing to forget.")
+    engine = db.make_engine(target)
+    try:
+        with engine.connect() as conn:
+            known = set(conn.execute(select(runs.run_t.c.region).distinct()).scalars())
+            count = conn.execute(
+                select(func.count())
+                .select_from(store.image_t)
+                .where(store.image_t.c.region == region)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    if region not in known and not count:
+        shown = ", ".join(sorted(known)) or "none"
+        raise UsageError(f"{region} is not in {target.display} (its regions: {shown}).")
+    return int(count)
+
+
+def forget_region(region: str, db_option: str | None = None, *, wait: bool = False) -> str:
+    """Delete ``region`` and its whole history, under the write lock of the whole catalog;
+    says what it did."""
+    region = check_region(region)
+    target = resolve_target(db_option, write=True)
+    region_size(region, db_option)  # refuses a region the catalog does not hold
+    with (
+        locks.write_lock(target, wait=wait, holder="db forget-region") as held,
+        db.writable(target) as engine,
+    ):
+        count = forget_stored(engine, region, held.confirm)
+    return f"{target.display}: forgot {region}, its {count} images and their history"

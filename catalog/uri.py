@@ -88,3 +88,10 @@ def on_network(uri: str, network: str) -> str:
         return uri
     suffix = "-vpc" if network == "vpc" else ""
     return f"{found['name']}{suffix}.{found['rest']}/{rest}"
+
+
+def host_region(uri: str | None) -> str | None:
+    """The region an Alibaba Cloud registry host names (dsw-registry.cn-hangzhou.cr...), if
+    it names one."""
+    found = _NETWORK_HOST_RE.fullmatch((uri or "").partition("/")[0])
+    return found["rest"].split(".", 1)[0].lower() if found else None

@@ -194,3 +194,60 @@ def test_an_image_with_no_accelerator_or_scope_is_reachable_and_counted(
     assert (found.exit_code, found.stdout) == (0, bare["ImageUri"] + "\n"), found.stderr
     [region] = json.loads(invoke("--db", db, "info", "--format", "json").stdout)["regions"]
     assert (region["images"], region["no_accelerator"], region["no_scope"]) == (1, 1, 1)
+
+
+def test_import_reads_standard_input(sqlite_path: Path, write_listing: Any) -> None:
+    from tests.test_query import hangzhou
+
+    listing = write_listing(hangzhou()).read_text()
+    args = ["--db", str(sqlite_path), "import", "-", "--region", "cn-hangzhou"]
+    result = CliRunner().invoke(main, args, input=listing)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.startswith(f"cn-hangzhou: {len(hangzhou())} seen")
+    bad = CliRunner().invoke(main, args, input="[")
+    assert (bad.exit_code, bad.stderr.splitlines()[-1]) == (
+        1,
+        "Error: standard input is not valid JSON (Expecting value: line 1 column 2 (char 1)); "
+        "nothing was imported.",
+    )
+
+
+def test_an_import_whose_hosts_name_another_region_is_refused(
+    sqlite_path: Path, write_listing: Any
+) -> None:
+    """--region cn-hangzhuo made a bogus region out of cn-hangzhou images."""
+    from tests.test_query import hangzhou
+
+    listing = str(write_listing(hangzhou()))
+    result = invoke("--db", str(sqlite_path), "import", listing, "--region", "cn-hangzhuo")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: The images' registry hosts name cn-hangzhou ({len(hangzhou())}), not "
+        "cn-hangzhuo; import them with --region cn-hangzhou."
+    )
+    assert (
+        not sqlite_path.exists()
+        or "cn-hangzhuo" not in invoke("--db", str(sqlite_path), "runs").stdout
+    )
+
+
+def test_a_region_can_be_forgotten_after_asking(db: str) -> None:
+    from tests.dbkit import CatalogDb
+
+    catalog = CatalogDb.file(Path(db))
+    beijing = catalog.rows("SELECT count(*) FROM image WHERE region = 'cn-beijing'")[0][0]
+    asked = CliRunner().invoke(main, ["--db", db, "db", "forget-region", "cn-beijing"], input="n\n")
+    assert asked.exit_code == 1 and "Aborted" in asked.stderr
+    assert "Forget cn-beijing: " in asked.stdout and beijing > 0
+    assert catalog.rows("SELECT count(*) FROM image WHERE region = 'cn-beijing'") == [(beijing,)]
+    done = invoke("--db", db, "db", "forget-region", "CN-Beijing", "--yes")
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout == f"{db}: forgot cn-beijing, its {beijing} images and their history\n"
+    for table in ("image", "image_version", "sync_run"):
+        assert catalog.rows(f"SELECT count(*) FROM {table} WHERE region = 'cn-beijing'") == [(0,)]
+    assert catalog.rows("SELECT count(*) FROM image WHERE region = 'cn-hangzhou'")[0][0] > 0
+    unknown = invoke("--db", db, "db", "forget-region", "cn-beijing", "--yes")
+    assert unknown.exit_code == 2
+    assert unknown.stderr.splitlines()[-1] == (
+        f"Error: cn-beijing is not in {db} (its regions: cn-hangzhou)."
+    )
