@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from typing import Any
 
 import click
 
-from catalog import __version__, cli_history, cli_write, query
+from catalog import __version__, cli_history, cli_write, output, query
 from catalog.clikit import (
     configure_logging,
     db_after_the_command,
@@ -58,9 +59,19 @@ LIST_COLUMNS = (
     help="The aliyun CLI profile (in ~/.aliyun/config.json) whose credentials sync uses and "
     "whose region_id binds a region [env: ALIBABA_CLOUD_PROFILE; default: its current one].",
 )
+@click.option(
+    "--full-width",
+    is_flag=True,
+    help="Print tables whole; on a terminal they are fitted to its width, long values cut "
+    "in the middle.",
+)
 @click.pass_context
-def main(ctx: click.Context, db: str | None, log_level: str, profile: str | None) -> None:
+def main(
+    ctx: click.Context, db: str | None, log_level: str, profile: str | None, full_width: bool
+) -> None:
     """An offline catalog of Alibaba Cloud PAI's official container images."""
+    fit = sys.stdout.isatty() and not full_width
+    output.TABLE_WIDTH[0] = shutil.get_terminal_size().columns if fit else None
     if profile:
         os.environ["ALIBABA_CLOUD_PROFILE"] = profile  # read by the credentials and the region
     configure_logging(log_level)

@@ -140,6 +140,12 @@ def _csv(rows: Iterable[dict[str, Any]], out: TextIO, columns: Sequence[str] | N
     return count
 
 
+# The width tables fit, in characters (the terminal's, set by the CLI); None: no limit.
+TABLE_WIDTH: list[int | None] = [None]
+_GAP = 2  # spaces between columns
+_NARROWEST = 12  # a column is never cut below this
+
+
 def _table(rows: list[dict[str, Any]], out: TextIO, columns: Sequence[str] | None) -> int:
     names = list(columns or (rows[0] if rows else []))
     if not names:
@@ -147,11 +153,39 @@ def _table(rows: list[dict[str, Any]], out: TextIO, columns: Sequence[str] | Non
     cells = [[_cell(row.get(name)) for name in names] for row in rows]
     heads = [_cell(name) for name in names]
     widths = [max([len(head), *(len(line[i]) for line in cells)]) for i, head in enumerate(heads)]
+    if TABLE_WIDTH[0] is not None:
+        # A column keeps its heading whole, and at least _NARROWEST characters.
+        floors = [min(w, max(len(h), _NARROWEST)) for w, h in zip(widths, heads, strict=True)]
+        widths = _fitted(widths, floors, TABLE_WIDTH[0])
+        cells = [[_cut(c, w) for c, w in zip(line, widths, strict=True)] for line in cells]
     out.write("  ".join(n.ljust(w) for n, w in zip(heads, widths, strict=True)).rstrip() + "\n")
     out.write("  ".join("-" * w for w in widths) + "\n")
     for line in cells:
         out.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")
     return len(rows)
+
+
+def _fitted(widths: list[int], floors: list[int], total: int) -> list[int]:
+    """Column widths that fit ``total`` characters, taken from the widest column first (a
+    long URI), none below its floor; as they are when they fit."""
+    widths = list(widths)
+    while (excess := sum(widths) + _GAP * (len(widths) - 1) - total) > 0:
+        above = [i for i, w in enumerate(widths) if w > floors[i]]
+        if not above:
+            break  # it cannot fit: the lines run over
+        widest = max(above, key=widths.__getitem__)
+        others = max([floors[widest], *(w for i, w in enumerate(widths) if i != widest)])
+        widths[widest] -= min(excess, max(widths[widest] - others, 1))
+    return widths
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` in ``width`` characters, a middle part replaced by "…" (a URI keeps the start
+    of its registry and the end of its tag)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 3  # more of the end: a URI's repository and tag
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
 def render_one(item: Any, fmt: Format, out: TextIO) -> None:

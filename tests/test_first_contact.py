@@ -251,3 +251,39 @@ def test_a_region_can_be_forgotten_after_asking(db: str) -> None:
     assert unknown.stderr.splitlines()[-1] == (
         f"Error: cn-beijing is not in {db} (its regions: cn-hangzhou)."
     )
+
+
+def on_a_terminal(args: list[str], columns: int) -> list[str]:
+    """The command's lines as a terminal of ``columns`` shows them (a real pseudo-terminal)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {**os.environ, "COLUMNS": str(columns)}
+    process = subprocess.Popen([*CLI, *args], stdout=child_fd, stderr=subprocess.PIPE, env=env)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the terminal closed: the command is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    assert process.wait(timeout=60) == 0
+    return b"".join(chunks).decode().replace("\r\n", "\n").splitlines()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux pseudo-terminal")
+def test_tables_fit_the_terminal_unless_asked_for_in_full(db: str) -> None:
+    lines = on_a_terminal(["--db", db, "list", "--region", "cn-hangzhou"], 140)
+    assert lines[0].startswith("image_uri") and all(len(line) <= 140 for line in lines)
+    assert any("…" in line for line in lines)  # long URIs cut in the middle
+    whole = on_a_terminal(["--db", db, "--full-width", "list", "--region", "cn-hangzhou"], 140)
+    assert max(len(line) for line in whole) > 140 and not any("…" in line for line in whole)
