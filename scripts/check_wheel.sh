@@ -13,7 +13,7 @@ export XDG_DATA_HOME="$work/xdg"
 unset PAI_CATALOG_DB
 bin="$work/venv/bin/pai-catalog"
 
-"$bin" resolve pytorch latest --accelerator gpu
+"$bin" resolve pytorch latest --accelerator gpu --region cn-hangzhou
 PAI_CATALOG_DB="$work/new.db" "$bin" db upgrade
 PAI_CATALOG_DB="$work/new.db" "$bin" db current | grep -q "(at head)"
 PAI_CATALOG_DB="$work/new.db" "$bin" db check
