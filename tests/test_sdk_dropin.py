@@ -4,6 +4,7 @@ region as the SDK and the aliyun CLI do (issue 14)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,14 @@ def test_sync_without_a_region_syncs_the_bound_one(
     monkeypatch.delenv("PAI_CATALOG_REGION")
     empty = CliRunner().invoke(main, ["--db", str(sqlite_path) + ".new", "sync"], env=ENV)
     assert empty.exit_code == 2 and "The catalog has no regions yet" in empty.stderr
+
+
+def test_a_changed_profile_file_is_read_again(two_regions: str, tmp_path: Path) -> None:
+    """The profile's region is remembered between calls, until the file changes."""
+    home = tmp_path / "home"
+    write_cli_config(home, "work", work="cn-beijing")
+    assert retrieve("pytorch", "latest", "GPU").region == "cn-beijing"
+    config = home / ".aliyun" / "config.json"
+    config.write_text(config.read_text().replace('"cn-beijing"', '"cn-hangzhou"'))
+    os.utime(config, ns=(1, 1))  # a different time, whatever the clock's resolution
+    assert retrieve("pytorch", "latest", "GPU").region == "cn-hangzhou"
