@@ -22,9 +22,9 @@ import json, sys
 import catalog
 db = sys.argv[1]
 print(json.dumps({
-    "resolve": catalog.retrieve("pytorch", accelerator_type="GPU", db=db).image_id,
+    "resolve": catalog.retrieve("pytorch", "latest", "GPU", region="cn-beijing", db=db).image_id,
     "versions": catalog.list_versions("pytorch", region="cn-hangzhou", db=db)[:2],
-    "count": len(catalog.list_images(db=db)),
+    "count": len(catalog.list_images(image_scope=None, db=db)),
 }))
 """
 CLI = [sys.executable, "-m", "catalog", "--db"]

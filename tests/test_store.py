@@ -93,7 +93,12 @@ def test_same_image_id_in_two_regions_is_two_images(
     catalog_db: CatalogDb, write_listing: Any
 ) -> None:
     run(catalog_db, write_listing, base_images())
-    import_files([write_listing(base_images())], "cn-beijing", db_option=catalog_db.target)
+    # The same ids in Beijing's listing, on Beijing's registry host.
+    elsewhere = [
+        {**image, "ImageUri": image["ImageUri"].replace("cn-hangzhou", "cn-beijing")}
+        for image in base_images()
+    ]
+    import_files([write_listing(elsewhere)], "cn-beijing", db_option=catalog_db.target)
     assert catalog_db.rows("SELECT count(*) FROM image") == [(6,)]
     # importing one region never removes another region's images
     assert catalog_db.rows("SELECT count(*) FROM image WHERE removed_run_id IS NOT NULL") == [(0,)]
