@@ -121,6 +121,8 @@ def resolve(
     aliyun CLI profile in use; with none of them, a request whose images lie in several
     regions is refused, naming them.
     """
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError(f"--json and --format {fmt} disagree; give one of them.")
     if max_age != max_age:  # NaN: checked before the answer, which would print first
         raise click.BadParameter("give a number of days, not nan.", param_hint="'--max-age'")
     info = query.retrieve(
@@ -162,6 +164,7 @@ def list_command(
     """List images by framework, then highest version first: every scope and region unless
     --scope or --region narrows it (catalog.list_images, like the PAI SDK's, lists the
     training scope unless told otherwise)."""
+    chosen = Format(fmt) if fmt else default_format()
     images = query.list_images(
         framework,
         framework_version=version,
@@ -173,11 +176,10 @@ def list_command(
         os=filters["os_name"],
         include_removed=filters["include_removed"],
         as_of=filters["as_of"],
-        labels=fmt in ("json", "nl"),
+        labels=chosen in (Format.JSON, Format.NL),  # tables and CSV show no labels
         endpoint=filters["network"],
         db=db,
     )
-    chosen = Format(fmt) if fmt else default_format()
     columns = LIST_COLUMNS if chosen in (Format.TABLE, Format.CSV) else None
     render(images, chosen, sys.stdout, columns)
 

@@ -193,21 +193,28 @@ def filter_options(func: F) -> F:
 
 
 def network_option(func: F) -> F:
-    """--vpc / --public: the registry host form the user can pull from."""
-    func = click.option(
+    """--vpc / --public: the registry host form the user can pull from, passed on as
+    ``network`` ("vpc", "public" or None); both at once is a usage error."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, vpc: bool = False, public: bool = False, **kwargs: Any) -> Any:
+        if vpc and public:
+            raise click.UsageError("--vpc and --public disagree; give one of them.")
+        kwargs["network"] = "vpc" if vpc else "public" if public else None
+        return func(*args, **kwargs)
+
+    wrapper = click.option(
         "--public",
-        "network",
-        flag_value="public",
+        is_flag=True,
         help="Print URIs with the public registry host (dsw-registry.REGION...), pullable "
         "from anywhere.",
-    )(func)
-    return click.option(
+    )(wrapper)
+    return click.option(  # type: ignore[return-value]
         "--vpc",
-        "network",
-        flag_value="vpc",
+        is_flag=True,
         help="Print URIs with the VPC registry host (dsw-registry-vpc.REGION...), pullable "
         "from inside an Alibaba Cloud VPC. Without either, URIs are as the API lists them.",
-    )(func)
+    )(wrapper)
 
 
 def render_rows(rows: Any, fmt: str | None, table_columns: tuple[str, ...]) -> None:

@@ -2,7 +2,8 @@
 
 The kinds a caller of ``retrieve`` meets are also the built-in exceptions the PAI SDK raises
 for the same cases, so code written against ``pai.image`` keeps catching them: a request the
-caller got wrong is a ValueError, nothing found or too much found a RuntimeError."""
+caller got wrong is a ValueError; nothing found, too much found, or a database or credentials
+file that cannot be used, a RuntimeError."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class UsageError(CatalogError, ValueError):
     version request that is no version)."""
 
 
-class DatabaseError(CatalogError):
+class DatabaseError(CatalogError, RuntimeError):
     """The database is missing, corrupt, at the wrong schema revision, or not writable."""
 
     @classmethod
@@ -49,7 +50,7 @@ class AmbiguousError(CatalogError, RuntimeError):
     """The request matches images in several places and needs narrowing."""
 
 
-class CredentialsError(CatalogError):
+class CredentialsError(CatalogError, RuntimeError):
     """No usable Alibaba Cloud credentials were found, or a credentials file is malformed."""
 
 

@@ -100,6 +100,16 @@ def _norm_cuda(value: str | None) -> str | None:
     return match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
 
 
+def require_text(name: str, value: object) -> None:
+    """Refuse an argument that should be text and is not (framework_version=2.1, a float,
+    would otherwise fail deep inside as an AttributeError)."""
+    if value is not None and not isinstance(value, str):
+        raise UsageError(
+            f"{name} must be text, not {value!r}: write it in quotes ('3.10', not 3.10, which "
+            "Python reads as 3.1)."
+        )
+
+
 ANY = "any"  # --accelerator any, --scope any: images with none match too
 
 
@@ -160,6 +170,12 @@ def make_filters(
 ) -> Filters:
     from catalog.tags import canonical_framework
 
+    for name, value in (
+        ("framework_name", framework_name), ("accelerator_type", accelerator_type),
+        ("image_scope", image_scope), ("region", region), ("python_version", python_version),
+        ("cuda_version", cuda_version), ("os", os),
+    ):  # fmt: skip
+        require_text(name, value)
     return Filters(
         framework_key=canonical_framework(framework_name).lower() if framework_name else None,
         accelerator=_norm_accelerator(accelerator_type),

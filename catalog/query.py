@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -12,17 +10,16 @@ from catalog import versions
 from catalog.config import resolve_target, spelled
 from catalog.errors import (
     AmbiguousError,
-    CatalogError,
     NotFoundError,
-    UnsupportedError,
     UsageError,
 )
+from catalog.explain import explain_missing, unknown_name
 from catalog.filters import (
     Filters,
     build_of,
-    describe,
     make_filters,
     requested_build,
+    require_text,
     version_clause,
 )
 from catalog.imageinfo import ImageInfo, image_info, network_of, on_network_of
@@ -31,7 +28,6 @@ from catalog.region import BoundRegion, check_one_region, default_region
 from catalog.uri import on_network
 from catalog.versionlist import VersionGroup, version_groups
 
-MAX_LISTED = 25
 MAX_REMEMBERED = 4096
 _ANSWERS: dict[tuple[Any, ...], tuple[tuple[int, int], ImageInfo]] = {}
 
@@ -68,90 +64,6 @@ def _select(
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return db.rows(sql, {**base, **params} if params else base)
-
-
-def _known_frameworks(db: Reader, f: Filters) -> list[str]:
-    state = Filters(include_removed=f.include_removed, as_of=f.as_of)
-    _, where, params = state.where()
-    rows = db.rows(
-        f"SELECT DISTINCT v.framework FROM image_version v WHERE {where} "
-        "AND v.framework IS NOT NULL ORDER BY v.framework",
-        params,
-    )
-    return [row["framework"] for row in rows]
-
-
-def _distinct(db: Reader, column: str, f: Filters | None = None) -> list[str]:
-    """The values of an image_version column (region, accelerator) among the images ``f``
-    selects, or among all; sorted."""
-    join, where, params = (f or Filters(include_removed=True)).where()
-    rows = db.rows(
-        f"SELECT DISTINCT v.{column} AS value FROM image_version v {join} WHERE {where} "
-        f"AND v.{column} IS NOT NULL ORDER BY v.{column}",
-        params,
-    )
-    return [row["value"] for row in rows]
-
-
-def _did_you_mean(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1)
-    return f" Did you mean {next(k for k in known if k.lower() == close[0])!r}?" if close else ""
-
-
-def _unknown_name(db: Reader, f: Filters, framework_name: str | None) -> CatalogError | None:
-    """A framework, region or accelerator the catalog does not hold at all, with the closest
-    name it does: a typo, not an empty answer."""
-    if framework_name is not None:
-        known = _known_frameworks(db, f)
-        if f.framework_key not in {name.lower() for name in known}:
-            # As of a time, the catalog may just not have held it yet: nothing found, then.
-            kind = NotFoundError if f.as_of is not None else UnsupportedError
-            return kind(
-                f"Unknown framework {framework_name!r}.{_did_you_mean(framework_name, known)} "
-                f"Known frameworks: {', '.join(known) or 'none'} ({catalog_age(db)})."
-            )
-    if f.region is not None:
-        regions = _distinct(db, "region")
-        if f.region not in regions:
-            return NotFoundError(
-                f"No image in region {f.region!r}.{_did_you_mean(f.region, regions)} Regions in "
-                f"the catalog: {', '.join(regions) or 'none'} ({catalog_age(db)})."
-            )
-    if f.accelerator is not None:
-        accelerators = _distinct(db, "accelerator")
-        if f.accelerator not in accelerators:
-            return UnsupportedError(
-                f"Unknown accelerator {f.accelerator!r}; the catalog knows "
-                f"{', '.join(accelerators) or 'none'} ({catalog_age(db)})."
-            )
-    return None
-
-
-def _explain_missing(
-    db: Reader, f: Filters, framework_name: str, request: versions.VersionRequest
-) -> CatalogError:
-    """Why nothing matched: a name the catalog does not know (a ValueError, as the PAI SDK
-    raises for an unsupported framework), or no image for these filters (a RuntimeError),
-    saying which accelerators the framework has when the one asked for has none."""
-    unknown = _unknown_name(db, f, framework_name)
-    if unknown is not None:
-        return unknown
-    age = catalog_age(db)
-    available = list_versions_for(db, f)
-    where = describe(f)
-    if not available:
-        others = _distinct(db, "accelerator", replace(f, accelerator=None))
-        hint = ""
-        if f.accelerator is not None and others:
-            option = spelled("accelerator_type", "--accelerator")
-            hint = f"; it has images for {', '.join(others)} ({option})"
-        return NotFoundError(f"No {framework_name} image {where}{hint} ({age}).")
-    shown = ", ".join(available[:MAX_LISTED])
-    more = f" and {len(available) - MAX_LISTED} more" if len(available) > MAX_LISTED else ""
-    return NotFoundError(
-        f"No {framework_name} version matches {request.text!r} {where}; available versions: "
-        f"{shown}{more} ({age})."
-    )
 
 
 def list_versions_for(db: Reader, f: Filters) -> list[str]:
@@ -220,6 +132,7 @@ def _retrieve(
     os: str | None,
     as_of: datetime | str | None,
 ) -> ImageInfo:
+    require_text("framework_name", framework_name)
     if not framework_name or not framework_name.strip():
         raise UsageError("Give a framework name, such as PyTorch or TensorFlow.")
     request = _request(framework_version)
@@ -278,11 +191,12 @@ def _best(
         # Asking for 2.1.0-accl prefers that variant among the images of equal version.
         rows = sorted(rows, key=lambda r: build_of(r["framework_version"]) != wanted_build)
     if not rows:
-        raise _explain_missing(handle, f, framework_name, request)
+        raise explain_missing(handle, f, framework_name, request)
     return image_info(rows[0], f.scope, labels=True)
 
 
 def _request(framework_version: str | None) -> versions.VersionRequest:
+    require_text("framework_version", framework_version)
     try:
         return versions.parse_request(framework_version)
     except ValueError as exc:
@@ -327,7 +241,7 @@ def list_images(
     os: str | None = None,
     include_removed: bool = False,
     as_of: datetime | str | None = None,
-    labels: bool = False,
+    labels: bool = True,
     endpoint: str | None = None,
     db: str | None = None,
 ) -> list[ImageInfo]:
@@ -335,7 +249,8 @@ def list_images(
 
     The first three arguments are the PAI SDK's ``list_images``: ``session`` is ignored, and
     the scope is training unless given (``image_scope=None`` lists every scope, as the CLI's
-    ``list`` does without ``--scope``)."""
+    ``list`` does without ``--scope``). ``labels=False`` leaves each image's labels empty, a
+    little faster for long listings that do not need them."""
     f = make_filters(
         framework_name,
         accelerator_type,
@@ -354,7 +269,7 @@ def list_images(
     if request.kind == "range":
         rows = [r for r in rows if request.matches(r["framework_version"])]
     if not rows and f.as_of is None and (framework_name or f.region or f.accelerator):
-        unknown = _unknown_name(handle, f, framework_name)
+        unknown = unknown_name(handle, f, framework_name)
         if unknown is not None:  # a typo lists nothing: say so, not an empty list
             raise unknown
     network = network_of(endpoint)
@@ -392,6 +307,7 @@ def version_details(
 ) -> list[VersionGroup]:
     """list_versions, each with the spellings and build variants it covers, when the catalog
     first saw it, and its regions and accelerators."""
+    require_text("framework_name", framework_name)
     if not framework_name or not framework_name.strip():
         raise UsageError("Give a framework name, such as PyTorch or TensorFlow.")
     f = make_filters(
@@ -401,7 +317,7 @@ def version_details(
     handle = reader(resolve_target(db))
     found = version_groups(handle, f)
     if not found:
-        raise _explain_missing(handle, f, framework_name, versions.parse_request("latest"))
+        raise explain_missing(handle, f, framework_name, versions.parse_request("latest"))
     return found
 
 

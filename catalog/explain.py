@@ -1,0 +1,108 @@
+"""Why a request found nothing: a name the catalog does not hold (with the closest it does),
+or no image for these filters (with what there is instead)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import replace
+
+from catalog import versions
+from catalog.config import spelled
+from catalog.errors import CatalogError, NotFoundError, UnsupportedError
+from catalog.filters import Filters, describe
+from catalog.readdb import Reader, catalog_age
+from catalog.versionlist import version_groups
+
+MAX_LISTED = 25  # versions an error lists
+
+
+def _known_frameworks(db: Reader, f: Filters) -> list[str]:
+    state = Filters(include_removed=f.include_removed, as_of=f.as_of)
+    _, where, params = state.where()
+    rows = db.rows(
+        f"SELECT DISTINCT v.framework FROM image_version v WHERE {where} "
+        "AND v.framework IS NOT NULL ORDER BY v.framework",
+        params,
+    )
+    return [row["framework"] for row in rows]
+
+
+def _distinct(db: Reader, column: str, f: Filters | None = None) -> list[str]:
+    """The values of an image_version column (region, accelerator) among the images ``f``
+    selects, or among all; sorted."""
+    join, where, params = (f or Filters(include_removed=True)).where()
+    rows = db.rows(
+        f"SELECT DISTINCT v.{column} AS value FROM image_version v {join} WHERE {where} "
+        f"AND v.{column} IS NOT NULL ORDER BY v.{column}",
+        params,
+    )
+    return [row["value"] for row in rows]
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1)
+    return f" Did you mean {next(k for k in known if k.lower() == close[0])!r}?" if close else ""
+
+
+def unknown_name(db: Reader, f: Filters, framework_name: str | None) -> CatalogError | None:
+    """A framework, region or accelerator the catalog does not hold at all, with the closest
+    name it does: a typo, not an empty answer."""
+    if framework_name is not None:
+        known = _known_frameworks(db, f)
+        if f.framework_key not in {name.lower() for name in known} and not f.include_removed:
+            gone = _known_frameworks(db, replace(f, include_removed=True))
+            if f.framework_key in {name.lower() for name in gone}:
+                option = spelled("include_removed", "--include-removed")
+                return NotFoundError(
+                    f"Every {framework_name} image has left the API's listing; {option} "
+                    f"shows them ({catalog_age(db)})."
+                )
+        if f.framework_key not in {name.lower() for name in known}:
+            # As of a time, the catalog may just not have held it yet: nothing found, then.
+            kind = NotFoundError if f.as_of is not None else UnsupportedError
+            return kind(
+                f"Unknown framework {framework_name!r}.{_did_you_mean(framework_name, known)} "
+                f"Known frameworks: {', '.join(known) or 'none'} ({catalog_age(db)})."
+            )
+    if f.region is not None:
+        regions = _distinct(db, "region")
+        if f.region not in regions:
+            return NotFoundError(
+                f"No image in region {f.region!r}.{_did_you_mean(f.region, regions)} Regions in "
+                f"the catalog: {', '.join(regions) or 'none'} ({catalog_age(db)})."
+            )
+    if f.accelerator is not None:
+        accelerators = _distinct(db, "accelerator")
+        if f.accelerator not in accelerators:
+            return UnsupportedError(
+                f"Unknown accelerator {f.accelerator!r}; the catalog knows "
+                f"{', '.join(accelerators) or 'none'} ({catalog_age(db)})."
+            )
+    return None
+
+
+def explain_missing(
+    db: Reader, f: Filters, framework_name: str, request: versions.VersionRequest
+) -> CatalogError:
+    """Why nothing matched: a name the catalog does not know (a ValueError, as the PAI SDK
+    raises for an unsupported framework), or no image for these filters (a RuntimeError),
+    saying which accelerators the framework has when the one asked for has none."""
+    unknown = unknown_name(db, f, framework_name)
+    if unknown is not None:
+        return unknown
+    age = catalog_age(db)
+    available = [group.version for group in version_groups(db, f)]
+    where = describe(f)
+    if not available:
+        others = _distinct(db, "accelerator", replace(f, accelerator=None))
+        hint = ""
+        if f.accelerator is not None and others:
+            option = spelled("accelerator_type", "--accelerator")
+            hint = f"; it has images for {', '.join(others)} ({option})"
+        return NotFoundError(f"No {framework_name} image {where}{hint} ({age}).")
+    shown = ", ".join(available[:MAX_LISTED])
+    more = f" and {len(available) - MAX_LISTED} more" if len(available) > MAX_LISTED else ""
+    return NotFoundError(
+        f"No {framework_name} version matches {request.text!r} {where}; available versions: "
+        f"{shown}{more} ({age})."
+    )
