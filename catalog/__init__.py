@@ -1,6 +1,6 @@
 """pai-image-catalog: an offline, queryable catalog of Alibaba Cloud PAI's official images."""
 
-from catalog.config import UnsyncedCatalogWarning, __version__
+from catalog.config import ShippedCatalogWarning, UnsyncedCatalogWarning, __version__
 from catalog.errors import (
     AmbiguousError,
     CatalogError,
@@ -24,6 +24,7 @@ __all__ = [
     "InputError",
     "NotFoundError",
     "QueryError",
+    "ShippedCatalogWarning",
     "UnsupportedError",
     "UnsyncedCatalogWarning",
     "UsageError",

@@ -187,7 +187,11 @@ def list_command(
 @main.command()
 @click.argument("framework")
 @click.option("--accelerator", help="CPU, GPU or another chip type (any case), or any.")
-@click.option("--scope", type=click.Choice([*SCOPES, "any"], case_sensitive=False))
+@click.option(
+    "--scope",
+    type=click.Choice([*SCOPES, "any"], case_sensitive=False),
+    help="training (DLC), inference (EAS) or develop (DSW); any: every image.",
+)
 @click.option("--region", help="Region id, such as cn-hangzhou.")
 @click.option("--include-removed", is_flag=True, help="Also count images no longer in the API.")
 @click.option("--as-of", help="Answer as the catalog stood at this ISO 8601 date or time.")

@@ -30,7 +30,8 @@ from catalog.output import Format, render
 def import_command(db: str | None, /, files: tuple[Path, ...], region: str, **opts: bool) -> None:
     """Import ListImages response bodies (all pages of one listing) as one run of REGION.
 
-    Images the files no longer list are marked removed, as a sync would.
+    Images the files no longer list are marked removed, as a sync would. A FILE of - reads
+    standard input. A listing whose registry hosts all name another region is refused.
     """
     from catalog.sync import import_files
 

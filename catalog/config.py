@@ -149,7 +149,8 @@ def resolve_target(
     if reason is None:
         return _file_target(user)
     shipped = _file_target(shipped_db_path())
-    if not reason:
+    if not reason and (INTERFACE.get() == "cli" or not _SHIPPED_SAID):
+        _SHIPPED_SAID.append(True)  # Python hears it once; the CLI remembers it in a file
         warnings.warn(
             ShippedCatalogWarning(
                 f"the shipped catalog ({shipped.path}) answered: a demonstration reconstructed "
@@ -173,14 +174,19 @@ class UnsyncedCatalogWarning(UserWarning):
     """The user's catalog holds no successful run yet, so the shipped one answered."""
 
 
+_SHIPPED_SAID: list[bool] = []
+
+
 class ShippedCatalogWarning(UserWarning):
-    """No catalog of the user's exists, so the shipped demonstration answered. Python shows
-    a warning once per place that causes it; the CLI says it once per shipped catalog."""
+    """No catalog of the user's exists, so the shipped demonstration answered. Python hears
+    it once per process; the CLI says it once per shipped catalog."""
 
 
 def state_dir() -> Path:
     """Where pai-catalog keeps what it remembers between runs ($XDG_STATE_HOME/pai-catalog)."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    base = os.environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative path is to be ignored
+        base = str(Path.home() / ".local" / "state")
     return Path(base) / "pai-catalog"
 
 

@@ -39,7 +39,7 @@ def _distinct(db: Reader, column: str, f: Filters | None = None) -> list[str]:
     return [row["value"] for row in rows]
 
 
-def _did_you_mean(name: str, known: list[str]) -> str:
+def did_you_mean(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1)
     return f" Did you mean {next(k for k in known if k.lower() == close[0])!r}?" if close else ""
 
@@ -61,14 +61,14 @@ def unknown_name(db: Reader, f: Filters, framework_name: str | None) -> CatalogE
             # As of a time, the catalog may just not have held it yet: nothing found, then.
             kind = NotFoundError if f.as_of is not None else UnsupportedError
             return kind(
-                f"Unknown framework {framework_name!r}.{_did_you_mean(framework_name, known)} "
+                f"Unknown framework {framework_name!r}.{did_you_mean(framework_name, known)} "
                 f"Known frameworks: {', '.join(known) or 'none'} ({catalog_age(db)})."
             )
     if f.region is not None:
         regions = _distinct(db, "region")
         if f.region not in regions:
             return NotFoundError(
-                f"No image in region {f.region!r}.{_did_you_mean(f.region, regions)} Regions in "
+                f"No image in region {f.region!r}.{did_you_mean(f.region, regions)} Regions in "
                 f"the catalog: {', '.join(regions) or 'none'} ({catalog_age(db)})."
             )
     if f.accelerator is not None:

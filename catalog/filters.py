@@ -113,6 +113,12 @@ def require_text(name: str, value: object) -> None:
 ANY = "any"  # --accelerator any, --scope any: images with none match too
 
 
+def _norm_region(value: str | None) -> str | None:
+    if value is None or not value.strip() or value.strip().lower() == ANY:
+        return None
+    return value.strip().lower()
+
+
 def _norm_accelerator(value: str | None) -> str | None:
     if value is None or not value.strip() or value.strip().lower() == ANY:
         return None
@@ -180,7 +186,7 @@ def make_filters(
         framework_key=canonical_framework(framework_name).lower() if framework_name else None,
         accelerator=_norm_accelerator(accelerator_type),
         scope=_norm_scope(image_scope),
-        region=region.strip().lower() if region else None,
+        region=_norm_region(region),
         python=_norm_python(python_version),
         cuda=_norm_cuda(cuda_version),
         os=os.strip().lower() if os else None,

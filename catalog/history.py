@@ -9,6 +9,7 @@ from typing import Any
 
 from catalog.config import resolve_target
 from catalog.errors import AmbiguousError, NotFoundError, UsageError
+from catalog.explain import did_you_mean
 from catalog.readdb import Reader, reader, stored_moment
 from catalog.records import API_FIELDS
 
@@ -115,6 +116,16 @@ def _region(value: str) -> str:
     return value.strip().lower()
 
 
+def _known_region(handle: Reader, region: str) -> None:
+    """Refuse a region with no run at all, naming the closest that has some (a typo)."""
+    regions = [row["region"] for row in handle.rows("SELECT DISTINCT region FROM sync_run")]
+    if region not in regions:
+        raise NotFoundError(
+            f"No run of region {region!r}.{did_you_mean(region, sorted(regions))} Regions with "
+            f"runs: {', '.join(sorted(regions)) or 'none'}."
+        )
+
+
 def _select_runs(handle: Reader, limit: int | None = None, **where: Any) -> list[Run]:
     """Runs newest first, narrowed by the conditions in _WHERE whose values are not None."""
     params = {name: value for name, value in where.items() if value is not None}
@@ -140,7 +151,10 @@ def runs(
     if limit is not None and not 1 <= limit < 2**63:
         raise UsageError(f"The limit must be a positive number of runs, not {limit}.")
     handle = reader(resolve_target(db, own=True))
-    return _select_runs(handle, limit, region=region and _region(region), status=wanted)
+    found = _select_runs(handle, limit, region=region and _region(region), status=wanted)
+    if region and not found:
+        _known_region(handle, _region(region))
+    return found
 
 
 def _successful(handle: Reader, run_id: int) -> Run:
@@ -164,6 +178,8 @@ def _default_pairs(handle: Reader, region: str | None) -> list[tuple[Run, Run]]:
     if region is not None:
         last = _select_runs(handle, 2, region=region, status="ok")
         if len(last) < 2:
+            if not last:
+                _known_region(handle, region)
             count = "only one successful run" if last else "no successful runs"
             raise NotFoundError(f"{region} has {count}; diff needs two: {_HINT}.")
         return [(last[1], last[0])]

@@ -35,6 +35,8 @@ def as_dict(item: Any) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()  # an SQL BLOB, as SQLite's hex() writes it
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return as_dict(value)
     if isinstance(value, Mapping):

@@ -119,6 +119,15 @@ def retrieve(
     return on_network_of(info, network)
 
 
+def _bound_region(region: str | None) -> str | None:
+    """The region a listing is of: the one given ("any": every region), else the one the
+    environment binds, as for retrieve, else every region."""
+    if region is not None:
+        return region
+    bound = default_region()
+    return bound.region if bound else None
+
+
 def _retrieve(
     handle: Reader,
     framework_name: str,
@@ -255,7 +264,7 @@ def list_images(
         framework_name,
         accelerator_type,
         image_scope,
-        region,
+        _bound_region(region),
         python_version,
         cuda_version,
         os,
@@ -311,7 +320,7 @@ def version_details(
     if not framework_name or not framework_name.strip():
         raise UsageError("Give a framework name, such as PyTorch or TensorFlow.")
     f = make_filters(
-        framework_name, accelerator_type, image_scope, region, None, None, None,
+        framework_name, accelerator_type, image_scope, _bound_region(region), None, None, None,
         include_removed, as_of,
     )  # fmt: skip
     handle = reader(resolve_target(db))

@@ -32,8 +32,9 @@ def check_region(region: str) -> str:
     """A region id such as cn-hangzhou, stripped and lower-cased."""
     value = region.strip().lower()
     if not _REGION.match(value):
+        several = " (several are separated by spaces)" if "," in value else ""
         raise UsageError(
-            f"{region!r} is not a region id; write it like cn-hangzhou or ap-southeast-1."
+            f"{region!r} is not a region id; write it like cn-hangzhou or ap-southeast-1{several}."
         )
     return value
 
@@ -366,8 +367,13 @@ def region_size(region: str, db_option: str | None = None) -> int:
     finally:
         engine.dispose()
     if region not in known and not count:
+        from catalog.explain import did_you_mean
+
         shown = ", ".join(sorted(known)) or "none"
-        raise UsageError(f"{region} is not in {target.display} (its regions: {shown}).")
+        raise UsageError(
+            f"{region} is not in {target.display}.{did_you_mean(region, sorted(known))} Its "
+            f"regions: {shown}."
+        )
     return int(count)
 
 

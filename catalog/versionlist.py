@@ -3,11 +3,14 @@ spellings and build variants it covers, where and when it appeared."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from catalog import versions
 from catalog.filters import Filters
 from catalog.readdb import Reader, stored_moment
+
+_NUMBERS = re.compile(r"[vVrR]?(\d+(?:\.\d+)*)")  # 1.8 of 1.8PAI
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,9 @@ def _group(rows: list[dict[str, object]]) -> VersionGroup:
     plain = [t for t in texts if (v := versions.parse_version(t)) is None or v.build is None]
     if plain:  # the fullest plain spelling: 2.1.0 over 2.1
         best = max(plain, key=lambda t: (len(t), t))
-    else:  # only build variants (1.8PAI): the version they are variants of
-        parsed = versions.parse_version(texts[0])
-        best = parsed.normalized if parsed is not None else texts[0]
+    else:  # only build variants (1.8PAI): the version they are variants of, as written
+        found = _NUMBERS.match(texts[0])
+        best = found.group(1) if found else texts[0]
     moments = [m for row in rows if (m := stored_moment(row["first"])) is not None]
     return VersionGroup(
         version=best,

@@ -249,7 +249,7 @@ def test_a_region_can_be_forgotten_after_asking(db: str) -> None:
     unknown = invoke("--db", db, "db", "forget-region", "cn-beijing", "--yes")
     assert unknown.exit_code == 2
     assert unknown.stderr.splitlines()[-1] == (
-        f"Error: cn-beijing is not in {db} (its regions: cn-hangzhou)."
+        f"Error: cn-beijing is not in {db}. Its regions: cn-hangzhou."
     )
 
 
@@ -287,3 +287,161 @@ def test_tables_fit_the_terminal_unless_asked_for_in_full(db: str) -> None:
     assert any("…" in line for line in lines)  # long URIs cut in the middle
     whole = on_a_terminal(["--db", db, "--full-width", "list", "--region", "cn-hangzhou"], 140)
     assert max(len(line) for line in whole) > 140 and not any("…" in line for line in whole)
+
+
+# What a second reviewer found ------------------------------------------------------------------
+
+
+def test_list_keeps_the_labels_it_prints(db: str) -> None:
+    """Piped (newline JSON by default), list printed "labels": {} for every image."""
+    import catalog
+
+    piped = invoke("--db", db, "list", "pytorch", "--region", "cn-hangzhou")
+    rows = [json.loads(line) for line in piped.stdout.splitlines()]
+    assert rows and all(row["labels"] for row in rows)
+    assert all(image.labels for image in catalog.list_images("pytorch", db=db))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"framework_name": 5},
+        {"framework_name": "PyTorch", "framework_version": 2.1},
+        {"framework_name": "PyTorch", "region": 1},
+        {"framework_name": "PyTorch", "python_version": 3.10},
+    ],
+    ids=["framework", "version", "region", "python"],
+)
+def test_an_argument_that_is_no_text_is_a_value_error(db: str, kwargs: dict[str, Any]) -> None:
+    """Each was an AttributeError ('float' object has no attribute 'strip')."""
+    import catalog
+
+    with pytest.raises(ValueError, match=r"must be text, not .*: write it in quotes"):
+        catalog.retrieve(**kwargs, db=db)
+
+
+def test_a_database_or_credentials_file_that_cannot_be_used_is_a_runtime_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import catalog
+
+    with pytest.raises(RuntimeError):
+        catalog.retrieve("pytorch", db=str(tmp_path / "nowhere" / "x.db"))
+    home = tmp_path / "home"
+    (home / ".aliyun").mkdir(parents=True)
+    (home / ".aliyun" / "config.json").write_text("{bad json")
+    monkeypatch.setenv("HOME", str(home))
+    with pytest.raises(RuntimeError, match=r"config\.json is not valid JSON"):
+        catalog.retrieve("xgboost")
+
+
+def test_versions_and_list_keep_to_the_bound_region(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """versions listed every region's versions while resolve answered from the bound one."""
+    monkeypatch.setenv("PAI_CATALOG_REGION", "cn-beijing")
+    bound = invoke("--db", db, "versions", "pytorch", "--format", "json")
+    assert {r for v in json.loads(bound.stdout) for r in v["regions"]} == {"cn-beijing"}
+    listed = invoke("--db", db, "list", "--format", "json")
+    assert {row["region"] for row in json.loads(listed.stdout)} == {"cn-beijing"}
+    every = invoke("--db", db, "list", "--region", "any", "--format", "json")
+    assert {row["region"] for row in json.loads(every.stdout)} == {"cn-beijing", "cn-hangzhou"}
+
+
+def test_a_framework_whose_images_all_left_says_so(sqlite_path: Path, write_listing: Any) -> None:
+    from catalog.sync import import_files
+    from tests.test_query import hangzhou
+
+    db = str(sqlite_path)
+    import_files([write_listing(hangzhou())], "cn-hangzhou", db_option=db)
+    left = [i for i in hangzhou() if "xgboost" not in i["ImageUri"]]
+    import_files([write_listing(left)], "cn-hangzhou", db_option=db)
+    result = invoke("--db", db, "list", "xgboost")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "Error: Every xgboost image has left the API's listing; --include-removed shows them"
+    )
+    assert invoke("--db", db, "list", "xgboost", "--include-removed").exit_code == 0
+
+
+def test_the_shipped_catalog_warning_is_public_and_said_once_per_process() -> None:
+    code = (
+        "import warnings, catalog\n"
+        "warnings.simplefilter('always')\n"
+        "with warnings.catch_warnings(record=True) as heard:\n"
+        "    warnings.simplefilter('always')\n"
+        "    for _ in range(3):\n"
+        "        catalog.retrieve('xgboost', region='cn-hangzhou')\n"
+        "        catalog.list_versions('xgboost')\n"
+        "print(sum(w.category is catalog.ShippedCatalogWarning for w in heard))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "1\n"), done.stderr
+
+
+def test_a_blob_prints_as_hex(db: str) -> None:
+    for fmt, expected in (("csv", "b\n00ff\n"), ("nl", '{"b": "00ff"}\n')):
+        result = invoke("--db", db, "sql", "SELECT x'00ff' AS b", "--format", fmt)
+        assert result.stdout == expected  # not Python's b'\x00\xff'
+
+
+def test_a_version_known_only_by_its_variants_is_written_as_they_write_it(
+    sqlite_path: Path, write_listing: Any
+) -> None:
+    from catalog.sync import import_files
+    from tests.conftest import api_image
+
+    host = "dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch-training"
+    images = [api_image("pai", f"{host}:1.8PAI-gpu-py36-cu101-ubuntu18.04", TRAINING)]
+    import_files([write_listing(images)], "cn-hangzhou", db_option=str(sqlite_path))
+    result = invoke("--db", str(sqlite_path), "versions", "pytorch")
+    assert result.stdout == "1.8  (1.8PAI)\n"  # not 1.8.0, a spelling no image has
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["runs", "--region", "cn-hangzhuo"],
+            "Error: No run of region 'cn-hangzhuo'. Did you mean 'cn-hangzhou'?",
+        ),
+        (
+            ["diff", "--region", "cn-hangzhuo"],
+            "Error: No run of region 'cn-hangzhuo'. Did you mean 'cn-hangzhou'?",
+        ),
+        (["db", "forget-region", "cn-hangzho", "--yes"], "Error: cn-hangzho is not in "),
+        (
+            ["resolve", "pytorch", "--vpc", "--public"],
+            "Error: --vpc and --public disagree; give one of them.",
+        ),
+        (
+            ["resolve", "pytorch", "--json", "--format", "csv"],
+            "Error: --json and --format csv disagree; give one of them.",
+        ),
+    ],
+    ids=["runs", "diff", "forget", "vpc-public", "json-csv"],
+)
+def test_more_typos_and_contradictions_are_caught(db: str, args: list[str], message: str) -> None:
+    result = invoke("--db", db, *args)
+    assert result.exit_code in (1, 2) and result.stdout == ""
+    assert result.stderr.splitlines()[-1].startswith(message), result.stderr
+    if args[:2] == ["db", "forget-region"]:
+        assert "Did you mean 'cn-hangzhou'?" in result.stderr
+
+
+def test_regions_given_with_commas_are_explained(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["--db", str(tmp_path / "x.db"), "sync"],
+        env={"PAI_CATALOG_REGIONS": "cn-hangzhou,cn-shanghai"},
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1].endswith("(several are separated by spaces).")
+
+
+def test_a_relative_state_home_is_ignored(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from catalog.config import state_dir
+
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert state_dir() == tmp_path / ".local" / "state" / "pai-catalog"
