@@ -148,7 +148,8 @@ def test_runs_filters(db: str) -> None:
     assert ids(region=" CN-Beijing ") == [7, 2]
     assert ids(status="failed") == [4]
     assert ids(region="cn-hangzhou", status="OK", limit=2) == [6, 5]
-    assert ids(region="cn-shanghai") == []
+    with pytest.raises(NotFoundError, match=r"^No run of region 'cn-shanghai'\."):
+        ids(region="cn-shanghai")  # a region with no run at all: a typo, most likely
     with pytest.raises(UsageError) as caught:
         history.runs(status="broken", db=db)
     assert str(caught.value) == "Unknown run status 'broken'; use one of running, ok, failed."
@@ -236,7 +237,8 @@ def test_diff_of_an_explicit_pair(db: str) -> None:
         pytest.param((6,), {}, NotFoundError, "Run 6 is the latest successful run of cn-hangzhou; "
                      f"give a later run to compare it with: {HINT}"),
         ((), {"region": "cn-shanghai"}, NotFoundError,
-         f"cn-shanghai has no successful runs; diff needs two: {HINT}"),
+         "No run of region 'cn-shanghai'. Did you mean 'cn-hangzhou'? Regions with runs: "
+         "cn-beijing, cn-hangzhou."),
     ],
 )  # fmt: skip
 def test_diff_errors(
