@@ -14,11 +14,12 @@ from sqlalchemy import exc as sa_exc
 from catalog import pages
 from catalog.bulk import BulkInserter
 from catalog.config import utcnow
-from catalog.errors import CatalogError, DatabaseError, SafetyError
+from catalog.errors import CatalogError, DatabaseError, InputError, SafetyError
 from catalog.models import Base, Image, ImageEvent, ImageLabel, ImageVersion, VersionScope
 from catalog.pages import version_row
 from catalog.records import ApiImage
 from catalog.runs import RunInfo, RunStats, failure_text, record_failure, run_t, start_run
+from catalog.uri import host_region
 
 _tables = Base.metadata.tables
 image_t = _tables[Image.__tablename__]
@@ -141,6 +142,20 @@ _IMAGE_COLUMNS = ("region", "image_id", "first_seen_run_id")
 _EVENT_COLUMNS = ("run_id", "image_pk", "version_id", "kind", "changed_fields")
 
 
+def hosts_elsewhere(images: Sequence[ApiImage], region: str) -> tuple[str, str] | None:
+    """When the images' registry hosts name regions, none of them ``region`` (a misspelt
+    region): the region most of them name, and each named region with its count."""
+    named: dict[str, int] = {}
+    for image in images:
+        found = host_region(image.fields.get("uri"))
+        if found is not None:
+            named[found] = named.get(found, 0) + 1
+    if not named or region in named:
+        return None
+    counted = ", ".join(f"{name} ({count})" for name, count in sorted(named.items()))
+    return max(named, key=named.__getitem__), counted
+
+
 class ListingWriter:
     """Store one complete listing of a region as one run, page by page, in one transaction.
 
@@ -215,6 +230,9 @@ class ListingWriter:
         self._counts = {"added": 0, "changed": 0, "removed": 0, "restored": 0}
         self._moved = 0  # live images whose official flag, scopes or accelerator changed
         self._seen = 0
+        # A region the catalog has never held: its first images must be on its own registry
+        # hosts, or the region is likely misspelt (a sync of cn-hangzhuo served cn-hangzhou).
+        self._first_of_region = not self._current
         self._insert = BulkInserter(conn)
         self._ahead = {}
         if self._helper is not None:
@@ -279,6 +297,14 @@ class ListingWriter:
         if self._conn is None:
             raise RuntimeError("ListingWriter.add before open")
         conn, region, run_id = self._conn, self.run.region, self._run_id
+        if self._first_of_region and images:
+            self._first_of_region = False
+            elsewhere = hosts_elsewhere(images, region)
+            if elsewhere is not None:
+                raise InputError(
+                    f"The listing's registry hosts name {elsewhere[1]}, not {region}; nothing was "
+                    f"stored: is the region {elsewhere[0]}?"
+                )
         added: list[ApiImage] = []
         updated: list[tuple[ApiImage, _Old]] = []  # changed or restored
         for image in images:

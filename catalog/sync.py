@@ -85,18 +85,12 @@ def import_files(
 def _check_region_of(images: Sequence[records.ApiImage], region: str) -> None:
     """Refuse a listing whose registry hosts all name another region: a misspelt --region
     would create a region of its own, a copy of the one meant."""
-    from catalog.uri import host_region
-
-    named: dict[str, int] = {}
-    for image in images:
-        found = host_region(image.fields.get("uri"))
-        if found is not None:
-            named[found] = named.get(found, 0) + 1
-    if named and region not in named:
-        counted = ", ".join(f"{name} ({count})" for name, count in sorted(named.items()))
+    elsewhere = store.hosts_elsewhere(images, region)
+    if elsewhere is not None:
+        meant, counted = elsewhere
         raise UsageError(
             f"The images' registry hosts name {counted}, not {region}; import them with "
-            f"--region {max(named, key=lambda name: named[name])}."
+            f"--region {meant}."
         )
 
 

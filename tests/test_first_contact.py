@@ -445,3 +445,22 @@ def test_a_relative_state_home_is_ignored(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("XDG_STATE_HOME", "relative/state")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert state_dir() == tmp_path / ".local" / "state" / "pai-catalog"
+
+
+def test_a_sync_of_a_misspelt_region_stores_nothing(sqlite_path: Path) -> None:
+    """sync --region cn-hangzhuo against an endpoint serving cn-hangzhou stored its listing
+    as a new region, exit 0."""
+    from tests.test_sync import fake
+    from tests.test_sync_cli import ENV
+
+    with fake.FakePaiApi({"cn-hangzhou": fake.synthetic_images(5, "cn-hangzhou")}) as api:
+        args = ["--db", str(sqlite_path), "sync", "--region", "cn-hangzhuo", "--endpoint", api.url]
+        result = CliRunner().invoke(main, args, env=ENV)
+    assert result.exit_code == 1
+    assert result.stderr.endswith(
+        "The listing's registry hosts name cn-hangzhou (5), not cn-hangzhuo; nothing was "
+        "stored: is the region cn-hangzhou?\n"
+    )
+    from tests.dbkit import CatalogDb
+
+    assert CatalogDb.file(sqlite_path).rows("SELECT count(*) FROM image") == [(0,)]
