@@ -158,7 +158,7 @@ def _cli_profile(env: Mapping[str, str], home: Path) -> tuple[str, dict[str, Any
         names = list(by_name)
         raise _ProfileNotFound(
             f"Profile {name!r} is not in {CLI_CONFIG} (its profiles: {_names(names)}); "
-            "set ALIBABA_CLOUD_PROFILE to one of them."
+            "choose one with --profile (ALIBABA_CLOUD_PROFILE)."
         )
     return name, profile
 
@@ -166,10 +166,19 @@ def _cli_profile(env: Mapping[str, str], home: Path) -> tuple[str, dict[str, Any
 def cli_region(environ: Mapping[str, str] | None = None, home: Path | None = None) -> str | None:
     """The ``region_id`` of the aliyun CLI's profile in use, if it names one."""
     env = os.environ if environ is None else environ
+    home_dir = Path.home() if home is None else home
     try:
-        found = _cli_profile(env, Path.home() if home is None else home)
-    except _ProfileNotFound:
-        return None  # ALIBABA_CLOUD_PROFILE may name a profile of the INI file instead
+        found = _cli_profile(env, home_dir)
+    except _ProfileNotFound as missing:
+        # ALIBABA_CLOUD_PROFILE may name a profile of the INI file instead, which has no region;
+        # a profile in neither file is a mistake to say, not a region to go without.
+        try:
+            in_ini = _from_ini(env, home_dir)
+        except _ProfileNotFound:
+            in_ini = None
+        if in_ini is None:
+            raise CredentialsError(str(missing)) from None
+        return None
     region = found[1].get("region_id") if found else None
     return region.strip() if isinstance(region, str) and region.strip() else None
 
@@ -231,7 +240,7 @@ def _from_ini(env: Mapping[str, str], home: Path) -> Credentials | None:
     if not parser.has_section(name):
         raise _ProfileNotFound(
             f"Profile {name!r} is not in {shown} (its profiles: {_names(parser.sections())}); "
-            "set ALIBABA_CLOUD_PROFILE to one of them."
+            "choose one with --profile (ALIBABA_CLOUD_PROFILE)."
         )
     where = f"{shown} (profile {name!r})"
     section = dict(parser.items(name))

@@ -206,7 +206,7 @@ def test_cli_unknown_profile_lists_five_names(tmp_path: Path) -> None:
     write_cli(tmp_path, [ak(f"p{i}") for i in range(7)], current="p0")
     assert failure(tmp_path, ALIBABA_CLOUD_PROFILE="nope") == (
         "Profile 'nope' is not in ~/.aliyun/config.json (its profiles: p0, p1, p2, p3, p4 "
-        "and 2 more); set ALIBABA_CLOUD_PROFILE to one of them."
+        "and 2 more); choose one with --profile (ALIBABA_CLOUD_PROFILE)."
     )
 
 
@@ -270,7 +270,7 @@ def test_ini_missing_section(tmp_path: Path) -> None:
     write_ini(tmp_path, INI)
     assert failure(tmp_path, ALIBABA_CLOUD_PROFILE="nope") == (
         "Profile 'nope' is not in ~/.alibabacloud/credentials.ini (its profiles: default, "
-        "other); set ALIBABA_CLOUD_PROFILE to one of them."
+        "other); choose one with --profile (ALIBABA_CLOUD_PROFILE)."
     )
 
 

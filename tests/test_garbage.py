@@ -602,8 +602,8 @@ SKIP = "fix it or set ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true to skip it."
         ),
         (
             {"current": "default", "profiles": [{**ak("x"), "name": ["default"]}, ak("y")]},
-            "Profile 'default' is not in ~/.aliyun/config.json (its profiles: y); set "
-            "ALIBABA_CLOUD_PROFILE to one of them.",
+            "Profile 'default' is not in ~/.aliyun/config.json (its profiles: y); choose one "
+            "with --profile (ALIBABA_CLOUD_PROFILE).",
         ),
         (
             '{"current": "default", "profiles": ' + "[" * 10_000 + "]" * 10_000 + "}",

@@ -238,3 +238,18 @@ def test_a_changed_profile_file_is_read_again(two_regions: str, tmp_path: Path) 
     config.write_text(config.read_text().replace('"cn-beijing"', '"cn-hangzhou"'))
     os.utime(config, ns=(1, 1))  # a different time, whatever the clock's resolution
     assert retrieve("pytorch", "latest", "GPU").region == "cn-hangzhou"
+
+
+def test_a_profile_in_neither_file_is_an_error_not_no_region(
+    two_regions: str, tmp_path: Path
+) -> None:
+    """--profile nosuch fell through to the several-regions error, as if no region were set."""
+    write_cli_config(tmp_path / "home", "work", work="cn-beijing")
+    result = CliRunner().invoke(
+        main, ["--profile", "nosuch", "resolve", "pytorch", "--accelerator", "gpu"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: Profile 'nosuch' is not in ~/.aliyun/config.json (its profiles: work); choose "
+        "one with --profile (ALIBABA_CLOUD_PROFILE).\n"
+    )
