@@ -28,10 +28,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def errors(func: F) -> F:
-    """Domain errors become one ``Error: ...`` line: exit 2 for usage, 1 for the rest. So does
-    an interrupt (Ctrl-C, or SIGTERM as ``stop_on_sigterm`` turns it): whatever was being
-    written was rolled back. A read answered by the shipped catalog because the user's holds
-    no successful run yet says so on stderr."""
+    """Domain errors become one ``Error: ...`` line: exit 2 for usage, 75 when another writer
+    holds the lock, 1 for the rest. So does an interrupt (Ctrl-C, or SIGTERM as
+    ``stop_on_sigterm`` turns it): whatever was being written was rolled back. A read that
+    the shipped catalog answered says so on stderr: every time when the user's catalog holds
+    no successful run yet, once when the user has none. A closed output pipe ends the command
+    quietly."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
