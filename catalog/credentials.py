@@ -46,13 +46,7 @@ def resolve_credentials(
         try:
             found = _from_cli_config(env, home_dir)
         except _ProfileNotFound as missing:
-            # ALIBABA_CLOUD_PROFILE names profiles in both files, so the INI file may hold it.
-            try:
-                found = _from_ini(env, home_dir)
-            except _ProfileNotFound:
-                found = None
-            if found is None:
-                raise CredentialsError(str(missing)) from None
+            found = _ini_instead(env, home_dir, missing)
     if found is None:
         found = _from_ini(env, home_dir)
     if found is None and not _flag(env, "ALIBABA_CLOUD_ECS_METADATA_DISABLED"):
@@ -68,6 +62,18 @@ def resolve_credentials(
 
 class _ProfileNotFound(CredentialsError):
     """A file lacks the profile asked for; the CLI config's miss gives the INI file a chance."""
+
+
+def _ini_instead(env: Mapping[str, str], home: Path, missing: _ProfileNotFound) -> Credentials:
+    """ALIBABA_CLOUD_PROFILE names profiles in both files: the INI file's, when the CLI config
+    lacks it; in neither file, the CLI config's miss is the error."""
+    try:
+        found = _from_ini(env, home)
+    except _ProfileNotFound:
+        found = None
+    if found is None:
+        raise CredentialsError(str(missing)) from None
+    return found
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -170,14 +176,9 @@ def cli_region(environ: Mapping[str, str] | None = None, home: Path | None = Non
     try:
         found = _cli_profile(env, home_dir)
     except _ProfileNotFound as missing:
-        # ALIBABA_CLOUD_PROFILE may name a profile of the INI file instead, which has no region;
-        # a profile in neither file is a mistake to say, not a region to go without.
-        try:
-            in_ini = _from_ini(env, home_dir)
-        except _ProfileNotFound:
-            in_ini = None
-        if in_ini is None:
-            raise CredentialsError(str(missing)) from None
+        # A profile of the INI file has no region; one in neither file is a mistake to say,
+        # not a region to go without.
+        _ini_instead(env, home_dir, missing)
         return None
     region = found[1].get("region_id") if found else None
     return region.strip() if isinstance(region, str) and region.strip() else None
