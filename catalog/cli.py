@@ -79,6 +79,19 @@ def main(
     ctx.obj = db
 
 
+class _Days(click.FloatRange):
+    """A number of days; a bad one from the environment names its variable."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            name = param.envvar if param is not None and isinstance(param.envvar, str) else None
+            if name and os.environ.get(name) == value:  # the value came from the variable
+                exc.message = f"{exc.message.rstrip('.')} (from {name})."
+            raise
+
+
 @main.command()
 @click.argument("framework")
 @click.argument("version", default="latest")
@@ -93,7 +106,7 @@ def main(
 )
 @click.option(
     "--max-age",
-    type=click.FloatRange(0),
+    type=_Days(0),
     envvar="PAI_CATALOG_MAX_AGE",
     default=7.0,  # catalog.readdb.DEFAULT_MAX_AGE
     show_default=True,

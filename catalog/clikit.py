@@ -90,30 +90,37 @@ def _first_time(note: str) -> bool:
 
 
 def db_after_the_command(group: click.Group) -> None:
-    """Accept --db after a command's name too (pai-catalog resolve pytorch --db x.db), as
-    before it: the value given there wins."""
+    """Accept --db and --profile after a command's name too (pai-catalog resolve pytorch
+    --db x.db), as before it: the value given there wins."""
     for command in group.commands.values():
         if isinstance(command, click.Group):
             db_after_the_command(command)
             continue
         if command.callback is None or any(p.name == "db_here" for p in command.params):
             continue
-        command.params.append(
+        command.params += [
             click.Option(
                 ["--db", "db_here"],
                 metavar="PATH_OR_URL",
                 help="The catalog database, as the option before the command gives it.",
-            )
-        )
+            ),
+            click.Option(
+                ["--profile", "profile_here"],
+                help="The aliyun CLI profile, as the option before the command gives it.",
+            ),
+        ]
         command.callback = _db_here(command.callback)
 
 
 def _db_here(callback: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(callback)
-    def wrapper(*args: Any, db_here: str | None = None, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, db_here: str | None = None, profile_here: str | None = None, **kwargs: Any
+    ) -> Any:
         if db_here is not None:
-            click.get_current_context().find_root().obj = db_here
             click.get_current_context().obj = db_here
+        if profile_here:
+            os.environ["ALIBABA_CLOUD_PROFILE"] = profile_here  # read by credentials and region
         return callback(*args, **kwargs)
 
     return wrapper

@@ -253,3 +253,11 @@ def test_a_profile_in_neither_file_is_an_error_not_no_region(
         "Error: Profile 'nosuch' is not in ~/.aliyun/config.json (its profiles: work); choose "
         "one with --profile (ALIBABA_CLOUD_PROFILE).\n"
     )
+
+
+def test_profile_is_taken_after_the_command_too(two_regions: str, tmp_path: Path) -> None:
+    write_cli_config(tmp_path / "home", "work", work="cn-beijing", other="cn-hangzhou")
+    args = ["resolve", "pytorch", "--accelerator", "gpu", "--json", "--profile", "other"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["region"] == "cn-hangzhou"

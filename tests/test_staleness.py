@@ -93,4 +93,5 @@ def test_a_malformed_max_age_variable_is_one_line(synced: Path) -> None:
         main, ["--db", str(synced), *RESOLVE], env={"PAI_CATALOG_MAX_AGE": "soon"}
     )
     assert result.exit_code == 2 and "'--max-age': 'soon'" in result.stderr
+    assert result.stderr.endswith("(from PAI_CATALOG_MAX_AGE).\n")  # it named only the option
     assert "Traceback" not in result.stderr
