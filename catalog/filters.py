@@ -113,16 +113,11 @@ def require_text(name: str, value: object) -> None:
 ANY = "any"  # --accelerator any, --scope any: images with none match too
 
 
-def _norm_region(value: str | None) -> str | None:
+def _unless_any(value: str | None) -> str | None:
+    """``value`` stripped; None when missing, blank or "any" (no narrowing)."""
     if value is None or not value.strip() or value.strip().lower() == ANY:
         return None
-    return value.strip().lower()
-
-
-def _norm_accelerator(value: str | None) -> str | None:
-    if value is None or not value.strip() or value.strip().lower() == ANY:
-        return None
-    return value.strip().upper()
+    return value.strip()
 
 
 def _norm_scope(value: str | None) -> str | None:
@@ -184,9 +179,9 @@ def make_filters(
         require_text(name, value)
     return Filters(
         framework_key=canonical_framework(framework_name).lower() if framework_name else None,
-        accelerator=_norm_accelerator(accelerator_type),
+        accelerator=(_unless_any(accelerator_type) or "").upper() or None,
         scope=_norm_scope(image_scope),
-        region=_norm_region(region),
+        region=(_unless_any(region) or "").lower() or None,
         python=_norm_python(python_version),
         cuda=_norm_cuda(cuda_version),
         os=os.strip().lower() if os else None,
