@@ -14,22 +14,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from catalog import readdb
+from catalog import readdb, times
 from catalog.config import parse_target, resolve_target, utcnow
 from catalog.errors import DatabaseError, UsageError
 from catalog.filters import make_filters
 from catalog.readdb import staleness_warning as staleness_warning  # the catalog's age, too
-from catalog.readdb import stored_moment
 from catalog.readsql import SqlResult, execute
 from catalog.readsql import run_sql as run_sql  # `pai-catalog sql`, kept where it was
 
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
-_EXPORT_COLUMNS = """v.id AS version_id, v.image_id, v.region, v.uri, v.name, v.framework,
-    v.framework_version, v.accelerator, v.python_version, v.cuda_version, v.os_version, v.scopes,
-    v.official, v.scope_inferred, v.host, v.namespace, v.repository, v.tag, v.digest,
-    v.components, v.build_suffix, v.parse_status, v.parse_reason, v.description, v.accessibility,
-    v.size, v.gmt_create_time, v.gmt_modified_time, v.valid_from AS state_since,
-    l.key AS label_key, l.value AS label_value"""
+# ImageInfo's fields first, by its names (records.PUBLIC_NAMES), then the catalog's own.
+_EXPORT_COLUMNS = """v.id AS version_id, v.name AS image_name, v.uri AS image_uri,
+    v.framework AS framework_name, v.framework_version, v.accelerator AS accelerator_type,
+    v.python_version, v.image_id, v.region, v.cuda_version, v.os_version, v.scopes, v.official,
+    v.parse_status, v.gmt_create_time AS created, v.gmt_modified_time AS modified,
+    v.scope_inferred, v.host, v.namespace, v.repository, v.tag, v.digest, v.components,
+    v.build_suffix, v.parse_reason, v.description, v.accessibility, v.size,
+    v.valid_from AS state_since, l.key AS label_key, l.value AS label_value"""
 _REGIONS = """SELECT r.region,
     (SELECT count(*) FROM image_version v WHERE v.region = r.region AND v.valid_to IS NULL)
     AS images,
@@ -91,7 +91,7 @@ def export_rows(
     target = resolve_target(db)
     readdb.reader(target)  # a file that is not a catalog is refused with the usual message
     if target.path is not None and "as_of" in params:
-        params["as_of"] = params["as_of"].strftime(_SQLITE_TIME)
+        params["as_of"] = times.stored(params["as_of"])
     sql = (
         f"SELECT {_EXPORT_COLUMNS} FROM image_version v "
         f"LEFT JOIN image_label l ON l.version_id = v.id WHERE {where} "
@@ -122,7 +122,8 @@ def _finished(image: dict[str, Any]) -> dict[str, Any]:
     image["official"] = bool(image["official"])
     image["scope_inferred"] = bool(image["scope_inferred"])
     image["components"] = json.loads(image["components"]) if image["components"] else []
-    image["state_since"] = _iso(image["state_since"])
+    for name in ("created", "modified", "state_since"):
+        image[name] = times.iso(image[name])
     return image
 
 
@@ -235,21 +236,14 @@ def info(*, db: str | None = None) -> CatalogInfo:
     target = resolve_target(db, own=True)
     handle = readdb.reader(target)
     rows = handle.rows(_REGIONS)
-    regions = tuple(RegionInfo(**{**row, "last_sync": _iso(row["last_sync"])}) for row in rows)
-    last = max(
-        (m for m in map(stored_moment, (row["last_sync"] for row in rows)) if m), default=None
-    )
+    regions = tuple(RegionInfo(**{**row, "last_sync": times.iso(row["last_sync"])}) for row in rows)
+    last = max((m for m in map(times.parse, (row["last_sync"] for row in rows)) if m), default=None)
     return CatalogInfo(
         database=target.display,
         revision=str(handle.scalar("SELECT version_num FROM alembic_version")),
         size_bytes=target.path.stat().st_size if target.path is not None else None,
         images=sum(region.images for region in regions),
         regions=regions,
-        last_sync=_iso(last),
+        last_sync=times.iso(last),
         age_days=None if last is None else round((utcnow() - last).total_seconds() / 86400, 2),
     )
-
-
-def _iso(value: Any) -> str | None:
-    moment = stored_moment(value)
-    return None if moment is None else f"{moment:%Y-%m-%dT%H:%M:%SZ}"

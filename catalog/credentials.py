@@ -153,8 +153,9 @@ def _cli_profile(env: Mapping[str, str], home: Path) -> tuple[str, dict[str, Any
         raise CredentialsError(
             f'{CLI_CONFIG} has a "current" that is not a profile name; fix it {skip}.'
         )
-    profiles = data.get("profiles")
-    listed = profiles if isinstance(profiles, list) else []
+    listed = data.get("profiles", [])
+    if not isinstance(listed, list):
+        raise CredentialsError(f'{CLI_CONFIG} has "profiles" that are not a list; fix it {skip}.')
     # Profiles that are not objects with a name string are not the one asked for.
     by_name = {
         p["name"]: p for p in listed if isinstance(p, dict) and isinstance(p.get("name"), str)

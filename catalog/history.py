@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from catalog import times
 from catalog.config import resolve_target
 from catalog.errors import AmbiguousError, NotFoundError, UsageError
 from catalog.explain import did_you_mean
-from catalog.readdb import Reader, reader, stored_moment
-from catalog.records import API_FIELDS
+from catalog.readdb import Reader, reader
+from catalog.records import API_FIELDS, PUBLIC_NAMES
 
 # store.COMPARED_FIELDS, derived here because importing store would pull SQLAlchemy into reads.
 COMPARED_FIELDS = tuple(column for column in API_FIELDS.values() if column != "image_id")
@@ -25,7 +26,7 @@ _RUN_COLUMNS = """id, region, source, status, started_at, finished_at, pages, re
 _STATE = """v.region = :region AND v.valid_from_run_id <= :run
     AND (v.valid_to_run_id IS NULL OR v.valid_to_run_id > :run)"""
 _HINT = "pai-catalog runs lists them"
-_IDENTITY = ("image_id", "uri", "framework", "framework_version")
+_IDENTITY = ("image_id", "image_uri", "framework_name", "framework_version")
 # Conditions a run listing may combine; the values are always bound parameters.
 _WHERE = {
     "id": "id = :id",
@@ -67,8 +68,8 @@ class Change:
     change: str  # "added", "changed" or "removed"
     region: str
     image_id: str
-    uri: str | None
-    framework: str | None
+    image_uri: str | None
+    framework_name: str | None
     framework_version: str | None
     fields: tuple[str, ...] = ()
     before: Mapping[str, Any] | None = field(default=None, hash=False)
@@ -85,27 +86,22 @@ class Event:
     region: str
     at: str
     image_id: str
-    uri: str | None
-    framework: str | None
+    image_uri: str | None
+    framework_name: str | None
     framework_version: str | None
     changed_fields: tuple[str, ...]
 
 
-def _iso(value: Any) -> str | None:
-    moment = stored_moment(value)
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _run(row: Mapping[str, Any]) -> Run:
-    started, finished = stored_moment(row["started_at"]), stored_moment(row["finished_at"])
+    started, finished = times.parse(row["started_at"]), times.parse(row["finished_at"])
     seconds = None
     if started is not None and finished is not None:
         seconds = round((finished - started).total_seconds(), 3)
     counts: dict[str, Any] = {name: int(row[name] or 0) for name in _COUNTS}
     return Run(
         run_id=int(row["id"]),
-        started_at=_iso(started) or "",
-        finished_at=_iso(finished),
+        started_at=times.iso(started) or "",
+        finished_at=times.iso(finished),
         seconds=seconds,
         **{name: row[name] for name in ("region", "source", "status", "error", "detail")},
         **counts,
@@ -230,7 +226,8 @@ def _pair(
 def _state(handle: Reader, region: str, run_id: int) -> dict[int, dict[str, Any]]:
     columns = ", ".join(f"v.{name}" for name in COMPARED_FIELDS)
     rows = handle.rows(
-        f"SELECT v.id, v.image_pk, v.image_id, v.framework, v.framework_version, {columns} "
+        "SELECT v.id, v.image_pk, v.image_id, v.uri AS image_uri, v.framework AS framework_name, "
+        f"v.framework_version, {columns} "
         f"FROM image_version v WHERE {_STATE}",
         {"region": region, "run": run_id},
     )
@@ -268,9 +265,10 @@ def _compare(handle: Reader, a: Run, b: Run) -> list[Change]:
     moved = [(old[pk], new[pk]) for pk in new if pk in old and old[pk]["id"] != new[pk]["id"]]
     labels = _labels(handle, region, a.run_id, b.run_id) if moved else {}
     for before, after in moved:
-        names = [name for name in COMPARED_FIELDS if before[name] != after[name]]
-        was = {name: before[name] for name in names}
-        now = {name: after[name] for name in names}
+        columns = [name for name in COMPARED_FIELDS if before[name] != after[name]]
+        names = [PUBLIC_NAMES.get(name, name) for name in columns]
+        was = {PUBLIC_NAMES.get(name, name): before[name] for name in columns}
+        now = {PUBLIC_NAMES.get(name, name): after[name] for name in columns}
         old_labels, new_labels = labels.get(before["id"], {}), labels.get(after["id"], {})
         if old_labels != new_labels:
             names.append("labels")
@@ -299,7 +297,13 @@ def diff(
     changes = [change for a, b in pairs for change in _compare(handle, a, b)]
     return sorted(
         changes,
-        key=lambda c: (c.region, KINDS.index(c.change), c.uri is None, c.uri or "", c.image_id),
+        key=lambda c: (
+            c.region,
+            KINDS.index(c.change),
+            c.image_uri is None,
+            c.image_uri or "",
+            c.image_id,
+        ),
     )
 
 
@@ -311,8 +315,8 @@ def image_history(
     if not needle:
         raise UsageError("Give an image URI or ImageId, such as one pai-catalog list shows.")
     rows = reader(resolve_target(db)).rows(
-        "SELECT event_id, kind, run_id, region, run_started_at, image_id, uri, framework, "
-        "framework_version, changed_fields FROM v_image_event WHERE image_pk IN "
+        "SELECT event_id, kind, run_id, region, run_started_at, image_id, image_uri, "
+        "framework_name, framework_version, changed_fields FROM v_image_event WHERE image_pk IN "
         "(SELECT v.image_pk FROM image_version v WHERE v.uri = :needle OR v.image_id = :needle) "
         "ORDER BY event_id",
         {"needle": needle},
@@ -341,7 +345,7 @@ def image_history(
             row["kind"],
             int(row["run_id"]),
             row["region"],
-            _iso(row["run_started_at"]) or "",
+            times.iso(row["run_started_at"]) or "",
             **{name: row[name] for name in _IDENTITY},
             changed_fields=tuple(json.loads(row["changed_fields"] or "[]")),
         )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from catalog import times
 from catalog.errors import UsageError
 from catalog.uri import NETWORKS, on_network
 
@@ -70,7 +71,7 @@ def image_info(row: Mapping[str, Any], scope: str | None, labels: bool) -> Image
         scopes=scopes,
         official=bool(row["official"]),
         parse_status=row["parse_status"],
-        created=row["gmt_create_time"],
+        created=times.iso(row["gmt_create_time"]),
         removed=row["valid_to"] is not None,
     )
 

@@ -18,8 +18,11 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
+
+from catalog.times import SQLITE_PATTERN, SQLITE_STORAGE
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -43,6 +46,12 @@ def _ordered(length: int | None = None) -> TypeEngine[str]:
     return base.with_variant(Text(collation="C"), "postgresql")
 
 
+def _time() -> TypeEngine[datetime]:
+    """A time, naive UTC; SQLite files hold it as ISO 8601 text with a Z (migration 0009)."""
+    stored = sqlite.DATETIME(storage_format=SQLITE_STORAGE, regexp=SQLITE_PATTERN)  # type: ignore[no-untyped-call]
+    return DateTime().with_variant(stored, "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -60,8 +69,8 @@ class SyncRun(Base):
     region: Mapped[str] = mapped_column(_ordered(64))
     source: Mapped[str] = mapped_column(_text(16))  # "sync" or "import"
     detail: Mapped[str | None] = mapped_column(Text)  # endpoint or file names
-    started_at: Mapped[datetime] = mapped_column(DateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime] = mapped_column(_time())
+    finished_at: Mapped[datetime | None] = mapped_column(_time())
     status: Mapped[str] = mapped_column(_text(16))
     pages: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     requests: Mapped[int] = mapped_column(Integer, server_default=text("0"))
@@ -106,8 +115,8 @@ class ImageVersion(Base):
     region: Mapped[str] = mapped_column(_ordered(64))
     valid_from_run_id: Mapped[int] = mapped_column(ForeignKey("sync_run.id"))
     valid_to_run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_run.id"))
-    valid_from: Mapped[datetime] = mapped_column(DateTime)
-    valid_to: Mapped[datetime | None] = mapped_column(DateTime)
+    valid_from: Mapped[datetime] = mapped_column(_time())
+    valid_to: Mapped[datetime | None] = mapped_column(_time())
     is_latest: Mapped[bool] = mapped_column(Boolean)
     content_hash: Mapped[str] = mapped_column(_text(64))
     # API fields, as listed

@@ -6,11 +6,12 @@ import itertools
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from catalog import times
 from catalog.config import DbTarget, resolve_target, shipped_db_path, utcnow
 from catalog.errors import DatabaseError, UsageError
 
@@ -18,8 +19,7 @@ ENV_MAX_AGE = "PAI_CATALOG_MAX_AGE"
 DEFAULT_MAX_AGE = 7.0  # days
 
 # The migration revision this code reads; tests check it against the migrations' head.
-SCHEMA_REVISION = "0007"
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+SCHEMA_REVISION = "0009"
 _OPEN: dict[str, Reader] = {}
 _SERIALS = itertools.count(1)
 
@@ -57,7 +57,7 @@ class Reader:
             if self._sqlite is not None:
                 for name, value in params.items():
                     if isinstance(value, datetime):
-                        params[name] = value.strftime(_SQLITE_TIME)
+                        params[name] = times.stored(value)
                 cursor = self._sqlite.execute(sql, params)
                 names = [d[0] for d in cursor.description]
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -217,16 +217,6 @@ def forget(target: DbTarget | None = None) -> None:
             found.close()
 
 
-def stored_moment(value: Any) -> datetime | None:
-    """A stored time as naive UTC: sqlite3 gives text, SQLAlchemy datetimes."""
-    if value is None:
-        return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
-
-
 def staleness_warning(max_age_days: float | None = None, *, db: str | None = None) -> str | None:
     """One sentence when the catalog's last successful sync is ``max_age_days`` old or older,
     naming the remedy that fits; else None.
@@ -244,7 +234,7 @@ def staleness_warning(max_age_days: float | None = None, *, db: str | None = Non
     if max_age_days == 0 or target.path == shipped_db_path().absolute():
         return None
     handle = reader(target)
-    last = stored_moment(handle.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
+    last = times.parse(handle.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
     if last is None:
         return "Warning: the catalog has never been synced; run 'pai-catalog sync' to fill it."
     age = utcnow() - last
@@ -281,9 +271,8 @@ def max_age_from_environment() -> float:
 
 def catalog_age(db: Reader) -> str:
     """'synced 2026-11-27 (1 day ago)', or that it has never been synced."""
-    last = db.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'")
-    if last is None:
+    moment = times.parse(db.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
+    if moment is None:
         return "the catalog has never been synced"
-    moment = last if isinstance(last, datetime) else datetime.fromisoformat(str(last))
     days = (utcnow() - moment).days
     return f"catalog last updated {moment:%Y-%m-%d} ({days} day{'s' if days != 1 else ''} ago)"

@@ -13,14 +13,13 @@ from pathlib import Path
 from sqlite3 import SQLITE_FUNCTION, SQLITE_READ, SQLITE_RECURSIVE, SQLITE_SELECT
 from typing import Any
 
-from catalog import readdb
+from catalog import readdb, times
 from catalog.config import DbTarget, resolve_target
 from catalog.errors import CatalogError, DatabaseError, QueryError, UsageError
 
 SQL_TIMEOUT = 30.0  # seconds a statement of `pai-catalog sql` may run, fetching included
 MAX_TIMEOUT = 86_400.0  # a day: PostgreSQL's statement_timeout takes at most 2**31 - 1 ms
 SQL_MEMORY = 512 << 20  # bytes of SQLite heap for its sorts and temporary tables
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
 # Strings, quoted names and comments: a ';' or ':name' inside them is not SQL. SQLite's forms,
 # then PostgreSQL's: E'' strings with backslash escapes, $tag$ quotes, comments that nest.
 _LEXEME = re.compile(
@@ -409,7 +408,7 @@ def _as_sqlite(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, datetime):
-        return value.strftime(_SQLITE_TIME)
+        return times.stored(value)
     if isinstance(value, Decimal):
         if not value.is_finite():
             return float(value)  # NaN and Infinity, as SQLite gives them

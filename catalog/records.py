@@ -15,6 +15,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from catalog import times
 from catalog.errors import InputError
 from catalog.text import CONTROL, CONTROL_BUT_LINES, visible
 
@@ -33,6 +34,17 @@ API_FIELDS = {
     "Size": "size",
     "SourceId": "source_id",
     "SourceType": "source_type",
+}
+# What output, export rows, the views and events call the image_version columns that the PAI
+# SDK's ImageInfo names otherwise (GmtModifiedTime follows GmtCreateTime); every other column is
+# called as it is stored. Migration 0009 gave the views and the stored events these names.
+PUBLIC_NAMES = {
+    "name": "image_name",
+    "uri": "image_uri",
+    "framework": "framework_name",
+    "accelerator": "accelerator_type",
+    "gmt_create_time": "created",
+    "gmt_modified_time": "modified",
 }
 MAX_SHOWN = 5
 # What one image may hold (issue 13): far above anything PAI lists, whose descriptions and label
@@ -156,7 +168,7 @@ def _time(value: str | None, obj: Mapping[str, Any], where: str, name: str) -> s
             f"{where}: {name} of {_named(obj)} is not a time ({_shown(value)}); give an "
             "ISO 8601 time such as 2024-01-02T03:04:05Z, or leave the field out."
         ) from None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return times.stored(moment.replace(tzinfo=None))
 
 
 def _check_text(

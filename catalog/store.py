@@ -17,7 +17,7 @@ from catalog.config import utcnow
 from catalog.errors import CatalogError, DatabaseError, InputError, SafetyError
 from catalog.models import Base, Image, ImageEvent, ImageLabel, ImageVersion, VersionScope
 from catalog.pages import version_row
-from catalog.records import ApiImage
+from catalog.records import PUBLIC_NAMES, ApiImage
 from catalog.runs import RunInfo, RunStats, failure_text, record_failure, run_t, start_run
 from catalog.uri import host_region
 
@@ -118,7 +118,11 @@ def _meaning(values: Sequence[Any]) -> tuple[Any, ...]:
 
 def _changed_fields(state: _State, image: ApiImage) -> list[str]:
     fields, labels, _ = state
-    names = [name for name in COMPARED_FIELDS if fields[name] != image.fields.get(name)]
+    names = [
+        PUBLIC_NAMES.get(name, name)
+        for name in COMPARED_FIELDS
+        if fields[name] != image.fields.get(name)
+    ]
     if labels != dict(image.labels):
         names.append("labels")
     return names

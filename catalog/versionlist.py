@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from catalog import versions
+from catalog import times, versions
 from catalog.filters import Filters
-from catalog.readdb import Reader, stored_moment
+from catalog.readdb import Reader
 
 _NUMBERS = re.compile(r"[vVrR]?(\d+(?:\.\d+)*)")  # 1.8 of 1.8PAI
 
@@ -51,11 +51,11 @@ def _group(rows: list[dict[str, object]]) -> VersionGroup:
     else:  # only build variants (1.8PAI): the version they are variants of, as written
         found = _NUMBERS.match(texts[0])
         best = found.group(1) if found else texts[0]
-    moments = [m for row in rows if (m := stored_moment(row["first"])) is not None]
+    moments = [m for row in rows if (m := times.parse(row["first"])) is not None]
     return VersionGroup(
         version=best,
         spellings=tuple(t for t in texts if t != best),
-        first_seen=f"{min(moments):%Y-%m-%dT%H:%M:%SZ}" if moments else None,
+        first_seen=times.iso(min(moments)) if moments else None,
         regions=tuple(sorted({str(row["region"]) for row in rows})),
         accelerators=tuple(sorted({str(row["accelerator"]) for row in rows if row["accelerator"]})),
     )

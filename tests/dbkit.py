@@ -17,17 +17,14 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from catalog import db
+from catalog import db, times
 from catalog.config import parse_target
-
-# How SQLAlchemy writes a DateTime into SQLite; server timestamps are shown the same way.
-SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def plain(value: Any) -> Any:
     """A value as SQLite hands it back: timestamps as text, booleans as 0 and 1."""
     if isinstance(value, datetime):
-        return value.strftime(SQLITE_TIME)
+        return times.stored(value)  # as SQLite files hold it
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, Decimal) and value == value.to_integral_value():

@@ -70,7 +70,7 @@ def catalog_file(tmp_path: Path, write_listing: Callable[..., Path]) -> Path:
 def test_select_with_parameters(sql_db: str) -> None:
     result = analysis.run_sql(
         "SELECT image_id, framework_version FROM v_image "
-        "WHERE region = :region AND framework = :fw ORDER BY image_id -- the ; is a comment",
+        "WHERE region = :region AND framework_name = :fw ORDER BY image_id -- the ; is a comment",
         {"region": "cn-beijing", "fw": "PyTorch"},
         db=sql_db,
     )
@@ -168,7 +168,12 @@ ONE = "Give one statement; this has 2."
         ),
         # A colon or a percent sign inside a string is text, on either backend.
         ("SELECT ':b', :a", {"a": "1"}, None, None),
-        ("SELECT count(*), '100%' FROM v_image WHERE uri NOT LIKE '%:latest'", {}, None, None),
+        (
+            "SELECT count(*), '100%' FROM v_image WHERE image_uri NOT LIKE '%:latest'",
+            {},
+            None,
+            None,
+        ),
     ],
 )
 def test_statement_errors(
@@ -242,18 +247,21 @@ def test_export_now_and_as_of(history: str) -> None:
 def test_export_row_shape(history: str) -> None:
     rows = list(analysis.export_rows(as_of="2026-01-05", db=history))
     assert rows[1] == {
+        "image_name": "tensorflow-training:2.3-cpu-py36-ubuntu18.04",
+        "image_uri": f"{HZ}/tensorflow-training:2.3-cpu-py36-ubuntu18.04",
+        "framework_name": "TensorFlow",
+        "framework_version": "2.3",
+        "accelerator_type": "CPU",
+        "python_version": "3.6",
         "image_id": "tf",
         "region": "cn-hangzhou",
-        "uri": f"{HZ}/tensorflow-training:2.3-cpu-py36-ubuntu18.04",
-        "name": "tensorflow-training:2.3-cpu-py36-ubuntu18.04",
-        "framework": "TensorFlow",
-        "framework_version": "2.3",
-        "accelerator": "CPU",
-        "python_version": "3.6",
         "cuda_version": None,
         "os_version": "ubuntu18.04",
         "scopes": ["training"],
         "official": True,
+        "parse_status": "ok",
+        "created": None,
+        "modified": None,
         "scope_inferred": True,
         "host": "dsw-registry.cn-hangzhou.cr.aliyuncs.com",
         "namespace": "pai",
@@ -262,13 +270,10 @@ def test_export_row_shape(history: str) -> None:
         "digest": None,
         "components": [],
         "build_suffix": None,
-        "parse_status": "ok",
         "parse_reason": None,
         "description": None,
         "accessibility": None,
         "size": None,
-        "gmt_create_time": None,
-        "gmt_modified_time": None,
         "state_since": "2026-01-01T00:00:00Z",
         "labels": {"system.official": "true"},
     }

@@ -464,3 +464,64 @@ def test_a_sync_of_a_misspelt_region_stores_nothing(sqlite_path: Path) -> None:
     from tests.dbkit import CatalogDb
 
     assert CatalogDb.file(sqlite_path).rows("SELECT count(*) FROM image") == [(0,)]
+
+
+OLD_NAMES = {"uri", "name", "framework", "accelerator", "scope", "gmt_create_time"}
+
+
+def test_one_vocabulary_in_every_output_and_view(db: str, write_listing: Any) -> None:
+    """list/show/resolve said image_uri and framework_name while export, diff, history and the
+    views said uri and framework; the times of one image came in three forms."""
+    from tests.test_query import hangzhou
+
+    changed = hangzhou()
+    changed[0]["ImageUri"] += "-b"  # a second run of cn-hangzhou that changes one URI
+    run = invoke("--db", db, "import", str(write_listing(changed)), "--region", "cn-hangzhou")
+    assert run.exit_code == 0, run.stderr
+    image_id = changed[0]["ImageId"]
+    shown = json.loads(invoke("--db", db, "show", image_id, "--format", "json").stdout)
+    [exported] = [
+        row
+        for row in json.loads(invoke("--db", db, "export", "--format", "json").stdout)
+        if row["image_id"] == image_id
+    ]
+    shared = {"image_name", "image_uri", "framework_name", "framework_version",
+              "accelerator_type", "python_version", "region", "created"}  # fmt: skip
+    assert {name: exported[name] for name in shared} == {name: shown[name] for name in shared}
+    header = invoke("--db", db, "export", "--format", "csv").stdout.splitlines()[0].split(",")
+    [change] = json.loads(invoke("--db", db, "diff", "--format", "json").stdout)
+    events = json.loads(invoke("--db", db, "history", image_id, "--format", "json").stdout)
+    assert change["image_uri"] == shown["image_uri"] and change["fields"] == ["image_uri"]
+    assert events[-1]["changed_fields"] == ["image_uri"]
+    views = {
+        view: set(
+            json.loads(
+                invoke("--db", db, "sql", f"SELECT * FROM {view}", "--format", "json").stdout
+            )[0]
+        )
+        for view in ("v_image", "v_image_event", "v_latest")
+    }
+    for names in (
+        set(shown),
+        set(exported),
+        set(header),
+        set(change),
+        set(events[0]),
+        *views.values(),
+    ):
+        assert not names & OLD_NAMES, names & OLD_NAMES
+    assert {"image_uri", "framework_name", "accelerator_type", "image_scope"} <= views["v_latest"]
+    # One time form: ISO 8601 UTC with a Z, stored (SQLite text) and printed.
+    stored = json.loads(invoke("--db", db, "sql",
+        "SELECT started_at, finished_at, valid_from, gmt_create_time FROM image_version "
+        "JOIN sync_run ON sync_run.id = valid_from_run_id", "--format", "json").stdout)  # fmt: skip
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", value)
+        for row in stored for value in row.values() if value is not None
+    ), stored  # fmt: skip
+    printed = [shown["created"], exported["state_since"], change.get("at"), events[0]["at"]]
+    printed += [
+        run["started_at"]
+        for run in json.loads(invoke("--db", db, "runs", "--format", "json").stdout)
+    ]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in printed if t), printed

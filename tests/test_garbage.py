@@ -590,6 +590,10 @@ SKIP = "fix it or set ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true to skip it."
             f'~/.aliyun/config.json has a "current" that is not a profile name; {SKIP}',
         ),
         (
+            {"current": "default", "profiles": "nope"},
+            f'~/.aliyun/config.json has "profiles" that are not a list; {SKIP}',
+        ),
+        (
             {"current": "default", "profiles": [ak("default", access_key_secret=[CLI_SECRET])]},
             "~/.aliyun/config.json (profile 'default'): access_key_secret must be a string; "
             "fix it.",

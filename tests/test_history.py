@@ -167,9 +167,10 @@ LABELS_A3 = dict(sorted({**LABELS_A1, **NOTE}.items()))
 LABELS_BJ1 = dict(sorted(fw("PyTorch", "2.12.0", "GPU").items()))
 LABELS_BJ7 = dict(sorted({**LABELS_BJ1, **NOTE}.items()))
 FILL_6 = (
-    "changed", "cn-hangzhou", "fill-6", f"{HZ}/filler:6b", "filler", "6b", ("name", "uri"),
-    {"name": "filler:6", "uri": f"{HZ}/filler:6"},
-    {"name": "filler:6b", "uri": f"{HZ}/filler:6b"},
+    "changed", "cn-hangzhou", "fill-6", f"{HZ}/filler:6b", "filler", "6b",
+    ("image_name", "image_uri"),
+    {"image_name": "filler:6", "image_uri": f"{HZ}/filler:6"},
+    {"image_name": "filler:6b", "image_uri": f"{HZ}/filler:6b"},
 )  # fmt: skip
 HZ_LAST = [  # run 5 -> run 6
     FILL_6,
@@ -285,7 +286,17 @@ def test_image_history(db: str) -> None:
     # Found by a URI it no longer has; each event shows the URI of its own state.
     assert events(f"{HZ}/filler:6", db) == [
         ("added", 1, hz, day(1), "fill-6", f"{HZ}/filler:6", "filler", "6", ()),
-        ("changed", 6, hz, day(6), "fill-6", f"{HZ}/filler:6b", "filler", "6b", ("name", "uri")),
+        (
+            "changed",
+            6,
+            hz,
+            day(6),
+            "fill-6",
+            f"{HZ}/filler:6b",
+            "filler",
+            "6b",
+            ("image_name", "image_uri"),
+        ),
     ]
     assert events(f" {URI_TMP} ", db) == [
         ("added", 5, hz, day(5), "tf-216", URI_TMP, "TensorFlow", "2.16.0", ()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -12,7 +13,11 @@ from sqlalchemy import event, inspect
 
 from catalog import db, readdb
 from catalog.config import parse_target
+from catalog.sync import import_files
+from tests.conftest import api_image
 from tests.dbkit import CatalogDb
+
+URI = "dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch:2.1-gpu-py310-cu121-ubuntu22.04"
 
 
 def tables(catalog: CatalogDb) -> set[str]:
@@ -126,3 +131,45 @@ def test_an_upgrade_with_nothing_to_do_does_not_wait_for_a_writer(sqlite_path: P
         writer.rollback()
         writer.close()
         engine.dispose()
+
+
+def test_0008_and_0009_convert_times_and_event_field_names_both_ways(
+    catalog_db: CatalogDb, write_listing: Any
+) -> None:
+    """A catalog written before 0008 held '2026-12-05 13:14:04.617208' beside the API's
+    '...T...Z', and events named table columns ('uri'); the views said uri and framework."""
+    image = api_image("img-1", URI, {"system.official": "true", "system.supported.dlc": "true"})
+    import_files([write_listing([image])], "cn-hangzhou", db_option=catalog_db.target)
+    image["ImageUri"] = URI + "-b"
+    import_files([write_listing([image])], "cn-hangzhou", db_option=catalog_db.target)
+    target = parse_target(catalog_db.target)
+    engine = db.make_engine(target)
+
+    def now() -> list[tuple[Any, ...]]:
+        return [
+            *catalog_db.rows("SELECT started_at, finished_at FROM sync_run ORDER BY id"),
+            *catalog_db.rows("SELECT valid_from, valid_to FROM image_version ORDER BY id"),
+            *catalog_db.rows("SELECT changed_fields FROM image_event WHERE kind = 'changed'"),
+        ]
+
+    try:
+        head = now()
+        db.downgrade(engine, target, "0007")
+        old = now()
+        db.upgrade(engine, target)
+    finally:
+        engine.dispose()
+    assert now() == head
+    assert head[-1] == ('["image_uri"]',) and old[-1] == ('["uri"]',)
+    if catalog_db.backend == "sqlite":  # a server holds timestamps, which have no text form
+        iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+        stored = [value for row in head[:-1] for value in row if value is not None]
+        assert len(stored) == 7 and all(iso.fullmatch(value) for value in stored), head
+        assert old[0][0] == head[0][0].replace("T", " ").replace("Z", "")
+    names = catalog_db.dicts("SELECT * FROM v_latest")[0].keys()
+    assert {"framework_name", "image_scope", "accelerator_type", "image_uri", "created"} <= names
+    for view in ("v_image", "v_image_event", "v_latest"):
+        assert (
+            not {"uri", "framework", "accelerator", "name"}
+            & catalog_db.dicts(f"SELECT * FROM {view}")[0].keys()
+        )
