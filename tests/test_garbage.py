@@ -622,7 +622,15 @@ SKIP = "fix it or set ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true to skip it."
             f"~/.aliyun/config.json is not valid JSON (a number too long to read); {SKIP}",
         ),
     ],
-    ids=["current-list", "secret-list", "mode-list", "name-list", "nested", "digits"],
+    ids=[
+        "current-list",
+        "profiles-text",
+        "secret-list",
+        "mode-list",
+        "name-list",
+        "nested",
+        "digits",
+    ],
 )
 def test_a_malformed_cli_config_is_one_line_without_the_secret(
     tmp_path: Path, data: Any, message: str
