@@ -330,7 +330,7 @@ def test_every_read_answers_the_same_on_both(
         assert read(pg_url) == read(sqlite_db)
     # sql refuses a superuser: on PostgreSQL it reads as a role that can only read.
     with pg_role(pg_url, *READER) as reader:
-        for query in ("SELECT * FROM sync_run", "SELECT * FROM v_image ORDER BY uri, region"):
+        for query in ("SELECT * FROM sync_run", "SELECT * FROM v_image ORDER BY image_uri, region"):
             on_pg = list(analysis.run_sql(query, db=reader).rows)
             assert on_pg == list(analysis.run_sql(query, db=sqlite_db).rows)
 
