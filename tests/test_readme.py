@@ -1,5 +1,6 @@
 """The README's examples run against the shipped catalog as written: its first command, every
-`$ pai-catalog` line of its console sessions, and every Python block."""
+`$ pai-catalog` line of its console sessions (the walkthrough's run in bash, in
+tests/test_walkthrough.py), and every Python block."""
 
 from __future__ import annotations
 
@@ -14,12 +15,17 @@ from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 BLOCKS = re.findall(r"^```(\w+)\n(.*?)^```", README, re.S | re.M)
+# Its sessions start a server, install a crontab and fail on purpose: they run in bash, in
+# tests/test_walkthrough.py.
+WALKTHROUGH = re.search(r"^## Getting started\n.*?(?=^## )", README, re.S | re.M)
 
 
 def console_sessions() -> list[list[str]]:
+    assert WALKTHROUGH is not None
+    rest = README[: WALKTHROUGH.start()] + README[WALKTHROUGH.end() :]
     return [
         [line[2:] for line in body.splitlines() if line.startswith("$ ")]
-        for kind, body in BLOCKS
+        for kind, body in re.findall(r"^```(\w+)\n(.*?)^```", rest, re.S | re.M)
         if kind == "console"
     ]
 
