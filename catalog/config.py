@@ -149,21 +149,21 @@ def resolve_target(
     if reason is None:
         return _file_target(user)
     shipped = _file_target(shipped_db_path())
-    if not reason and (INTERFACE.get() == "cli" or not _SHIPPED_SAID):
+    if reason:
+        warnings.warn(
+            UnsyncedCatalogWarning(
+                f"your catalog {user} {reason}, so the shipped catalog ({shipped.path}) "
+                "answered; run 'pai-catalog sync' to fill yours."
+            ),
+            stacklevel=3,
+        )
+    elif INTERFACE.get() == "cli" or not _SHIPPED_SAID:
         _SHIPPED_SAID.append(True)  # Python hears it once; the CLI remembers it in a file
         warnings.warn(
             ShippedCatalogWarning(
                 f"the shipped catalog ({shipped.path}) answered: a demonstration reconstructed "
                 "from public documentation, not PAI's live list; run 'pai-catalog sync' to "
                 "build your own, or point PAI_CATALOG_DB at a published copy."
-            ),
-            stacklevel=3,
-        )
-    else:
-        warnings.warn(
-            UnsyncedCatalogWarning(
-                f"your catalog {user} {reason}, so the shipped catalog ({shipped.path}) "
-                "answered; run 'pai-catalog sync' to fill yours."
             ),
             stacklevel=3,
         )

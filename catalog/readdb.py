@@ -270,9 +270,9 @@ def max_age_from_environment() -> float:
 
 
 def catalog_age(db: Reader) -> str:
-    """'synced 2026-11-27 (1 day ago)', or that it has never been synced."""
+    """'catalog last updated 2026-11-27, 1 day ago', or that it has never been synced."""
     moment = times.parse(db.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
     if moment is None:
         return "the catalog has never been synced"
     days = (utcnow() - moment).days
-    return f"catalog last updated {moment:%Y-%m-%d} ({days} day{'s' if days != 1 else ''} ago)"
+    return f"catalog last updated {moment:%Y-%m-%d}, {days} day{'s' if days != 1 else ''} ago"

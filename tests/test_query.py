@@ -18,7 +18,7 @@ from tests.dbkit import CatalogDb
 
 HZ = "dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai"
 BJ = "dsw-registry.cn-beijing.cr.aliyuncs.com/pai"
-AGE = r"\(catalog last updated \d{4}-\d\d-\d\d \(\d+ days? ago\)\)"
+AGE = r"\(catalog last updated \d{4}-\d\d-\d\d, \d+ days? ago\)"
 
 
 def fw(name: str, version: str, chip: str, *scopes: str, **extra: str) -> dict[str, str]:
