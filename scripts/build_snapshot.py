@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "data" / "snapshot"
 DATABASE = ROOT / "data" / "catalog.db"
-DEFAULT_TSV = ROOT.parent / "shared" / "pai-api" / "public-images.tsv"
+DEFAULT_TSV = ROOT / "tests" / "fixtures" / "public-images.tsv"
 # The day the public list was read; run times in the shipped database are this moment.
 SNAPSHOT_EPOCH = 1795824000  # 2026-11-28T00:00:00Z
 

@@ -14,7 +14,8 @@ from catalog import readdb
 from tests.dbkit import CatalogDb, Databases, migrated_file
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "pai-api"
+# Reference data kept with the tests, with its provenance in fixtures/README.md.
+FIXTURES = ROOT / "tests" / "fixtures"
 # An admin URL of a PostgreSQL server: the catalog tests then run on it instead of SQLite.
 PG_ENV = "PAI_CATALOG_TEST_PG"
 

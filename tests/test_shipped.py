@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from catalog import db, readdb
 from catalog.cli import main
 from catalog.config import parse_target, shipped_db_path
-from tests.conftest import ROOT, SHARED
+from tests.conftest import FIXTURES, ROOT
 from tests.dbkit import sqlite_dump
 
 SHIPPED = ROOT / "data" / "catalog.db"
@@ -52,9 +52,7 @@ def test_shipped_database_equals_a_rebuild(tmp_path: Path) -> None:
 
 
 def test_snapshot_equals_a_rebuild_from_the_public_list(tmp_path: Path) -> None:
-    tsv = SHARED / "public-images.tsv"
-    if not tsv.is_file():
-        pytest.skip(f"{tsv} is not here; the snapshot is checked where shared/ is")
+    tsv = FIXTURES / "public-images.tsv"
     out = tmp_path / "snapshot"
     builder().build_snapshot(tsv, out)
     committed = sorted(p.name for p in (ROOT / "data" / "snapshot").glob("*.json"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -14,16 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from catalog import signer
+from tests.conftest import FIXTURES
 
-VECTORS_PATH = Path(__file__).resolve().parents[2] / "shared" / "pai-api" / "signing-vectors.json"
+VECTORS_PATH = FIXTURES / "signing-vectors.json"
 VECTOR_DATE = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 SECRET = "testsecret"
 
 
 def _vector_params() -> list[Any]:
-    if not VECTORS_PATH.is_file():
-        reason = f"{VECTORS_PATH} is absent"
-        return [pytest.param(None, id="no-vectors", marks=pytest.mark.skip(reason=reason))]
     vectors = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))["vectors"]
     return [pytest.param(vector, id=vector["name"]) for vector in vectors]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,13 +18,12 @@ from catalog.tags import (
     parse_uri,
 )
 from catalog.versions import compare, parse_version, sort_key
+from tests.conftest import FIXTURES
 
-TSV = Path(__file__).parents[2] / "shared" / "pai-api" / "public-images.tsv"
+TSV = FIXTURES / "public-images.tsv"
 
 
 def tsv_uris() -> list[str]:
-    if not TSV.exists():
-        pytest.skip(f"{TSV} is absent (the shared/ reference data sits beside the clone)")
     with TSV.open(newline="", encoding="utf-8") as handle:
         return [row["uri"] for row in csv.DictReader(handle, delimiter="\t")]
 
