@@ -7,7 +7,12 @@ import subprocess
 import sys
 from numbers import Real
 
+import pytest
+
 from tests.conftest import ROOT
+
+# Slow: run by `python -m pytest -m slow` (CI runs both).
+pytestmark = pytest.mark.slow
 
 # Not marked slow or skipped on purpose: CI runs --quick so that the benchmark never rots.
 # It takes about 30 s on two cores; the timeout is the 2-minute budget plus headroom.

@@ -222,6 +222,7 @@ def forbidden(text: str, lines: bool) -> bool:
     st.dictionaries(st.sampled_from(TEXT_FIELDS), ANY_TEXT),
     st.dictionaries(ANY_TEXT, st.one_of(st.none(), ANY_TEXT), max_size=4),
 )
+@pytest.mark.slow
 def test_the_quick_look_misses_no_control_character(
     fields: dict[str, str], labels: dict[str, str | None]
 ) -> None:

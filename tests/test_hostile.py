@@ -145,6 +145,7 @@ def test_an_api_record_is_refused_with_input_error_or_stored_parsed(
 
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 @given(HUGE, LABELS)
+@pytest.mark.slow
 def test_huge_strings_parse_quickly(text: str, labels: dict[str, str]) -> None:
     started = time.monotonic()
     tags.parse_uri(text)
@@ -242,6 +243,7 @@ def stored_labels(db: CatalogDb, image_id: str) -> dict[str, str | None]:
     return dict(rows)
 
 
+@pytest.mark.slow
 def test_ten_megabytes_of_labels_on_one_image(
     catalog_db: CatalogDb, databases: Databases, tmp_path: Path
 ) -> None:
@@ -269,6 +271,7 @@ def test_ten_megabytes_of_labels_on_one_image(
     print(f"\n10 MB of labels: import peaked at {imported / MiB:.0f}, sync {peak / MiB:.0f} MiB")
 
 
+@pytest.mark.slow
 def test_a_page_of_100k_images(catalog_db: CatalogDb, tmp_path: Path, long_run: bool) -> None:
     if long_run:  # realistic images, 90 MB of JSON
         listing = fake.synthetic_images(100_000, REGION)
@@ -586,6 +589,7 @@ SECRET_SCENARIOS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "scenario", [*SECRET_SCENARIOS, "wrong secret", "wrong token", "crash", "sigkill"]
 )

@@ -45,6 +45,7 @@ def test_shipped_database_is_at_head_and_matches_the_models() -> None:
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_shipped_database_equals_a_rebuild(tmp_path: Path) -> None:
     rebuilt = tmp_path / "rebuilt.db"
     builder().build_database(ROOT / "data" / "snapshot", rebuilt)

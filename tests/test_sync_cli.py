@@ -90,6 +90,7 @@ def test_usage_errors(server: Any, catalog_db: CatalogDb, args: tuple[str, ...],
     assert text in result.output
 
 
+@pytest.mark.slow
 def test_sigkill_mid_sync_leaves_the_catalog_intact(server: Any, catalog_db: CatalogDb) -> None:
     assert cli(catalog_db, server).exit_code == 0
     before = dump(catalog_db)
@@ -115,6 +116,7 @@ def test_sigkill_mid_sync_leaves_the_catalog_intact(server: Any, catalog_db: Cat
     assert runs(catalog_db)[-1][:3] == ("ok", 127, 7)
 
 
+@pytest.mark.slow
 def test_a_second_sync_waits_or_exits(server: Any, sqlite_path: Path) -> None:
     server.faults.latency = 0.1
     env = {**os.environ, **ENV}

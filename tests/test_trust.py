@@ -128,6 +128,7 @@ def test_an_import_waits_for_the_lock_with_wait(catalog_db: CatalogDb, write_lis
     assert catalog_db.rows("SELECT count(*) FROM v_image") == [(3,)]
 
 
+@pytest.mark.slow
 def test_an_import_during_a_failing_first_sync_is_never_lost(
     tmp_path: Path, write_listing: Any
 ) -> None:
@@ -232,6 +233,7 @@ def test_a_new_catalog_appears_whole_and_leftovers_of_a_killed_creation_go(
 # SIGTERM ends a sync as Ctrl-C does ------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "row", "line"),
     [
@@ -468,6 +470,7 @@ def test_an_endpoint_password_given_in_python_is_masked_in_the_run_and_the_log(
     assert rows[0][0] == f"http://reader:***@{host}" and "hunter2" not in json.dumps(rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_does_not_wait_for_a_request_that_hangs(
     catalog_db: CatalogDb, slow_server: Any, signum: int
