@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from catalog import readdb, times
-from catalog.config import parse_target, resolve_target, utcnow
+from catalog.config import parse_target, resolve_target
 from catalog.errors import DatabaseError, UsageError
 from catalog.filters import make_filters
 from catalog.readdb import staleness_warning as staleness_warning  # the catalog's age, too
@@ -245,5 +245,5 @@ def info(*, db: str | None = None) -> CatalogInfo:
         images=sum(region.images for region in regions),
         regions=regions,
         last_sync=times.iso(last),
-        age_days=None if last is None else round((utcnow() - last).total_seconds() / 86400, 2),
+        age_days=None if last is None else round(readdb.age_days(last), 2),
     )

@@ -16,7 +16,7 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, t
 from sqlalchemy import exc as sa_exc
 
 from catalog.config import DbTarget
-from catalog.errors import DatabaseError
+from catalog.errors import DatabaseError, first_line
 
 # The first key of pai-catalog's PostgreSQL advisory lock for migrations: "PAIM" in ASCII.
 _MIGRATION_LOCK = 0x5041494D
@@ -90,9 +90,7 @@ def translate(exc: Exception, target: DbTarget) -> DatabaseError:
             f"{BUSY_TIMEOUT_MS / 1000:g} s wait (an sqlite3 shell in a transaction, say); end "
             "that transaction and try again."
         )
-    # A server's message can run to several lines (psycopg adds a hint): the first says it.
-    reason = str(original).strip().splitlines()[0] if str(original).strip() else repr(original)
-    return DatabaseError(f"Cannot use the database {target.display}: {reason}.")
+    return DatabaseError(f"Cannot use the database {target.display}: {first_line(original)}.")
 
 
 def current_revision(engine: Engine) -> str | None:

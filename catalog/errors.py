@@ -12,6 +12,14 @@ class CatalogError(Exception):
     """Root of every error pai-catalog raises on purpose."""
 
 
+def first_line(exc: BaseException) -> str:
+    """What a driver's error says, for a one-line message: the first line of the driver's own
+    exception (SQLAlchemy wraps it; psycopg adds hints on further lines), without its final
+    period; its kind when it says nothing."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+
+
 class UsageError(CatalogError, ValueError):
     """The caller asked for something malformed (a bad option value, an unknown format, a
     version request that is no version)."""

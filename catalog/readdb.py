@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from catalog import times
 from catalog.config import DbTarget, resolve_target, shipped_db_path, utcnow
-from catalog.errors import DatabaseError, UsageError
+from catalog.errors import DatabaseError, UsageError, first_line
 
 ENV_MAX_AGE = "PAI_CATALOG_MAX_AGE"
 DEFAULT_MAX_AGE = 7.0  # days
@@ -75,14 +75,14 @@ class Reader:
             conn = self._engine.connect()
         except sa_exc.SQLAlchemyError as exc:
             raise _Unreachable(
-                f"Cannot connect to {self.target.display} ({_reason(exc)}); check that the "
+                f"Cannot connect to {self.target.display} ({first_line(exc)}); check that the "
                 "server is running and the URL is right."
             ) from None
         try:
             with conn:
                 return [dict(row._mapping) for row in conn.execute(text(sql), params)]
         except sa_exc.SQLAlchemyError as exc:
-            raise DatabaseError(f"Cannot read {self.target.display}: {_reason(exc)}.") from None
+            raise DatabaseError(f"Cannot read {self.target.display}: {first_line(exc)}.") from None
 
     @property
     def dialect(self) -> str:
@@ -125,10 +125,6 @@ class Reader:
 
 class _Unreachable(DatabaseError):
     """The server did not answer: not a sign that the database is not a catalog."""
-
-
-def _reason(exc: Exception) -> str:
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0].rstrip(".")
 
 
 def open_sqlite(path: Path) -> sqlite3.Connection:
@@ -233,19 +229,16 @@ def staleness_warning(max_age_days: float | None = None, *, db: str | None = Non
     target = resolve_target(db)
     if max_age_days == 0 or target.path == shipped_db_path().absolute():
         return None
-    handle = reader(target)
-    last = times.parse(handle.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
+    last = last_sync(reader(target))
     if last is None:
         return "Warning: the catalog has never been synced; run 'pai-catalog sync' to fill it."
-    age = utcnow() - last
-    if age.total_seconds() < max_age_days * 86_400:  # infinity never warns
+    if (utcnow() - last).total_seconds() < max_age_days * 86_400:  # infinity never warns
         return None
-    days = f"{age.days} day{'' if age.days == 1 else 's'} ago"
     if target.path is not None and _published(target.path):
         remedy = "install a newer published copy (pai-catalog publish, where it syncs)"
     else:
         remedy = "run 'pai-catalog sync' to refresh it"
-    return f"Warning: the catalog was last updated {last:%Y-%m-%d} ({days}); {remedy}."
+    return f"Warning: the catalog was {updated(last)}; {remedy}."
 
 
 def _published(path: Path) -> bool:
@@ -269,10 +262,23 @@ def max_age_from_environment() -> float:
         raise UsageError(f"{ENV_MAX_AGE} must be a number of days, not {value!r}.") from None
 
 
+def last_sync(db: Reader) -> datetime | None:
+    """When the catalog's last successful run ended (naive UTC); None if it never had one."""
+    return times.parse(db.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
+
+
+def age_days(last: datetime) -> float:
+    """How old a catalog last updated at ``last`` is, in days."""
+    return (utcnow() - last).total_seconds() / 86_400
+
+
+def updated(last: datetime) -> str:
+    """'last updated 2026-11-27, 1 day ago': whole days, as a person counts them."""
+    days = int(age_days(last))
+    return f"last updated {last:%Y-%m-%d}, {days} day{'' if days == 1 else 's'} ago"
+
+
 def catalog_age(db: Reader) -> str:
     """'catalog last updated 2026-11-27, 1 day ago', or that it has never been synced."""
-    moment = times.parse(db.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
-    if moment is None:
-        return "the catalog has never been synced"
-    days = (utcnow() - moment).days
-    return f"catalog last updated {moment:%Y-%m-%d}, {days} day{'s' if days != 1 else ''} ago"
+    last = last_sync(db)
+    return "the catalog has never been synced" if last is None else f"catalog {updated(last)}"

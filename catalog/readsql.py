@@ -15,7 +15,7 @@ from typing import Any
 
 from catalog import readdb, times
 from catalog.config import DbTarget, resolve_target
-from catalog.errors import CatalogError, DatabaseError, QueryError, UsageError
+from catalog.errors import CatalogError, DatabaseError, QueryError, UsageError, first_line
 
 SQL_TIMEOUT = 30.0  # seconds a statement of `pai-catalog sql` may run, fetching included
 MAX_TIMEOUT = 86_400.0  # a day: PostgreSQL's statement_timeout takes at most 2**31 - 1 ms
@@ -313,9 +313,9 @@ def _server_execute(
         cargs, cparams = dialect.create_connect_args(url)
         conn = psycopg.connect(*cargs, **cparams, autocommit=True)
     except (ImportError, sa_exc.SQLAlchemyError) as exc:
-        raise DatabaseError(f"Cannot open {target.display}: {_first_line(exc)}.") from None
+        raise DatabaseError(f"Cannot open {target.display}: {first_line(exc)}.") from None
     except psycopg.Error as exc:
-        raise DatabaseError(f"Cannot open {target.display}: {_first_line(exc)}.") from None
+        raise DatabaseError(f"Cannot open {target.display}: {first_line(exc)}.") from None
     text, names = _numbered(sql)
     cursor = psycopg.RawCursor(conn)
     try:
@@ -416,12 +416,8 @@ def _as_sqlite(value: Any) -> Any:
     return value
 
 
-def _first_line(exc: Exception) -> str:
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0].rstrip(".")
-
-
 def _server_error(exc: Exception, bare: str, limits: _Limits | None) -> CatalogError:
-    state, message = getattr(exc, "sqlstate", None), _first_line(exc)
+    state, message = getattr(exc, "sqlstate", None), first_line(exc)
     if state == "25006":  # read_only_sql_transaction
         return UsageError(_REFUSED.format(_statement(bare)))
     if "multiple commands" in message:

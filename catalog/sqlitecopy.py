@@ -9,7 +9,7 @@ from sqlalchemy import insert, select
 
 from catalog import db
 from catalog.config import DbTarget, parse_target
-from catalog.errors import DatabaseError
+from catalog.errors import DatabaseError, first_line
 from catalog.models import Base
 
 BATCH = 5000  # rows read and written at a time: memory stays flat however large the catalog
@@ -37,8 +37,9 @@ def copy_to_sqlite(source: DbTarget, path: Path) -> None:
                 for batch in rows.partitions():
                     writing.execute(insert(table), [row._asdict() for row in batch])
     except sa_exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0].rstrip(".")
-        raise DatabaseError(f"Cannot copy {source.display} into {path}: {reason}.") from None
+        raise DatabaseError(
+            f"Cannot copy {source.display} into {path}: {first_line(exc)}."
+        ) from None
     finally:
         reading_engine.dispose()
         writing_engine.dispose()

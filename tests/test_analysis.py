@@ -523,10 +523,10 @@ def test_info_of_an_empty_catalog(catalog_db: CatalogDb) -> None:
 @pytest.mark.parametrize(
     ("now", "max_age", "expected"),
     [
-        (T1 + 8 * DAY, 7, "2026-01-01 (8 days ago)"),
-        (T1 + 8 * DAY, 8, "2026-01-01 (8 days ago)"),
+        (T1 + 8 * DAY, 7, "2026-01-01, 8 days ago"),
+        (T1 + 8 * DAY, 8, "2026-01-01, 8 days ago"),
         (T1 + 8 * DAY, 8.5, None),
-        (T1 + DAY + 3600, 1, "2026-01-01 (1 day ago)"),
+        (T1 + DAY + 3600, 1, "2026-01-01, 1 day ago"),
         (T1 + 400 * DAY, 0, None),  # 0 never warns (it warned even on a fresh catalog)
         (T1 + 3600, 7, None),
     ],

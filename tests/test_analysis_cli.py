@@ -127,7 +127,7 @@ def test_resolve_warns_when_the_catalog_is_old(db: str) -> None:
     assert result.exit_code == 0
     assert result.stdout.endswith("xgboost-training:1.5.0-cpu-py36-ubuntu18.04\n")
     assert result.stderr == (
-        "Warning: the catalog was last updated 2026-01-01 (10 days ago); "
+        "Warning: the catalog was last updated 2026-01-01, 10 days ago; "
         "run 'pai-catalog sync' to refresh it.\n"
     )
     fresh = CliRunner().invoke(main, ["--db", db, "resolve", "xgboost", "--max-age", "30"])

@@ -37,7 +37,7 @@ def resolve(db: Path, *args: str, env: dict[str, str] | None = None) -> tuple[in
 def test_a_synced_catalog_past_its_age_asks_for_a_sync(synced: Path) -> None:
     assert resolve(synced) == (
         0,
-        "Warning: the catalog was last updated 2026-01-01 (10 days ago); run 'pai-catalog sync' "
+        "Warning: the catalog was last updated 2026-01-01, 10 days ago; run 'pai-catalog sync' "
         "to refresh it.\n",
     )
 
@@ -58,7 +58,7 @@ def test_a_published_copy_asks_for_a_newer_copy_not_a_sync(synced: Path, tmp_pat
     result = CliRunner().invoke(main, ["--db", str(synced), "publish", str(copy)])
     assert result.exit_code == 0, result.stderr
     assert resolve(copy)[1] == (
-        "Warning: the catalog was last updated 2026-01-01 (10 days ago); install a newer "
+        "Warning: the catalog was last updated 2026-01-01, 10 days ago; install a newer "
         "published copy (pai-catalog publish, where it syncs).\n"
     )
 
