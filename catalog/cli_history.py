@@ -15,10 +15,10 @@ RUN_COLUMNS = (
     "run_id", "region", "source", "status", "started_at", "seconds", "pages", "seen", "added",
     "changed", "removed", "restored", "error",
 )  # fmt: skip
-DIFF_COLUMNS = ("change", "region", "image_id", "image_uri", "framework_name", "framework_version",
+DIFF_COLUMNS = ("kind", "region", "image_id", "image_uri", "framework_name", "framework_version",
                 "fields")  # fmt: skip
-EVENT_COLUMNS = ("at", "run_id", "kind", "region", "image_id", "image_uri", "framework_version",
-                 "changed_fields")  # fmt: skip
+EVENT_COLUMNS = ("run_started_at", "run_id", "kind", "region", "image_id", "image_uri",
+                 "framework_name", "framework_version", "changed_fields")  # fmt: skip
 RUN_ID_MAX = 2**63 - 1  # run ids and limits: a signed 64-bit integer in every backend
 
 

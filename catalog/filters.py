@@ -104,10 +104,12 @@ def require_text(name: str, value: object) -> None:
     """Refuse an argument that should be text and is not (framework_version=2.1, a float,
     would otherwise fail deep inside as an AttributeError)."""
     if value is not None and not isinstance(value, str):
-        raise UsageError(
-            f"{name} must be text, not {value!r}: write it in quotes ('3.10', not 3.10, which "
-            "Python reads as 3.1)."
+        hint = (
+            ": write it in quotes ('3.10', not 3.10, which Python reads as 3.1)"
+            if isinstance(value, (int, float))
+            else ""
         )
+        raise UsageError(f"{name} must be text, not {value!r}{hint}.")
 
 
 ANY = "any"  # --accelerator any, --scope any: images with none match too

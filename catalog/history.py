@@ -13,6 +13,7 @@ from catalog.errors import AmbiguousError, NotFoundError, UsageError
 from catalog.explain import did_you_mean
 from catalog.readdb import Reader, reader
 from catalog.records import API_FIELDS, PUBLIC_NAMES
+from catalog.uri import on_network
 
 # store.COMPARED_FIELDS, derived here because importing store would pull SQLAlchemy into reads.
 COMPARED_FIELDS = tuple(column for column in API_FIELDS.values() if column != "image_id")
@@ -65,7 +66,7 @@ class Run:
 class Change:
     """One image that differs between two runs, with the fields that differ."""
 
-    change: str  # "added", "changed" or "removed"
+    kind: str  # "added", "changed" or "removed", as events say
     region: str
     image_id: str
     image_uri: str | None
@@ -84,7 +85,7 @@ class Event:
     kind: str
     run_id: int
     region: str
-    at: str
+    run_started_at: str
     image_id: str
     image_uri: str | None
     framework_name: str | None
@@ -299,7 +300,7 @@ def diff(
         changes,
         key=lambda c: (
             c.region,
-            KINDS.index(c.change),
+            KINDS.index(c.kind),
             c.image_uri is None,
             c.image_uri or "",
             c.image_id,
@@ -310,16 +311,22 @@ def diff(
 def image_history(
     uri_or_id: str, *, region: str | None = None, db: str | None = None
 ) -> list[Event]:
-    """Every event of the image with this URI (in any of its versions) or ImageId, oldest first."""
+    """Every event of the image with this URI (in any of its versions, in either host form) or
+    ImageId, oldest first."""
     needle = uri_or_id.strip()
     if not needle:
         raise UsageError("Give an image URI or ImageId, such as one pai-catalog list shows.")
     rows = reader(resolve_target(db)).rows(
         "SELECT event_id, kind, run_id, region, run_started_at, image_id, image_uri, "
         "framework_name, framework_version, changed_fields FROM v_image_event WHERE image_pk IN "
-        "(SELECT v.image_pk FROM image_version v WHERE v.uri = :needle OR v.image_id = :needle) "
-        "ORDER BY event_id",
-        {"needle": needle},
+        "(SELECT v.image_pk FROM image_version v "
+        "WHERE v.uri IN (:needle, :vpc, :public) OR v.image_id = :needle) ORDER BY event_id",
+        # A URI in either host form, as show takes it.
+        {
+            "needle": needle,
+            "vpc": on_network(needle, "vpc"),
+            "public": on_network(needle, "public"),
+        },
     )
     regions = sorted({row["region"] for row in rows})
     if region is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from catalog import times
 from catalog.errors import UsageError
+from catalog.filters import SCOPES
 from catalog.uri import NETWORKS, on_network
 
 
@@ -52,6 +53,10 @@ def _labels(row: Mapping[str, Any]) -> Labels:
     return Labels(json.loads(raw) if isinstance(raw, str) else raw)
 
 
+def _scope_rank(scope: str) -> int:
+    return SCOPES.index(scope) if scope in SCOPES else len(SCOPES)
+
+
 def image_info(row: Mapping[str, Any], scope: str | None, labels: bool) -> ImageInfo:
     """An image_version row (with labels_json when ``labels``) as an ImageInfo."""
     scopes = tuple(row["scopes"].split(",")) if row["scopes"] else ()
@@ -60,7 +65,8 @@ def image_info(row: Mapping[str, Any], scope: str | None, labels: bool) -> Image
         image_uri=row["uri"],
         framework_name=row["framework"],
         framework_version=row["framework_version"],
-        image_scope=scope or (scopes[0] if scopes else None),
+        # With no scope asked for, the first in the SDK's order: training before develop.
+        image_scope=scope or min(scopes, key=_scope_rank, default=None),
         accelerator_type=row["accelerator"],
         python_version=row["python_version"],
         image_id=row["image_id"],

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
+from os import PathLike, fspath
 from typing import Any
 
 from catalog import versions
@@ -72,6 +73,24 @@ def list_versions_for(db: Reader, f: Filters) -> list[str]:
     return [group.version for group in version_groups(db, f)]
 
 
+def _checked(
+    texts: Mapping[str, object], as_of: object, db: object
+) -> tuple[datetime | str | None, str | None]:
+    """Refuse arguments of the wrong type with a ValueError before anything hashes or strips
+    them; a date (not a time) as_of is its midnight UTC, and a path-like db its path."""
+    for name, value in texts.items():
+        require_text(name, value)
+    if isinstance(as_of, date) and not isinstance(as_of, datetime):
+        as_of = datetime(as_of.year, as_of.month, as_of.day)
+    elif as_of is not None and not isinstance(as_of, (datetime, str)):
+        raise UsageError(f"as_of must be a date, a time or ISO 8601 text, not {as_of!r}.")
+    if isinstance(db, PathLike):
+        db = fspath(db)
+    if db is not None and not isinstance(db, str):
+        raise UsageError(f"db must be a file path or an SQLAlchemy URL, not {db!r}.")
+    return as_of, db
+
+
 def retrieve(
     framework_name: str,
     framework_version: str = "latest",
@@ -97,6 +116,12 @@ def retrieve(
     needs a region. Answers are remembered per database until another connection commits to
     it, so a service resolving in a loop does not repeat the query.
     """
+    texts = {
+        "framework_name": framework_name, "framework_version": framework_version,
+        "accelerator_type": accelerator_type, "image_scope": image_scope, "region": region,
+        "python_version": python_version, "cuda_version": cuda_version, "os": os,
+    }  # fmt: skip
+    as_of, db = _checked(texts, as_of, db)
     handle = reader(resolve_target(db))
     generation = handle.generation()
     bound = default_region() if region is None else None
@@ -260,6 +285,12 @@ def list_images(
     the scope is training unless given (``image_scope=None`` lists every scope, as the CLI's
     ``list`` does without ``--scope``). ``labels=False`` leaves each image's labels empty, a
     little faster for long listings that do not need them."""
+    texts = {
+        "framework_name": framework_name, "framework_version": framework_version,
+        "accelerator_type": accelerator_type, "image_scope": image_scope, "region": region,
+        "python_version": python_version, "cuda_version": cuda_version, "os": os,
+    }  # fmt: skip
+    as_of, db = _checked(texts, as_of, db)
     f = make_filters(
         framework_name,
         accelerator_type,
@@ -316,7 +347,11 @@ def version_details(
 ) -> list[VersionGroup]:
     """list_versions, each with the spellings and build variants it covers, when the catalog
     first saw it, and its regions and accelerators."""
-    require_text("framework_name", framework_name)
+    texts = {
+        "framework_name": framework_name, "accelerator_type": accelerator_type,
+        "image_scope": image_scope, "region": region,
+    }  # fmt: skip
+    as_of, db = _checked(texts, as_of, db)
     if not framework_name or not framework_name.strip():
         raise UsageError("Give a framework name, such as PyTorch or TensorFlow.")
     f = make_filters(

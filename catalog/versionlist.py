@@ -3,14 +3,11 @@ spellings and build variants it covers, where and when it appeared."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from catalog import times, versions
 from catalog.filters import Filters
 from catalog.readdb import Reader
-
-_NUMBERS = re.compile(r"[vVrR]?(\d+(?:\.\d+)*)")  # 1.8 of 1.8PAI
 
 
 @dataclass(frozen=True)
@@ -46,11 +43,9 @@ def version_groups(db: Reader, f: Filters) -> list[VersionGroup]:
 def _group(rows: list[dict[str, object]]) -> VersionGroup:
     texts = sorted({str(row["text"]) for row in rows})
     plain = [t for t in texts if (v := versions.parse_version(t)) is None or v.build is None]
-    if plain:  # the fullest plain spelling: 2.1.0 over 2.1
-        best = max(plain, key=lambda t: (len(t), t))
-    else:  # only build variants (1.8PAI): the version they are variants of, as written
-        found = _NUMBERS.match(texts[0])
-        best = found.group(1) if found else texts[0]
+    # The fullest plain spelling (2.1.0 over 2.1); with only build variants (1.8PAI,
+    # 0.13.0rc2.a8ec486), what they are variants of.
+    best = max(plain, key=lambda t: (len(t), t)) if plain else _without_build(texts[0])
     moments = [m for row in rows if (m := times.parse(row["first"])) is not None]
     return VersionGroup(
         version=best,
@@ -59,3 +54,11 @@ def _group(rows: list[dict[str, object]]) -> VersionGroup:
         regions=tuple(sorted({str(row["region"]) for row in rows})),
         accelerators=tuple(sorted({str(row["accelerator"]) for row in rows if row["accelerator"]})),
     )
+
+
+def _without_build(text: str) -> str:
+    """1.8 of 1.8PAI, 0.13.0rc2 of 0.13.0rc2.a8ec486.20260305pai: a prerelease stays one."""
+    parsed = versions.parse_version(text)
+    if parsed is None or parsed.build is None:
+        return text
+    return text[: len(text) - len(parsed.build)].rstrip(".-_+").lstrip("vV") or text

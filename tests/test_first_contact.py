@@ -320,6 +320,65 @@ def test_an_argument_that_is_no_text_is_a_value_error(db: str, kwargs: dict[str,
         catalog.retrieve(**kwargs, db=db)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"framework_name": ["PyTorch"]}, r"^framework_name must be text, not \['PyTorch'\]\.$"),
+        ({"as_of": 5}, r"^as_of must be a date, a time or ISO 8601 text, not 5\.$"),
+        ({"db": 5}, r"^db must be a file path or an SQLAlchemy URL, not 5\.$"),
+    ],
+    ids=["list", "as-of-number", "db-number"],
+)
+def test_arguments_of_other_types_are_value_errors(kwargs: dict[str, Any], message: str) -> None:
+    """A TypeError (unhashable list) and AttributeErrors escaped every except clause."""
+    import catalog
+
+    for call in (catalog.retrieve, catalog.list_images, catalog.list_versions):
+        with pytest.raises(ValueError, match=message):
+            call(**{"framework_name": "PyTorch", **kwargs})
+
+
+def test_a_path_and_a_date_are_taken(db: str) -> None:
+    """db=Path(...) and as_of=date(...) were AttributeErrors."""
+    import datetime
+
+    import catalog
+
+    by_text = catalog.list_images("pytorch", None, db=db, as_of="2100-01-01")
+    by_objects = catalog.list_images("pytorch", None, db=Path(db), as_of=datetime.date(2100, 1, 1))
+    assert by_objects == by_text and by_text
+
+
+def test_the_scope_an_image_of_every_scope_answers_with_is_training(
+    sqlite_path: Path, write_listing: Any
+) -> None:
+    """list and show said develop, the first scope in alphabetical order."""
+    from catalog.sync import import_files
+    from tests.conftest import api_image
+
+    every = {"system.supported.dlc": "true", "system.supported.eas": "true",
+             "system.supported.dsw": "true"}  # fmt: skip
+    uri = "dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch:2.1.0-gpu-py310"
+    import_files([write_listing([api_image("all", uri, every)])], "cn-hangzhou",
+                 db_option=str(sqlite_path))  # fmt: skip
+    [listed] = json.loads(invoke("--db", str(sqlite_path), "list", "--format", "json").stdout)
+    shown = json.loads(invoke("--db", str(sqlite_path), "show", "all", "--format", "json").stdout)
+    assert listed["scopes"] == ["develop", "inference", "training"]
+    assert listed["image_scope"] == shown["image_scope"] == "training"
+
+
+def test_history_finds_an_image_by_the_other_host_form_resolve_printed(db: str) -> None:
+    """show took either host form; history only the stored one."""
+    other = invoke("--db", db, "resolve", "pytorch", "--accelerator", "gpu",
+                    "--region", "cn-hangzhou", "--vpc").stdout.strip()  # fmt: skip
+    stored = invoke("--db", db, "resolve", "pytorch", "--accelerator", "gpu",
+                    "--region", "cn-hangzhou").stdout.strip()  # fmt: skip
+    assert other != stored
+    by_other = invoke("--db", db, "history", other, "--format", "json")
+    assert by_other.exit_code == 0, by_other.stderr
+    assert by_other.stdout == invoke("--db", db, "history", stored, "--format", "json").stdout
+
+
 def test_a_database_or_credentials_file_that_cannot_be_used_is_a_runtime_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -393,10 +452,14 @@ def test_a_version_known_only_by_its_variants_is_written_as_they_write_it(
     from tests.conftest import api_image
 
     host = "dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch-training"
-    images = [api_image("pai", f"{host}:1.8PAI-gpu-py36-cu101-ubuntu18.04", TRAINING)]
+    images = [
+        api_image("pai", f"{host}:1.8PAI-gpu-py36-cu101-ubuntu18.04", TRAINING),
+        api_image("rc", f"{host}:2.0.0rc2.a8ec486.20260305pai-gpu-py310", TRAINING),
+    ]
     import_files([write_listing(images)], "cn-hangzhou", db_option=str(sqlite_path))
     result = invoke("--db", str(sqlite_path), "versions", "pytorch")
-    assert result.stdout == "1.8  (1.8PAI)\n"  # not 1.8.0, a spelling no image has
+    # Not 1.8.0, a spelling no image has; and not 2.0.0, a release there is none of.
+    assert result.stdout == "2.0.0rc2  (2.0.0rc2.a8ec486.20260305pai)\n1.8       (1.8PAI)\n"
 
 
 @pytest.mark.parametrize(
@@ -520,7 +583,12 @@ def test_one_vocabulary_in_every_output_and_view(db: str, write_listing: Any) ->
         re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", value)
         for row in stored for value in row.values() if value is not None
     ), stored  # fmt: skip
-    printed = [shown["created"], exported["state_since"], change.get("at"), events[0]["at"]]
+    printed = [
+        shown["created"],
+        exported["state_since"],
+        change.get("run_started_at"),
+        events[0]["run_started_at"],
+    ]
     printed += [
         run["started_at"]
         for run in json.loads(invoke("--db", db, "runs", "--format", "json").stdout)
