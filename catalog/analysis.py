@@ -194,6 +194,31 @@ def _check_replaceable(out: Path) -> None:
                 "or one that was not closed cleanly; publish elsewhere, or open that catalog "
                 "once (pai-catalog info) so SQLite folds it in."
             )
+    if out.exists() and not _is_published_copy(out):
+        raise UsageError(
+            f"Cannot publish to {out}: it exists and is not a published catalog, which is all "
+            "publish replaces; remove it or give another file name."
+        )
+
+
+def _is_published_copy(path: Path) -> bool:
+    """What publish writes: an SQLite file in rollback-journal mode (header bytes 18 and 19
+    are 1; a catalog that syncs uses WAL) holding a pai-catalog schema revision."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+        if header[:16] != b"SQLite format 3\x00" or header[18:20] != b"\x01\x01":
+            return False
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            ).fetchone()
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error):
+        return False
+    return found is not None
 
 
 def _vacuum(path: Path) -> None:

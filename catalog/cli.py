@@ -17,6 +17,7 @@ from catalog.clikit import (
     errors,
     filter_options,
     format_option,
+    format_option_with,
     network_option,
     stop_on_sigterm,
     stopped,
@@ -208,7 +209,7 @@ def list_command(
 @click.option("--region", help="Region id, such as cn-hangzhou.")
 @click.option("--include-removed", is_flag=True, help="Also count images no longer in the API.")
 @click.option("--as-of", help="Answer as the catalog stood at this ISO 8601 date or time.")
-@format_option
+@format_option_with("one line per version")
 @click.pass_obj
 @errors
 def versions(db: str | None, /, framework: str, fmt: str | None, **filters: Any) -> None:
@@ -237,7 +238,7 @@ def versions(db: str | None, /, framework: str, fmt: str | None, **filters: Any)
 @click.argument("uri_or_id")
 @click.option("--region", help="Region id, when the image is in several.")
 @network_option
-@format_option
+@format_option_with("table")
 @click.pass_obj
 @errors
 def show(

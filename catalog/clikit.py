@@ -168,13 +168,21 @@ def default_format() -> Format:
     return Format.TABLE if sys.stdout.isatty() else Format.NL
 
 
-def format_option(func: F) -> F:
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice([f.value for f in Format]),
-        help="Output format [default: table on a terminal, nl otherwise].",
-    )(func)
+def format_option_with(default: str) -> Callable[[F], F]:
+    """--format, with the help saying what the command prints without it."""
+
+    def decorate(func: F) -> F:
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice([f.value for f in Format]),
+            help=f"Output format [default: {default}].",
+        )(func)
+
+    return decorate
+
+
+format_option = format_option_with("table on a terminal, nl otherwise")
 
 
 def filter_options(func: F) -> F:

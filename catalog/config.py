@@ -141,7 +141,13 @@ def resolve_target(
     """
     value = option if option is not None else os.environ.get(ENV_DB)
     if value is not None and (value or option is not None):
-        return parse_target(value)  # an empty --db is an error; an empty variable is unset
+        target = parse_target(value)  # an empty --db is an error; an empty variable is unset
+        if write and target.path is not None and _same_file(target.path, shipped_db_path()):
+            raise UsageError(
+                f"{target.display} is the catalog shipped with pai-catalog, which no command "
+                "changes; sync or import into a catalog of your own (leave out --db), or a copy."
+            )
+        return target
     user = user_db_path()
     if write or (own and user.exists()):
         return _file_target(user)
@@ -168,6 +174,13 @@ def resolve_target(
             stacklevel=3,
         )
     return shipped
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them does not exist (yet)
+        return False
 
 
 class UnsyncedCatalogWarning(UserWarning):

@@ -231,6 +231,10 @@ def _best(
 
 def _request(framework_version: str | None) -> versions.VersionRequest:
     require_text("framework_version", framework_version)
+    if framework_version is not None and not framework_version.strip():
+        raise UsageError(
+            "The version is empty; ask for latest, 2.1.0, 2.1 or a range like >=2.0,<2.2."
+        )
     try:
         return versions.parse_request(framework_version)
     except ValueError as exc:

@@ -261,7 +261,14 @@ def parse_image(obj: Any, where: str) -> ApiImage:
             key = _text(key, where, f"Labels[{index}].Key") or ""
             value = _text(value, where, f"Labels[{index}].Value")
             odd = odd or not key.isprintable() or not (value or "").isprintable()
-        # A repeated key keeps its last value, as a dict of labels would.
+        if not key.strip():
+            raise InputError(f"{where}: Labels[{index}] of {_named(obj)} has an empty Key.")
+        if key in labels and labels[key] != value:
+            # Which one holds (system.official true or false)? Not for the catalog to guess.
+            raise InputError(
+                f"{where}: {_named(obj)} lists label {_shown(key)} twice with different values "
+                f"({_shown(labels[key])} and {_shown(value)}); keep one."
+            )
         key = sys.intern(key)
         # Keys and short values repeat across thousands of images: share one copy of each.
         labels[key] = sys.intern(value) if value is not None and len(value) <= 40 else value

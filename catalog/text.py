@@ -9,14 +9,18 @@ import re
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+# What a terminal shows escaped: the control characters, and the bidirectional overrides and
+# isolates, which reorder what follows them on the line (a URI or label shown reversed).
+_TERMINAL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:
     """``text`` for a terminal or a log: each control character written as an escape (\\t,
-    \\n, \\x1b, \\x9b), everything else as it is."""
-    return CONTROL.sub(_escape, text)
+    \\n, \\x1b, \\x9b, \\u202e), everything else as it is."""
+    return _TERMINAL.sub(_escape, text)
 
 
 def _escape(found: re.Match[str]) -> str:
     char = found[0]
-    return _ESCAPES.get(char) or f"\\x{ord(char):02x}"
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")

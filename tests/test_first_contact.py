@@ -594,3 +594,11 @@ def test_one_vocabulary_in_every_output_and_view(db: str, write_listing: Any) ->
         for run in json.loads(invoke("--db", db, "runs", "--format", "json").stdout)
     ]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in printed if t), printed
+
+
+def test_an_empty_version_is_an_error_not_latest(db: str) -> None:
+    result = invoke("--db", db, "resolve", "pytorch", "", "--region", "cn-hangzhou")
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (
+        2,
+        "Error: The version is empty; ask for latest, 2.1.0, 2.1 or a range like >=2.0,<2.2.",
+    )

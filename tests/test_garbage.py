@@ -140,13 +140,27 @@ REFUSALS = [
         "image 'img-bad' has no Labels field; read the listing with Verbose=true, which gives "
         "every image its Labels ([] when it has none).",
     ),
+    (
+        {
+            "Labels": [
+                {"Key": "system.official", "Value": "true"},
+                {"Key": "system.official", "Value": "false"},
+            ]
+        },
+        "image 'img-bad' lists label 'system.official' twice with different values ('true' and "
+        "'false'); keep one.",
+    ),
+    (
+        {"Labels": [{"Key": " ", "Value": "true"}]},
+        "Labels[0] of image 'img-bad' has an empty Key.",
+    ),
 ]
 
 
 REFUSED = [
     "escapes-in-uri", "nul-in-id", "nul-in-label-value", "c1-in-label-key", "newline-in-name",
     "del-in-description", "impossible-time", "not-a-time", "escapes-in-time", "long-description",
-    "too-many-labels", "too-much-label-text", "no-labels-field",
+    "too-many-labels", "too-much-label-text", "no-labels-field", "label-twice", "empty-key",
 ]  # fmt: skip
 
 
@@ -220,7 +234,7 @@ def forbidden(text: str, lines: bool) -> bool:
 @settings(max_examples=500, deadline=None)
 @given(
     st.dictionaries(st.sampled_from(TEXT_FIELDS), ANY_TEXT),
-    st.dictionaries(ANY_TEXT, st.one_of(st.none(), ANY_TEXT), max_size=4),
+    st.dictionaries(ANY_TEXT.filter(str.strip), st.one_of(st.none(), ANY_TEXT), max_size=4),
 )
 @pytest.mark.slow
 def test_the_quick_look_misses_no_control_character(
@@ -638,3 +652,18 @@ def test_a_malformed_cli_config_is_one_line_without_the_secret(
 ) -> None:
     config(tmp_path, data)
     assert failure(tmp_path) == message  # failure() asserts the secret is not in it
+
+
+def test_a_bidirectional_override_reaches_no_terminal(
+    sqlite_path: Path, write_listing: Any
+) -> None:
+    """U+202E in a label went to the terminal raw, showing what follows it reversed."""
+    image = good("img-rtl")
+    image["Labels"] = [{"Key": "system.official", "Value": "true"},
+                       {"Key": "note", "Value": "safe\u202egpj.exe"}]  # fmt: skip
+    import_files([write_listing([image])], REGION, db_option=str(sqlite_path))
+    shown = CliRunner().invoke(main, ["--db", str(sqlite_path), "show", "img-rtl"])
+    assert shown.exit_code == 0, shown.stderr
+    assert "\u202e" not in shown.stdout and "  note = safe\\u202egpj.exe\n" in shown.stdout
+    exported = CliRunner().invoke(main, ["--db", str(sqlite_path), "export"])
+    assert json.loads(exported.stdout)[0]["labels"]["note"] == "safe\u202egpj.exe"  # data kept

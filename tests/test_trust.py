@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -27,7 +28,7 @@ from catalog.cli import main
 from catalog.config import parse_target, shipped_db_path
 from catalog.errors import DatabaseError, LockedError, SafetyError, UsageError
 from catalog.sync import import_files, sync, sync_options
-from tests.conftest import api_image
+from tests.conftest import ROOT, api_image
 from tests.dbkit import CatalogDb, dump
 from tests.test_readonly import read_only_command
 from tests.test_sync import CREDS, REGION, fake
@@ -308,7 +309,9 @@ def test_the_mass_change_guard_counts_over_a_fifth(
     import_files([write_listing(images(30))], REGION, db_option=catalog_db.target)
     listing = images(30)
     for image in listing[:moved]:  # 6 of 30 is 20%, not over it; 7 is
-        image["Labels"].append({"Key": "system.official", "Value": "false"})
+        for label in image["Labels"]:
+            if label["Key"] == "system.official":
+                label["Value"] = "false"
     if refused:
         with pytest.raises(SafetyError, match=f" of {moved} of 30 live images "):
             import_files([write_listing(listing)], REGION, db_option=catalog_db.target)
@@ -797,6 +800,28 @@ def test_publish_never_replaces_what_is_no_regular_file(sqlite_path: Path, tmp_p
     assert not (tmp_path / "fifo.sha256").exists()
 
 
+def test_publish_replaces_only_a_published_copy(sqlite_path: Path, tmp_path: Path) -> None:
+    """publish notes.txt, or publish onto another catalog, replaced it without a word."""
+    import_files([write_json(tmp_path, images(2))], REGION, db_option=str(sqlite_path))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("important\n")
+    other = tmp_path / "other.db"
+    shutil.copyfile(sqlite_path, other)  # a catalog that syncs (WAL), not a published copy
+    before = other.read_bytes()
+    for victim in (notes, other):
+        result = invoke("--db", str(sqlite_path), "publish", str(victim))
+        assert (result.exit_code, result.stderr.splitlines()[-1]) == (
+            2,
+            f"Error: Cannot publish to {victim}: it exists and is not a published catalog, "
+            "which is all publish replaces; remove it or give another file name.",
+        )
+    assert notes.read_text() == "important\n" and other.read_bytes() == before
+    copy = tmp_path / "copy.db"
+    for _ in range(2):  # a published copy is replaced by the next one
+        result = invoke("--db", str(sqlite_path), "publish", str(copy))
+        assert result.exit_code == 0, result.stderr
+
+
 def test_publish_refuses_a_path_whose_leftover_wal_would_corrupt_the_copy(
     sqlite_path: Path, tmp_path: Path
 ) -> None:
@@ -978,3 +1003,18 @@ def test_sql_help_names_every_refused_role() -> None:
         "pg_read_server_files, pg_write_server_files, pg_execute_server_program or "
         "pg_signal_backend are refused." in text
     )
+
+
+def test_no_write_changes_the_shipped_catalog(tmp_path: Path) -> None:
+    """--db naming the installed data/catalog.db let db reparse turn it to WAL and rewrite it,
+    leaving a lock, -wal and -shm in the package."""
+    shipped = ROOT / "data" / "catalog.db"
+    before = shipped.read_bytes()
+    listing = write_json(tmp_path, images(1))
+    for args in (["db", "reparse"], ["import", str(listing), "--region", REGION],
+                 ["db", "upgrade"], ["db", "forget-region", REGION, "--yes"]):  # fmt: skip
+        result = invoke("--db", str(shipped), *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "is the catalog shipped with pai-catalog, which no command changes" in result.stderr
+    assert shipped.read_bytes() == before
+    assert not any(shipped.with_name(shipped.name + s).exists() for s in ("-wal", "-shm", ".lock"))
