@@ -145,7 +145,7 @@ def _csv(rows: Iterable[dict[str, Any]], out: TextIO, columns: Sequence[str] | N
 # The width tables fit, in characters (the terminal's, set by the CLI); None: no limit.
 TABLE_WIDTH: list[int | None] = [None]
 _GAP = 2  # spaces between columns
-_NARROWEST = 12  # a column is never cut below this
+_NARROWEST = 20  # a column is never cut below this: a time (2026-11-28T00:00:00Z) stays whole
 
 
 def _table(rows: list[dict[str, Any]], out: TextIO, columns: Sequence[str] | None) -> int:
@@ -158,6 +158,8 @@ def _table(rows: list[dict[str, Any]], out: TextIO, columns: Sequence[str] | Non
     if TABLE_WIDTH[0] is not None:
         # A column keeps its heading whole, and at least _NARROWEST characters.
         floors = [min(w, max(len(h), _NARROWEST)) for w, h in zip(widths, heads, strict=True)]
+        if sum(floors) + _GAP * (len(floors) - 1) > TABLE_WIDTH[0]:
+            return _expanded(heads, cells, out)
         widths = _fitted(widths, floors, TABLE_WIDTH[0])
         cells = [[_cut(c, w) for c, w in zip(line, widths, strict=True)] for line in cells]
     out.write("  ".join(n.ljust(w) for n, w in zip(heads, widths, strict=True)).rstrip() + "\n")
@@ -165,6 +167,17 @@ def _table(rows: list[dict[str, Any]], out: TextIO, columns: Sequence[str] | Non
     for line in cells:
         out.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")
     return len(rows)
+
+
+def _expanded(heads: list[str], cells: list[list[str]], out: TextIO) -> int:
+    """A table too wide for the terminal even with its long values cut, as psql's expanded
+    display prints one: a block of ``field | value`` lines per row, values whole."""
+    width = max(len(head) for head in heads)
+    for number, line in enumerate(cells, 1):
+        out.write(f"-[ {number} ]-\n")
+        for head, cell in zip(heads, line, strict=True):
+            out.write(f"{head.ljust(width)} | {cell}".rstrip() + "\n")
+    return len(cells)
 
 
 def _fitted(widths: list[int], floors: list[int], total: int) -> list[int]:

@@ -289,6 +289,20 @@ def test_tables_fit_the_terminal_unless_asked_for_in_full(db: str) -> None:
     assert max(len(line) for line in whole) > 140 and not any("…" in line for line in whole)
 
 
+def test_a_table_too_wide_for_the_terminal_prints_a_block_per_row(db: str) -> None:
+    """At 80 columns, list ran to 118 characters with every URI cut to 'dsw…64361782', and
+    runs cut its times to '202…0:27:17Z'."""
+    lines = on_a_terminal(["--db", db, "list", "--region", "cn-hangzhou"], 80)
+    listed = json.loads(invoke("--db", db, "list", "--region", "cn-hangzhou", "--format",
+                               "json").stdout)  # fmt: skip
+    assert lines[0] == "-[ 1 ]-" and not any("…" in line for line in lines)
+    uris = [line.split(" | ", 1)[1] for line in lines if line.startswith("image_uri ")]
+    assert uris == [image["image_uri"] for image in listed]
+    runs = on_a_terminal(["--db", db, "runs"], 80)
+    started = [line.split(" | ", 1)[1] for line in runs if line.startswith("started_at ")]
+    assert started and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in started)
+
+
 # What a second reviewer found ------------------------------------------------------------------
 
 
