@@ -142,7 +142,7 @@ def resolve(
     info = query.retrieve(
         framework,
         version,
-        filters["accelerator"] or "CPU",
+        "CPU" if filters["accelerator"] is None else filters["accelerator"],
         filters["scope"] or "training",
         region=filters["region"],
         python_version=filters["python_version"],

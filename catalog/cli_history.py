@@ -16,7 +16,7 @@ RUN_COLUMNS = (
     "changed", "removed", "restored", "error",
 )  # fmt: skip
 DIFF_COLUMNS = ("kind", "region", "image_id", "image_uri", "framework_name", "framework_version",
-                "fields")  # fmt: skip
+                "changed_fields")  # fmt: skip
 EVENT_COLUMNS = ("run_started_at", "run_id", "kind", "region", "image_id", "image_uri",
                  "framework_name", "framework_version", "changed_fields")  # fmt: skip
 RUN_ID_MAX = 2**63 - 1  # run ids and limits: a signed 64-bit integer in every backend

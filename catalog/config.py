@@ -164,7 +164,6 @@ def resolve_target(
             stacklevel=3,
         )
     elif INTERFACE.get() == "cli" or not _SHIPPED_SAID:
-        _SHIPPED_SAID.append(True)  # Python hears it once; the CLI remembers it in a file
         warnings.warn(
             ShippedCatalogWarning(
                 f"the shipped catalog ({shipped.path}) answered: a demonstration reconstructed "
@@ -173,6 +172,9 @@ def resolve_target(
             ),
             stacklevel=3,
         )
+        # Python hears it once (under -W error, until it is caught); the CLI remembers it in
+        # a file.
+        _SHIPPED_SAID.append(True)
     return shipped
 
 

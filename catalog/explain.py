@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import replace
 
-from catalog import versions
+from catalog import times, versions
 from catalog.config import spelled
 from catalog.errors import CatalogError, NotFoundError, UnsupportedError
 from catalog.filters import Filters, describe
@@ -39,6 +39,20 @@ def _distinct(db: Reader, column: str, f: Filters | None = None) -> list[str]:
     return [row["value"] for row in rows]
 
 
+def before_history(db: Reader, f: Filters) -> NotFoundError | None:
+    """An as-of time before the catalog's first successful run, said as such."""
+    if f.as_of is None:
+        return None
+    first = times.parse(db.scalar("SELECT min(started_at) FROM sync_run WHERE status = 'ok'"))
+    if first is not None and f.as_of >= first:
+        return None
+    since = f"starts at {times.iso(first)}" if first else "holds no successful run"
+    return NotFoundError(
+        f"The catalog's history {since}; {times.iso(f.as_of)} "
+        f"({spelled('as_of', '--as-of')}) is before it (a date alone is its 00:00 UTC)."
+    )
+
+
 def did_you_mean(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1)
     return f" Did you mean {next(k for k in known if k.lower() == close[0])!r}?" if close else ""
@@ -46,7 +60,11 @@ def did_you_mean(name: str, known: list[str]) -> str:
 
 def unknown_name(db: Reader, f: Filters, framework_name: str | None) -> CatalogError | None:
     """A framework, region or accelerator the catalog does not hold at all, with the closest
-    name it does: a typo, not an empty answer."""
+    name it does: a typo, not an empty answer. A time before the catalog's history began is
+    said as such, not as names it did not hold yet."""
+    early = before_history(db, f)
+    if early is not None:
+        return early
     if framework_name is not None:
         known = _known_frameworks(db, f)
         if f.framework_key not in {name.lower() for name in known} and not f.include_removed:

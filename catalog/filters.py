@@ -106,7 +106,7 @@ def require_text(name: str, value: object) -> None:
     if value is not None and not isinstance(value, str):
         hint = (
             ": write it in quotes ('3.10', not 3.10, which Python reads as 3.1)"
-            if isinstance(value, (int, float))
+            if isinstance(value, (int, float)) and name.endswith("_version")
             else ""
         )
         raise UsageError(f"{name} must be text, not {value!r}{hint}.")

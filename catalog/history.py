@@ -72,7 +72,7 @@ class Change:
     image_uri: str | None
     framework_name: str | None
     framework_version: str | None
-    fields: tuple[str, ...] = ()
+    changed_fields: tuple[str, ...] = ()
     before: Mapping[str, Any] | None = field(default=None, hash=False)
     after: Mapping[str, Any] | None = field(default=None, hash=False)
 
@@ -276,7 +276,9 @@ def _compare(handle: Reader, a: Run, b: Run) -> list[Change]:
             was["labels"], now["labels"] = old_labels, new_labels
         if names:
             changes.append(
-                _change("changed", region, after, fields=tuple(names), before=was, after=now)
+                _change(
+                    "changed", region, after, changed_fields=tuple(names), before=was, after=now
+                )
             )
     return changes
 

@@ -93,7 +93,9 @@ _LONE_CR = re.compile(r"\r(?!\n)")
 def _csv_cell(value: Any) -> str:
     """A CSV field: quoting carries tabs and line breaks; no other control character, nor a
     carriage return but one that ends a line (alone, it would let text overwrite itself on
-    a terminal)."""
+    a terminal). Booleans as JSON writes them, true and false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     text = CONTROL_BUT_LINES.sub(lambda found: visible(found[0]), _text(value))
     return _LONE_CR.sub(r"\\r", text) if "\r" in text else text
 
@@ -146,6 +148,7 @@ def _csv(rows: Iterable[dict[str, Any]], out: TextIO, columns: Sequence[str] | N
 TABLE_WIDTH: list[int | None] = [None]
 _GAP = 2  # spaces between columns
 _NARROWEST = 20  # a column is never cut below this: a time (2026-11-28T00:00:00Z) stays whole
+_WHOLE = ("image_uri", "image_id")  # never cut: what a reader copies to pull or to look up
 
 
 def _table(rows: list[dict[str, Any]], out: TextIO, columns: Sequence[str] | None) -> int:
@@ -157,7 +160,10 @@ def _table(rows: list[dict[str, Any]], out: TextIO, columns: Sequence[str] | Non
     widths = [max([len(head), *(len(line[i]) for line in cells)]) for i, head in enumerate(heads)]
     if TABLE_WIDTH[0] is not None:
         # A column keeps its heading whole, and at least _NARROWEST characters.
-        floors = [min(w, max(len(h), _NARROWEST)) for w, h in zip(widths, heads, strict=True)]
+        floors = [
+            w if h in _WHOLE else min(w, max(len(h), _NARROWEST))
+            for w, h in zip(widths, heads, strict=True)
+        ]
         if sum(floors) + _GAP * (len(floors) - 1) > TABLE_WIDTH[0]:
             return _expanded(heads, cells, out)
         widths = _fitted(widths, floors, TABLE_WIDTH[0])

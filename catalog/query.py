@@ -14,7 +14,7 @@ from catalog.errors import (
     NotFoundError,
     UsageError,
 )
-from catalog.explain import explain_missing, unknown_name
+from catalog.explain import before_history, explain_missing, unknown_name
 from catalog.filters import (
     Filters,
     build_of,
@@ -73,6 +73,18 @@ def list_versions_for(db: Reader, f: Filters) -> list[str]:
     return [group.version for group in version_groups(db, f)]
 
 
+# Arguments that, given, must say something (an empty --region is no region), with the advice.
+_NOT_EMPTY = {
+    "accelerator_type": "give CPU, GPU or another chip type, or any",
+    "region": "give a region id such as cn-hangzhou, or any",
+    "python_version": "give a version such as 3.10, or leave it out",
+    "cuda_version": "give a version such as 12.1, or leave it out",
+    "os": "give an OS such as ubuntu22.04, or leave it out",
+}
+_OPTIONS = {"accelerator_type": "--accelerator", "python_version": "--python",
+            "cuda_version": "--cuda"}  # fmt: skip
+
+
 def _checked(
     texts: Mapping[str, object], as_of: object, db: object
 ) -> tuple[datetime | str | None, str | None]:
@@ -80,6 +92,8 @@ def _checked(
     them; a date (not a time) as_of is its midnight UTC, and a path-like db its path."""
     for name, value in texts.items():
         require_text(name, value)
+        if name in _NOT_EMPTY and value is not None and not str(value).strip():
+            raise UsageError(f"{spelled(name, _OPTIONS.get(name))} is empty; {_NOT_EMPTY[name]}.")
     if isinstance(as_of, date) and not isinstance(as_of, datetime):
         as_of = datetime(as_of.year, as_of.month, as_of.day)
     elif as_of is not None and not isinstance(as_of, (datetime, str)):
@@ -120,6 +134,7 @@ def retrieve(
         "framework_name": framework_name, "framework_version": framework_version,
         "accelerator_type": accelerator_type, "image_scope": image_scope, "region": region,
         "python_version": python_version, "cuda_version": cuda_version, "os": os,
+        "endpoint": endpoint,
     }  # fmt: skip
     as_of, db = _checked(texts, as_of, db)
     handle = reader(resolve_target(db))
@@ -293,6 +308,7 @@ def list_images(
         "framework_name": framework_name, "framework_version": framework_version,
         "accelerator_type": accelerator_type, "image_scope": image_scope, "region": region,
         "python_version": python_version, "cuda_version": cuda_version, "os": os,
+        "endpoint": endpoint,
     }  # fmt: skip
     as_of, db = _checked(texts, as_of, db)
     f = make_filters(
@@ -312,6 +328,10 @@ def list_images(
     rows = _select(handle, f, clause, params, labels=labels, order=_LIST_ORDER)
     if request.kind == "range":
         rows = [r for r in rows if request.matches(r["framework_version"])]
+    if not rows and f.as_of is not None:
+        early = before_history(handle, f)
+        if early is not None:
+            raise early
     if not rows and f.as_of is None and (framework_name or f.region or f.accelerator):
         unknown = unknown_name(handle, f, framework_name)
         if unknown is not None:  # a typo lists nothing: say so, not an empty list

@@ -337,7 +337,8 @@ def gpu_torch(db: str, as_of: str | None = None) -> list[str]:
 
 
 def test_as_of_answers_as_the_catalog_stood(db: str) -> None:
-    assert gpu_torch(db, "2025-12-31") == []
+    with pytest.raises(NotFoundError, match=r"^The catalog's history starts at 2026-01-01T"):
+        gpu_torch(db, "2025-12-31")  # before the first run: said, not an empty list
     assert gpu_torch(db, "2026-01-01T12:00:00Z") == ["pt-2100", "pt-290"]
     # A run's changes count from the moment it started.
     assert gpu_torch(db, "2026-01-03") == ["pt-2110", "pt-2100", "pt-290"]

@@ -40,7 +40,7 @@ def test_diff_csv_and_nl(db: str) -> None:  # noqa: F811
     result = run(db, "diff", "1", "3", "--format", "csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))
-    assert [(r["kind"], r["image_id"], r["fields"]) for r in rows] == [
+    assert [(r["kind"], r["image_id"], r["changed_fields"]) for r in rows] == [
         ("added", "pt-2110", ""), ("changed", "pt-290", "labels"),
         ("changed", "tf-215", "size"), ("removed", "xgb", ""),
     ]  # fmt: skip

@@ -348,7 +348,7 @@ def test_as_of_answers_as_the_catalog_stood(
     assert image_id(db, "pytorch", "2.10", "GPU", as_of="2026-01-15T12:00:00+08:00") == "pt-2100"
     with pytest.raises(NotFoundError):
         catalog.retrieve("pytorch", "2.10", "GPU", db=db)
-    with pytest.raises(NotFoundError, match="Known frameworks: none"):
+    with pytest.raises(NotFoundError, match=r"history starts at .* is before it"):
         catalog.retrieve("pytorch", accelerator_type="GPU", as_of="2025-12-31", db=db)
 
 
