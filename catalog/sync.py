@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,24 +37,6 @@ def check_region(region: str) -> str:
     return value
 
 
-# Allocations between two collections of the youngest generation while a listing is stored
-# (Python's default is 700).
-YOUNG_COLLECTION_EVERY = 50_000
-
-
-@contextmanager
-def fewer_collections() -> Iterator[None]:
-    """Run the cyclic garbage collector less often for a while. Storing a listing allocates
-    millions of short-lived objects (pages, images, rows) and makes no cycles of its own; at
-    the default pace, a 10k-image sync in a fresh process ran about a tenth slower."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], YOUNG_COLLECTION_EVERY), *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-
-
 def import_files(
     paths: Sequence[Path],
     region: str,
@@ -74,7 +54,6 @@ def import_files(
     with (
         locks.write_lock(target, [region], wait=wait, holder="import") as held,
         db.writable(target) as engine,
-        fewer_collections(),
     ):
         detail = ", ".join(path.name for path in paths)
         run = runs.RunInfo(region, "import", detail=detail, started_at=utcnow())
@@ -233,7 +212,6 @@ def sync(
     with (
         locks.write_lock(target, regions, wait=options.wait, holder="sync") as held,
         db.writable(target) as engine,
-        fewer_collections(),
     ):
         if not regions:
             regions = _known_regions(engine)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import json
 import os
@@ -18,7 +17,6 @@ import requests
 
 import catalog
 import catalog.client as client_module
-import catalog.sync as sync_module
 from catalog import locks
 from catalog.client import ClientSettings, PaiClient
 from catalog.config import parse_target
@@ -412,25 +410,3 @@ def test_a_catalog_that_cannot_be_opened_asks_the_api_for_nothing(
     with pytest.raises(catalog.CatalogError):
         sync(options(server), db_option=str(path), credentials=CREDS)
     assert server.requests == []
-
-
-def test_a_sync_collects_garbage_less_often_and_then_as_before(
-    server: Any, catalog_db: CatalogDb, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    before = gc.get_threshold()
-    during: list[tuple[int, ...]] = []
-    crawl = sync_module.crawl.crawl
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        during.append(gc.get_threshold())
-        if len(during) > 1:
-            raise RuntimeError("a bug in the crawl")
-        return crawl(*args, **kwargs)
-
-    monkeypatch.setattr(sync_module.crawl, "crawl", spy)
-    assert run(server, catalog_db).ok
-    assert during == [(sync_module.YOUNG_COLLECTION_EVERY, *before[1:])]
-    assert gc.get_threshold() == before
-    with pytest.raises(RuntimeError, match="a bug in the crawl"):
-        run(server, catalog_db)
-    assert gc.get_threshold() == before
