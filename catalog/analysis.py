@@ -86,8 +86,7 @@ def export_rows(
     *, as_of: datetime | str | None = None, db: str | None = None
 ) -> Iterator[dict[str, Any]]:
     """The catalog's images (as they stood at ``as_of``), with scopes and labels, by URI."""
-    _, where, cached = make_filters(None, None, None, None, None, None, None, False, as_of).where()
-    params = dict(cached)  # where() may hand out a shared, cached dict
+    _, where, params = make_filters(None, None, None, None, None, None, None, False, as_of).where()
     target = resolve_target(db)
     readdb.reader(target)  # a file that is not a catalog is refused with the usual message
     if target.path is not None and "as_of" in params:

@@ -361,32 +361,6 @@ def _threads(count: int) -> Generator[ThreadPoolExecutor, None, None]:
     pool.shutdown(wait=True)
 
 
-class FirstPage:
-    """A FetchPage whose page 1 (of ``page_size``, with labels) is asked for at once, in a
-    thread of its own, while the caller gets ready: the first ask for that page takes this
-    answer, every other ask goes to ``fetch``."""
-
-    def __init__(self, fetch: FetchPage, page_size: int) -> None:
-        self._fetch = fetch
-        self._first = (1, page_size, True)
-        self._lock = threading.Lock()
-        self._answer: Future[Any] | None = Future()
-        threading.Thread(target=self._ask, args=(self._answer,), daemon=True).start()
-
-    def _ask(self, answer: Future[Any]) -> None:
-        try:
-            answer.set_result(self._fetch(*self._first))
-        except Exception as exc:  # the crawl raises it when it takes the page
-            answer.set_exception(exc)
-
-    def __call__(self, number: int, page_size: int, verbose: bool) -> Any:
-        answer = None
-        if (number, page_size, verbose) == self._first:
-            with self._lock:
-                answer, self._answer = self._answer, None
-        return self._fetch(number, page_size, verbose) if answer is None else answer.result()
-
-
 class _GivenUp(Exception):
     """A read of a check that is no longer wanted."""
 

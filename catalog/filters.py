@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any
 
 from catalog import versions
@@ -36,10 +35,6 @@ class Filters:
     as_of: datetime | None = None
 
     def where(self) -> tuple[str, str, dict[str, Any]]:
-        """(join, where, params) selecting candidate image versions (computed once)."""
-        return _where(self)
-
-    def _where(self) -> tuple[str, str, dict[str, Any]]:
         """(join, where, params) selecting candidate image versions."""
         clauses: list[str] = []
         params: dict[str, Any] = {}
@@ -154,12 +149,6 @@ def _norm_as_of(value: datetime | str | None) -> datetime | None:
     return moment
 
 
-@lru_cache(maxsize=1024)
-def _where(f: Filters) -> tuple[str, str, dict[str, Any]]:
-    return f._where()
-
-
-@lru_cache(maxsize=1024)  # a service resolving in a loop asks the same questions
 def make_filters(
     framework_name: str | None,
     accelerator_type: str | None,

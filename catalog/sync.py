@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,24 +37,6 @@ def check_region(region: str) -> str:
     return value
 
 
-# Allocations between two collections of the youngest generation while a listing is stored
-# (Python's default is 700).
-YOUNG_COLLECTION_EVERY = 50_000
-
-
-@contextmanager
-def fewer_collections() -> Iterator[None]:
-    """Run the cyclic garbage collector less often for a while. Storing a listing allocates
-    millions of short-lived objects (pages, images, rows) and makes no cycles of its own; at
-    the default pace, a 10k-image sync in a fresh process ran about a tenth slower."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], YOUNG_COLLECTION_EVERY), *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-
-
 def import_files(
     paths: Sequence[Path],
     region: str,
@@ -74,7 +54,6 @@ def import_files(
     with (
         locks.write_lock(target, [region], wait=wait, holder="import") as held,
         db.writable(target) as engine,
-        fewer_collections(),
     ):
         detail = ", ".join(path.name for path in paths)
         run = runs.RunInfo(region, "import", detail=detail, started_at=utcnow())
@@ -155,11 +134,9 @@ def _sync_region(
     client: PaiClient,
     options: SyncOptions,
     progress: Progress | None,
-    fetch: crawl.FetchPage | None = None,
     confirm: Callable[[], None] | None = None,
 ) -> RegionResult:
-    """Crawl one region with ``client`` (through ``fetch``, when given) and store it; closes
-    the client."""
+    """Crawl one region with ``client`` and store it; closes the client."""
     region, started, clock = client.region, utcnow(), time.monotonic()
     endpoint = hide_password(client.base_url)  # an endpoint URL may carry a password
 
@@ -181,7 +158,7 @@ def _sync_region(
         # The writer stores the first pass while later pages are still on the wire.
         with writer:
             result = crawl.crawl(
-                fetch or client.list_images_page,
+                client.list_images_page,
                 writer,
                 page_size=options.page_size,
                 workers=options.workers,
@@ -232,30 +209,21 @@ def sync(
     elif target.path is not None and not target.path.exists():
         raise UsageError(_NO_REGIONS)  # before the lock or the catalog make a file
     credentials = credentials or resolve_credentials()
-    with locks.write_lock(target, regions, wait=options.wait, holder="sync") as held:
-        # Page 1 of the first region is on its way while the catalog opens, or is created.
-        first = _client(regions[0], credentials, options) if regions else None
-        early = crawl.FirstPage(first.list_images_page, options.page_size) if first else None
-        try:
-            with db.writable(target) as engine, fewer_collections():
-                if not regions:
-                    regions = _known_regions(engine)
-                    if not regions:
-                        raise UsageError(_NO_REGIONS)
-                    _check_endpoints(options, regions)
-                results = []
-                for region in regions:
-                    if first is not None and region == first.region:
-                        client, fetch, first = first, early, None
-                    else:
-                        client, fetch = _client(region, credentials, options), None
-                    results.append(
-                        _sync_region(engine, client, options, progress, fetch, held.confirm)
-                    )
-                return results
-        finally:
-            if first is not None:  # the catalog could not be opened
-                first.close()
+    with (
+        locks.write_lock(target, regions, wait=options.wait, holder="sync") as held,
+        db.writable(target) as engine,
+    ):
+        if not regions:
+            regions = _known_regions(engine)
+            if not regions:
+                raise UsageError(_NO_REGIONS)
+            _check_endpoints(options, regions)
+        return [
+            _sync_region(
+                engine, _client(region, credentials, options), options, progress, held.confirm
+            )
+            for region in regions
+        ]
 
 
 _NO_REGIONS = "The catalog has no regions yet; name one with --region cn-hangzhou."

@@ -23,6 +23,9 @@ Catalogs are built through the store (``records.parse_image``, then ``store.appl
 run per region of at most 100k images (cn-r00, cn-r01, ...), to bound memory.
 
 Usage: ``python scripts/bench.py [--quick] [--json] [--sizes 1000,100000,1000000] [--keep DIR]``.
+``--sync 10000,100000 [--repeat 5]`` times only default syncs of those sizes, each in a fresh
+process, as a cron job runs them: with a mechanism of the sync switched off and on, two such
+runs tell what it saves.
 Progress goes to stderr and the table to stdout (to stderr with --json). The exit status is 0
 whatever the numbers, and 1 only when two paths disagree on a result (a correctness bug).
 """
@@ -668,23 +671,49 @@ def peak_kb(pid: int | str = "self") -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
-def memory_child(url: str, path: str) -> None:
-    """Runs in the child: one default sync, then its own peak RSS and its page helper's as
-    JSON on stdout."""
-    helpers: list[int] = []
+def sync_child(url: str, path: str) -> None:
+    """Runs in the child: one default sync, then its time, CPU and peak RSS (its page
+    helper's too) as JSON on stdout."""
+    helpers: list[tuple[int, float]] = []
     close = pages.Helper.close
 
     def measured_close(helper: pages.Helper) -> None:
-        helpers.append(peak_kb(helper._proc.pid))  # all its pages read: its peak is behind it
+        # All its pages read: its peak and its CPU are behind it.
+        helpers.append((peak_kb(helper._proc.pid), cpu_seconds(helper._proc.pid)))
         close(helper)
 
     pages.Helper.close = measured_close  # type: ignore[method-assign]
     options = SyncOptions((CRAWL_REGION,), {"": url}, client=CLIENT)
-    clock = time.perf_counter()
+    clock, cpu = time.perf_counter(), time.process_time()
     [result] = sync(options, db_option=path, credentials=CREDS)
-    outcome = {"ok": result.ok, "seen": result.seen, "error": result.error}
-    outcome |= {"peak_kb": peak_kb(), "helper_peak_kb": sum(helpers)}
-    print(json.dumps({**outcome, "seconds": time.perf_counter() - clock}))
+    outcome = {"ok": result.ok, "seen": result.seen, "pages": result.pages, "error": result.error}
+    outcome |= {"seconds": time.perf_counter() - clock, "cpu": time.process_time() - cpu}
+    outcome |= {"peak_kb": peak_kb(), "helper_peak_kb": sum(kb for kb, _ in helpers)}
+    print(json.dumps({**outcome, "helper_cpu": sum(seconds for _, seconds in helpers)}))
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (Linux; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_sync_child(url: str, path: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--sync-child", url, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the sync child failed: {done.stderr.strip()}")
+    child: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    if not child["ok"]:
+        raise RuntimeError(f"the sync child's sync failed: {child}")
+    return child
 
 
 def measure_memory(workdir: Path, mode: Mode, report: Report) -> None:
@@ -692,17 +721,9 @@ def measure_memory(workdir: Path, mode: Mode, report: Report) -> None:
     path = workdir / "memory.db"
     # No latency here: this measures memory, and the latency only stretches the run.
     with fake_server(n, 0.0) as url:
-        done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--memory-child", url, str(path)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"the memory child failed: {done.stderr.strip()}")
-    child = json.loads(done.stdout.splitlines()[-1])
-    if not child["ok"] or child["seen"] != n:
-        raise RuntimeError(f"the memory child's sync failed: {child}")
+        child = run_sync_child(url, path)
+    if child["seen"] != n:
+        raise RuntimeError(f"the memory child's sync stored {child['seen']} of {n} images")
     own, helper = child["peak_kb"] * 1024 / MB, child["helper_peak_kb"] * 1024 / MB
     peak = own + helper  # as if both peaked at once
     report.metrics.append(
@@ -718,6 +739,36 @@ def measure_memory(workdir: Path, mode: Mode, report: Report) -> None:
             {"seconds": child["seconds"], "sync_mb": own, "helper_mb": helper},
         )
     )
+
+
+def measure_syncs(sizes: tuple[int, ...], repeat: int) -> str:
+    """``--sync``: default syncs of each size into a fresh database, each in a fresh process
+    (as a cron job runs), at the crawl's latency; what one mechanism of the sync saves is
+    told by two such runs, one with it and one without."""
+    workers = SyncOptions().workers
+    lines = [
+        f"{'images':>8} {'sync s (median, min-max)':<26} {'vs floor':>8}  {'CPU s':<12} peak RSS"
+    ]
+    with tempfile.TemporaryDirectory(prefix="pai-bench-") as tmp:
+        for size in sizes:
+            with fake_server(size, LATENCY) as url:
+                runs = [
+                    run_sync_child(url, Path(tmp) / f"sync-{size}-{n}.db") for n in range(repeat)
+                ]
+            seconds = sorted(child["seconds"] for child in runs)
+            median = statistics.median(seconds)
+            floor = runs[0]["pages"] / workers * LATENCY
+            cpu = statistics.median(child["cpu"] for child in runs)
+            helper_cpu = statistics.median(child["helper_cpu"] for child in runs)
+            peak = max(child["peak_kb"] + child["helper_peak_kb"] for child in runs) / 1024
+            log(f"  {short(size)}: " + ", ".join(f"{x:.2f} s" for x in seconds))
+            lines.append(
+                f"{short(size):>8} {f'{median:.2f} ({seconds[0]:.2f}-{seconds[-1]:.2f})':<26} "
+                f"{median / floor:>7.2f}x  {f'{cpu:.2f}+{helper_cpu:.2f}':<12} {peak:.0f} MB"
+            )
+    lines.append(f"floor: pages / {workers} workers x {LATENCY * 1000:.0f} ms; CPU: the sync's "
+                 "own + its page helper's")  # fmt: skip
+    return "\n".join(lines)
 
 
 # -------------------------------------------------------------------------------------- report
@@ -824,23 +875,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
     parser.add_argument("--sizes", help="catalog sizes, comma-separated (default: by mode)")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the databases in DIR")
-    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sync",
+        metavar="SIZES",
+        help="only time default syncs of these sizes (comma-separated), each in a fresh process",
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="syncs per size with --sync")
+    parser.add_argument("--sync-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--serve-child", nargs=2, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(sorted({int(s.replace("_", "")) for s in text.split(",") if s}))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.memory_child:
-        memory_child(*args.memory_child)
+    if args.sync_child:
+        sync_child(*args.sync_child)
         return 0
     if args.serve_child:
         serve_child(int(args.serve_child[0]), float(args.serve_child[1]))
         return 0
+    if args.sync:
+        print(measure_syncs(_sizes(args.sync), max(1, args.repeat)))
+        return 0
     mode = QUICK if args.quick else FULL
     if args.sizes:
-        sizes = tuple(sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s}))
-        mode = dataclasses.replace(mode, sizes=sizes)
+        mode = dataclasses.replace(mode, sizes=_sizes(args.sizes))
     if args.keep:
         # Stale catalogs would turn the builds into no-op syncs, so only an empty folder will do.
         if args.keep.exists() and any(args.keep.iterdir()):

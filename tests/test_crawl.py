@@ -264,33 +264,6 @@ def test_a_failing_sink_stops_the_check_already_under_way(
     assert 0 < len(check) < 21, len(check)
 
 
-def test_page_one_is_asked_for_at_once_and_taken_by_the_crawl(api: Any, client: PaiClient) -> None:
-    first = crawl.FirstPage(client.list_images_page, 50)
-    deadline = time.monotonic() + 10
-    while not api.requests and time.monotonic() < deadline:
-        time.sleep(0.005)
-    asked = [(r.query["PageNumber"], r.query["PageSize"], r.query["Verbose"]) for r in api.requests]
-    assert asked == [("1", "50", "true")]  # before any crawl asked
-    sink = RecordingSink()
-    result = crawl.crawl(first, sink, page_size=50, workers=3)
-    assert sink.keys == listed(api) and (result.pages, result.passes) == (8, 2)
-    ones = [
-        (r.query["PageSize"], r.query["Verbose"])
-        for r in api.requests
-        if r.query["PageNumber"] == "1"
-    ]
-    # The stored pass took the early answer; only the check asked for a page 1 again.
-    assert ones == [("50", "true"), (str(crawl.CHECK_PAGE_SIZE), "false")]
-
-
-def test_a_failed_early_page_one_fails_the_crawl_that_takes_it(api: Any) -> None:
-    def refuse(number: int, size: int, verbose: bool) -> Any:
-        raise ApiError(f"page {number} refused")
-
-    with pytest.raises(ApiError, match="page 1 refused"):
-        crawl.crawl(crawl.FirstPage(refuse, 50), RecordingSink(), page_size=50)
-
-
 def test_a_closed_client_makes_no_further_attempt(api: Any, client: PaiClient) -> None:
     client.close()
     with pytest.raises(ApiError, match="the client is closed"):

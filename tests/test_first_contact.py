@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from catalog.cli import main
+from catalog.config import parse_target
 from tests.test_query import fill
 
 CLI = [sys.executable, "-m", "catalog"]
@@ -77,6 +78,16 @@ def test_db_is_taken_after_the_command_too(db: str, tmp_path: Path) -> None:
     assert other.stdout == before.stdout  # the one after the command wins
     nested = invoke("db", "current", "--db", db)
     assert nested.exit_code == 0 and db in nested.stdout
+
+
+@pytest.mark.parametrize("value", ["catalog.db", "sqlite:///catalog.db"])
+def test_a_relative_db_names_a_file_in_the_current_folder(
+    value: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for folder in (tmp_path / "one", tmp_path / "two"):
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        assert parse_target(value).path == Path.cwd() / "catalog.db"
 
 
 def test_list_orders_by_framework_then_version(db: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import json
 import os
@@ -18,7 +17,6 @@ import requests
 
 import catalog
 import catalog.client as client_module
-import catalog.sync as sync_module
 from catalog import locks
 from catalog.client import ClientSettings, PaiClient
 from catalog.config import parse_target
@@ -404,36 +402,11 @@ def test_retry_after_headers(header: str, value: str, wait: float | None) -> Non
     assert client_module._retry_after(response) == wait
 
 
-def test_a_catalog_that_cannot_be_opened_stops_the_early_page_one(
+def test_a_catalog_that_cannot_be_opened_asks_the_api_for_nothing(
     server: Any, tmp_path: Path
 ) -> None:
-    server.faults.error_5xx_first = 100  # every attempt fails, and would be retried
-    server.faults.latency = 0.3  # still on the wire when the catalog fails to open
     path = tmp_path / "broken.db"
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(catalog.CatalogError):
-        sync(options(server, retries=4), db_option=str(path), credentials=CREDS)
-    time.sleep(0.8)  # a retry would have been sent by now
-    assert len(server.requests) == 1
-
-
-def test_a_sync_collects_garbage_less_often_and_then_as_before(
-    server: Any, catalog_db: CatalogDb, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    before = gc.get_threshold()
-    during: list[tuple[int, ...]] = []
-    crawl = sync_module.crawl.crawl
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        during.append(gc.get_threshold())
-        if len(during) > 1:
-            raise RuntimeError("a bug in the crawl")
-        return crawl(*args, **kwargs)
-
-    monkeypatch.setattr(sync_module.crawl, "crawl", spy)
-    assert run(server, catalog_db).ok
-    assert during == [(sync_module.YOUNG_COLLECTION_EVERY, *before[1:])]
-    assert gc.get_threshold() == before
-    with pytest.raises(RuntimeError, match="a bug in the crawl"):
-        run(server, catalog_db)
-    assert gc.get_threshold() == before
+        sync(options(server), db_option=str(path), credentials=CREDS)
+    assert server.requests == []
