@@ -26,7 +26,9 @@ from catalog.records import ApiImage
 # (images, TotalCount, version rows of the images that need one, by position in the page)
 Read = tuple[list[ApiImage], int | None, dict[int, dict[str, Any]]]
 # A listing this large has its pages read in a helper process; a smaller one is read before a
-# helper would be ready.
+# helper would be ready. The helper earns its keep: the sync's own process is CPU-bound, and
+# reading the pages there made a sync of 10k images 20-30% slower and one of 100k 36% slower
+# (scripts/bench.py --sync on 2 cores, 50 ms a request).
 HELPER_MIN_IMAGES = 2000
 # The helper forgets the tags it has read after this many images: a listing's tags are nearly
 # all unique, and their cache would otherwise grow to tens of megabytes.
