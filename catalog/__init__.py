@@ -11,9 +11,9 @@ from catalog.errors import (
     UnsupportedError,
     UsageError,
 )
-from catalog.filters import ImageScope
-from catalog.imageinfo import ImageInfo
-from catalog.query import list_images, list_versions, retrieve, show
+from catalog.read.filters import ImageScope
+from catalog.read.imageinfo import ImageInfo
+from catalog.read.images import list_images, list_versions, retrieve, show
 
 __all__ = [
     "AmbiguousError",

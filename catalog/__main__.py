@@ -1,5 +1,5 @@
 """``python -m catalog`` runs the pai-catalog command line."""
 
-from catalog.cli import run
+from catalog.cli.main import run
 
 run()

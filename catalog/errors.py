@@ -89,3 +89,11 @@ class LockedError(CatalogError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived (systemd's stop, say): the command stops as Ctrl-C would stop it."""
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """ " Did you mean 'x'?" for the known name closest to a mistyped one, else ""."""
+    import difflib  # only for a mistake
+
+    close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1)
+    return f" Did you mean {next(k for k in known if k.lower() == close[0])!r}?" if close else ""

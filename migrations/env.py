@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from catalog.models import Base
+from catalog.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -19,7 +19,7 @@ the absolute times alongside (``--json`` prints the same numbers as JSON):
 - memory and size: peak RSS of a child process that syncs a large listing (target <= 200 MB),
   and database bytes per image of the largest catalog (target <= 1.5 KB).
 
-Catalogs are built through the store (``records.parse_image``, then ``store.apply_listing``), one
+Catalogs are built through the store (``records.parse_image``, then ``writer.apply_listing``), one
 run per region of at most 100k images (cn-r00, cn-r01, ...), to bound memory.
 
 Usage: ``python scripts/bench.py [--quick] [--json] [--sizes 1000,100000,1000000] [--keep DIR]``.
@@ -57,12 +57,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout as well as from an install
 
 import catalog  # noqa: E402
-import catalog.query as catalog_query  # noqa: E402
-from catalog import db, pages, readdb, records, runs, store, versions  # noqa: E402
-from catalog.client import OFFICIAL_LABELS, ClientSettings, PaiClient  # noqa: E402
+import catalog.read.images as catalog_query  # noqa: E402
+from catalog.account import Credentials  # noqa: E402
 from catalog.config import parse_target  # noqa: E402
-from catalog.credentials import Credentials  # noqa: E402
-from catalog.sync import RegionResult, SyncOptions, sync  # noqa: E402
+from catalog.parse import records, versions  # noqa: E402
+from catalog.read import connection  # noqa: E402
+from catalog.store import (  # noqa: E402
+    db,
+    pages,
+    runs,
+    writer,
+)
+from catalog.sync.client import OFFICIAL_LABELS, ClientSettings, PaiClient  # noqa: E402
+from catalog.sync.run import RegionResult, SyncOptions, sync  # noqa: E402
 
 REGION_CAP = 100_000  # images per region, each one apply_listing: bounds the builder's memory
 CRAWL_REGION = "cn-hangzhou"
@@ -184,7 +191,7 @@ def build_catalog(fake: ModuleType, path: Path, size: int) -> dict[str, float]:
             del raw
             spent["parse"] += time.perf_counter() - clock
             clock = time.perf_counter()
-            store.apply_listing(engine, runs.RunInfo(region, "import", detail="bench"), images)
+            writer.apply_listing(engine, runs.RunInfo(region, "import", detail="bench"), images)
             spent["apply_listing"] += time.perf_counter() - clock
             if size > REGION_CAP:
                 log(f"  {short(size)}: {region} stored, {sum(spent.values()):.0f} s so far")
@@ -323,7 +330,7 @@ def measure_resolve(path: Path, queries: list[Query], mode: Mode, report: Report
     # dict lookup. A service's first call of each query, and every call after a sync, runs the
     # query: emptying the memo before each call times that path too.
     answers = getattr(catalog_query, "_ANSWERS", None)
-    report.details["answer_cache"] = "catalog.query._ANSWERS" if answers is not None else None
+    report.details["answer_cache"] = "catalog.read.images._ANSWERS" if answers is not None else None
     try:
         statements = [query.statement() for query in queries]
         for query, (sql, params) in zip(queries, statements, strict=True):
@@ -841,7 +848,7 @@ def run(mode: Mode, workdir: Path) -> Report:
     add_growth(report, small, per_call[small], large, per_call[large])
     with phase(report, "cold CLI"):
         measure_cold_cli(paths[large], "cn-r00", workdir, mode, report)
-    readdb.forget()  # the readers' open files; the catalogs are done with
+    connection.forget()  # the readers' open files; the catalogs are done with
     with phase(report, "crawl"):
         measure_crawl(workdir, mode, report)
     with phase(report, "memory"):

@@ -52,7 +52,7 @@ def image_id(region: str, path: str) -> str:
 
 def labels_for(uri: str, scopes: set[str]) -> list[dict[str, str]]:
     """The labels PAI documents, filled only with what the tag says."""
-    from catalog.tags import KNOWN_FRAMEWORKS, LIBRARIES, parse_image
+    from catalog.parse.tags import KNOWN_FRAMEWORKS, LIBRARIES, parse_image
 
     parsed = parse_image(uri, {})
     labels = {"system.official": "true", "system.origin": "PAI"}
@@ -83,7 +83,7 @@ def labels_for(uri: str, scopes: set[str]) -> list[dict[str, str]]:
 
 def build_snapshot(tsv: Path, out: Path) -> dict[str, int]:
     """Write one ListImages-shaped file per region; returns image counts by region."""
-    from catalog.tags import parse_uri
+    from catalog.parse.tags import parse_uri
 
     chosen: dict[tuple[str, str], dict[str, object]] = {}
     with tsv.open(encoding="utf-8", newline="") as handle:

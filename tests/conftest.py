@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from catalog import readdb
+from catalog.read import connection
 from tests.dbkit import CatalogDb, Databases, migrated_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     monkeypatch.delenv("PAI_CATALOG_MAX_AGE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     yield
-    readdb.forget()
+    connection.forget()
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +87,7 @@ def catalog_db(databases: Databases, tmp_path: Path) -> Iterator[CatalogDb]:
     """An empty catalog at migration head, on the backend under test."""
     made = databases.migrated(tmp_path)
     yield made
-    readdb.forget()
+    connection.forget()
     databases.drop(made)
 
 
@@ -96,7 +96,7 @@ def empty_db(databases: Databases, tmp_path: Path) -> Iterator[CatalogDb]:
     """A database with no tables, on the backend under test (on SQLite, no file yet)."""
     made = databases.empty(tmp_path)
     yield made
-    readdb.forget()
+    connection.forget()
     databases.drop(made)
 
 
@@ -144,5 +144,5 @@ def pg_url(tmp_path: Path) -> Iterator[str]:
     try:
         yield made.empty(tmp_path).target
     finally:
-        readdb.forget()
+        connection.forget()
         made.close()

@@ -17,8 +17,9 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from catalog import db, times
 from catalog.config import parse_target
+from catalog.parse import times
+from catalog.store import db
 
 
 def plain(value: Any) -> Any:

@@ -17,11 +17,15 @@ from typing import Any
 import pytest
 
 import catalog
-from catalog import analysis, db, readdb, runs
-from catalog.analysis import CatalogInfo, RegionInfo
 from catalog.config import parse_target
 from catalog.errors import DatabaseError, QueryError, UsageError
-from catalog.sync import import_files
+from catalog.read import connection
+from catalog.read.connection import staleness_warning
+from catalog.read.export import CatalogInfo, RegionInfo, export_rows, info
+from catalog.read.sql import run_sql
+from catalog.store import db, runs
+from catalog.store.publish import Published, publish
+from catalog.sync.run import import_files
 from tests.conftest import api_image
 from tests.dbkit import CatalogDb, Databases, dump, sqlite_dump
 from tests.test_query import HZ, beijing, fw, hangzhou
@@ -68,7 +72,7 @@ def catalog_file(tmp_path: Path, write_listing: Callable[..., Path]) -> Path:
 
 
 def test_select_with_parameters(sql_db: str) -> None:
-    result = analysis.run_sql(
+    result = run_sql(
         "SELECT image_id, framework_version FROM v_image "
         "WHERE region = :region AND framework_name = :fw ORDER BY image_id -- the ; is a comment",
         {"region": "cn-beijing", "fw": "PyTorch"},
@@ -81,7 +85,7 @@ def test_select_with_parameters(sql_db: str) -> None:
 
 def test_reads_that_look_like_writes_are_allowed(catalog_file: Path) -> None:
     def rows(sql: str) -> list[tuple[Any, ...]]:
-        return list(analysis.run_sql(sql, db=str(catalog_file)).rows)
+        return list(run_sql(sql, db=str(catalog_file)).rows)
 
     assert rows("SELECT 'DROP TABLE image; --' AS text") == [("DROP TABLE image; --",)]
     assert rows("SELECT count(*) FROM pragma_table_info('sync_run')") == [(16,)]
@@ -120,7 +124,7 @@ def test_writes_are_refused_and_change_nothing(catalog_file: Path, sql: str, wha
     folder = catalog_file.parent
     before, listing = sha256(catalog_file), sorted(os.listdir(folder))
     with pytest.raises(UsageError) as caught:
-        analysis.run_sql(sql.format(folder=folder), db=str(catalog_file))
+        run_sql(sql.format(folder=folder), db=str(catalog_file))
     assert str(caught.value) == f"The sql command only reads: {what} is not allowed."
     assert sha256(catalog_file) == before
     assert sorted(os.listdir(folder)) == listing
@@ -186,10 +190,10 @@ def test_statement_errors(
 ) -> None:
     before = fingerprint(source)
     if error is None:
-        assert list(analysis.run_sql(sql, params, db=sql_db).rows)
+        assert list(run_sql(sql, params, db=sql_db).rows)
     else:
         with pytest.raises(error) as caught:
-            analysis.run_sql(sql, params, db=sql_db)
+            run_sql(sql, params, db=sql_db)
         if isinstance(message, dict):
             message = message[source.backend]
         assert str(caught.value) == message
@@ -198,7 +202,7 @@ def test_statement_errors(
 
 def test_sql_on_a_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError, match=r"^No catalog database at "):
-        analysis.run_sql("SELECT 1", db=str(tmp_path / "none.db"))
+        run_sql("SELECT 1", db=str(tmp_path / "none.db"))
     assert os.listdir(tmp_path) == []
 
 
@@ -237,15 +241,15 @@ def test_export_now_and_as_of(history: str) -> None:
         ("pt", ["training"], 4, "2026-01-01T00:00:00Z"),
         ("tf", ["training"], 1, "2026-01-01T00:00:00Z"),
     ]
-    assert summary(analysis.export_rows(db=history)) == now
-    assert summary(analysis.export_rows(as_of="2026-01-05", db=history)) == then
+    assert summary(export_rows(db=history)) == now
+    assert summary(export_rows(as_of="2026-01-05", db=history)) == then
     # valid_from <= T < valid_to: at T2 itself the new states hold
-    assert summary(analysis.export_rows(as_of="2026-01-11T00:00:00Z", db=history)) == now
-    assert summary(analysis.export_rows(as_of="2025-12-31", db=history)) == []
+    assert summary(export_rows(as_of="2026-01-11T00:00:00Z", db=history)) == now
+    assert summary(export_rows(as_of="2025-12-31", db=history)) == []
 
 
 def test_export_row_shape(history: str) -> None:
-    rows = list(analysis.export_rows(as_of="2026-01-05", db=history))
+    rows = list(export_rows(as_of="2026-01-05", db=history))
     assert rows[1] == {
         "image_name": "tensorflow-training:2.3-cpu-py36-ubuntu18.04",
         "image_uri": f"{HZ}/tensorflow-training:2.3-cpu-py36-ubuntu18.04",
@@ -287,7 +291,7 @@ def test_export_row_shape(history: str) -> None:
 
 def test_export_checks_as_of_at_once(history: str) -> None:
     with pytest.raises(UsageError, match=r"^'yesterday' is not an ISO 8601 date or time; "):
-        analysis.export_rows(as_of="yesterday", db=history)
+        export_rows(as_of="yesterday", db=history)
 
 
 # publish ------------------------------------------------------------------------------------
@@ -306,7 +310,7 @@ def source(
     made = databases.empty(tmp_path / "src")
     fill(made.target, write_listing)
     yield made
-    readdb.forget()
+    connection.forget()
     databases.drop(made)
 
 
@@ -332,10 +336,14 @@ def sql_db(source: CatalogDb) -> Iterator[str]:
 def test_publish_writes_a_checked_copy_and_its_checksum(source: CatalogDb, tmp_path: Path) -> None:
     out = tmp_path / "out" / "pai.db"
     out.parent.mkdir()
-    published = analysis.publish(out, db=source.target)
+    published = publish(out, db=source.target)
     digest = sha256(out)
-    assert published == analysis.Published(
-        out, digest, out.stat().st_size, len(hangzhou()) + len(beijing()), readdb.SCHEMA_REVISION
+    assert published == Published(
+        out,
+        digest,
+        out.stat().st_size,
+        len(hangzhou()) + len(beijing()),
+        connection.SCHEMA_REVISION,
     )
     assert (tmp_path / "out" / "pai.db.sha256").read_text() == f"{digest}  pai.db\n"
     assert sorted(os.listdir(out.parent)) == ["pai.db", "pai.db.sha256"]
@@ -356,13 +364,13 @@ def test_publish_replaces_an_older_copy(
 ) -> None:
     out = tmp_path / "out" / "pai.db"
     out.parent.mkdir()
-    first = analysis.publish(out, db=source.target)
-    assert list(analysis.run_sql("SELECT count(*) FROM v_image", db=str(out)).rows) == [(16,)]
+    first = publish(out, db=source.target)
+    assert list(run_sql("SELECT count(*) FROM v_image", db=str(out)).rows) == [(16,)]
     assert (
         len(catalog.list_images(image_scope=None, db=str(out))) == 16
     )  # caches a reader of the first copy
     import_files([write_listing(beijing()[:1])], "cn-beijing", db_option=source.target)
-    second = analysis.publish(out, db=source.target)
+    second = publish(out, db=source.target)
     assert (first.images, second.images) == (16, 15)
     assert second.sha256 == sha256(out) != first.sha256
     assert (out.parent / "pai.db.sha256").read_text() == f"{second.sha256}  pai.db\n"
@@ -378,7 +386,7 @@ def test_publish_refuses_its_source(source_file: Path) -> None:
     link.symlink_to(source)
     for out in (source, link):
         with pytest.raises(UsageError) as caught:
-            analysis.publish(out, db=str(source))
+            publish(out, db=str(source))
         assert str(caught.value) == (
             f"Cannot publish {source} onto itself; give another output file."
         )
@@ -390,7 +398,7 @@ def test_publish_refuses_its_source(source_file: Path) -> None:
 def test_publish_leaves_nothing_when_it_fails(source: CatalogDb, tmp_path: Path) -> None:
     missing = tmp_path / "missing" / "pai.db"
     with pytest.raises(UsageError) as caught:
-        analysis.publish(missing, db=source.target)
+        publish(missing, db=source.target)
     assert str(caught.value) == (
         f"The folder {missing.parent} does not exist; create it or choose another."
     )
@@ -401,7 +409,7 @@ def test_publish_leaves_nothing_when_it_fails(source: CatalogDb, tmp_path: Path)
     (folder / "pai.db.sha256").mkdir(parents=True)
     (folder / "pai.db.sha256" / "keep").write_text("x")
     with pytest.raises(DatabaseError) as failed:
-        analysis.publish(folder / "pai.db", db=source.target)
+        publish(folder / "pai.db", db=source.target)
     assert str(failed.value) == f"Cannot write {folder / 'pai.db'}: Is a directory."
     assert sorted(os.listdir(folder)) == ["pai.db.sha256"]
 
@@ -410,9 +418,9 @@ def test_publish_from_a_non_catalog_or_postgresql_writes_nothing(tmp_path: Path)
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE t (a)").connection.close()
     with pytest.raises(DatabaseError, match="is not a pai-catalog database"):
-        analysis.publish(tmp_path / "pai.db", db=str(other))
+        publish(tmp_path / "pai.db", db=str(other))
     with pytest.raises(DatabaseError) as caught:  # nothing listens on port 1
-        analysis.publish(tmp_path / "pai.db", db="postgresql+psycopg://me:secret@127.0.0.1:1/c")
+        publish(tmp_path / "pai.db", db="postgresql+psycopg://me:secret@127.0.0.1:1/c")
     assert str(caught.value).startswith(
         "Cannot connect to postgresql+psycopg://me:***@127.0.0.1:1/c"
     )
@@ -422,7 +430,9 @@ def test_publish_from_a_non_catalog_or_postgresql_writes_nothing(tmp_path: Path)
 READS = """
 import json, os, sqlite3, sys
 import catalog
-from catalog import analysis
+from catalog.read.connection import staleness_warning
+from catalog.read.export import export_rows, info
+from catalog.read.sql import run_sql
 path = sys.argv[1]
 LATEST = "SELECT image_id FROM v_latest WHERE region = :region ORDER BY image_id"
 conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
@@ -432,10 +442,10 @@ print(json.dumps({
     "resolve": catalog.retrieve("pytorch", "latest", "GPU", region="cn-beijing", db=path).image_id,
     "versions": catalog.list_versions("pytorch", region="cn-hangzhou", db=path)[:2],
     "list": len(catalog.list_images(image_scope=None, db=path)),
-    "sql": list(analysis.run_sql(LATEST, {"region": "cn-beijing"}, db=path).rows),
-    "export": sum(1 for _ in analysis.export_rows(db=path)),
-    "info": analysis.info(db=path).images,
-    "stale": analysis.staleness_warning(100000, db=path),
+    "sql": list(run_sql(LATEST, {"region": "cn-beijing"}, db=path).rows),
+    "export": sum(1 for _ in export_rows(db=path)),
+    "info": info(db=path).images,
+    "stale": staleness_warning(100000, db=path),
 }))
 """
 
@@ -446,7 +456,7 @@ def test_a_published_file_answers_on_a_read_only_filesystem(
     folder = tmp_path / "ro"
     folder.mkdir()
     out = folder / "pai.db"
-    analysis.publish(out, db=source.target)
+    publish(out, db=source.target)
     before, listing = sha256(out), sorted(os.listdir(folder))
     out.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
@@ -499,11 +509,11 @@ def test_info_counts_regions_and_ages(
     runs.record_failure(engine, runs.RunInfo("cn-beijing", "sync"), "the API timed out")
     engine.dispose()
     monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(T2 + 2 * DAY + 12 * 3600))
-    found = analysis.info(db=catalog_db.target)
+    found = info(db=catalog_db.target)
     path = catalog_db.path
     assert found == CatalogInfo(
         database=catalog_db.display,
-        revision=readdb.SCHEMA_REVISION,
+        revision=connection.SCHEMA_REVISION,
         size_bytes=path.stat().st_size if path else None,  # a server has no file to measure
         images=len(hangzhou()) - 1 + len(beijing()),
         regions=(
@@ -516,7 +526,7 @@ def test_info_counts_regions_and_ages(
 
 
 def test_info_of_an_empty_catalog(catalog_db: CatalogDb) -> None:
-    found = analysis.info(db=catalog_db.target)
+    found = info(db=catalog_db.target)
     assert (found.images, found.regions, found.last_sync, found.age_days) == (0, (), None, None)
 
 
@@ -541,7 +551,7 @@ def test_staleness_warning(
 ) -> None:
     import_at(monkeypatch, T1, catalog_db, "cn-hangzhou", write_listing(hangzhou()))
     monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(now))
-    warning = analysis.staleness_warning(max_age, db=catalog_db.target)
+    warning = staleness_warning(max_age, db=catalog_db.target)
     if expected is None:
         assert warning is None
     else:
@@ -552,9 +562,9 @@ def test_staleness_warning(
 
 
 def test_staleness_of_a_catalog_never_synced(catalog_db: CatalogDb) -> None:
-    assert analysis.staleness_warning(7, db=catalog_db.target) == (
+    assert staleness_warning(7, db=catalog_db.target) == (
         "Warning: the catalog has never been synced; run 'pai-catalog sync' to fill it."
     )
     with pytest.raises(UsageError) as caught:
-        analysis.staleness_warning(-1, db=catalog_db.target)
+        staleness_warning(-1, db=catalog_db.target)
     assert str(caught.value) == "The maximum age must be 0 days or more, not -1."

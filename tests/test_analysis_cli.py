@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from catalog.cli import main
-from catalog.sync import import_files
+from catalog.cli.main import main
+from catalog.sync.run import import_files
 from tests.dbkit import CatalogDb, dump
 from tests.test_query import beijing, hangzhou
 from tests.test_sql_guard import READER, pg_role

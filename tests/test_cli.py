@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from catalog import ImageInfo
-from catalog.cli import main
+from catalog.cli.main import main
 from tests.dbkit import CatalogDb
 from tests.test_query import HZ, beijing, hangzhou
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from catalog import crawl, records
-from catalog.client import ClientSettings, PaiClient
 from catalog.errors import ApiError
-from catalog.records import ApiImage
+from catalog.parse import records
+from catalog.parse.records import ApiImage
+from catalog.sync import crawl
+from catalog.sync.client import ClientSettings, PaiClient
 from tests.test_sync import CREDS, REGION, fake
 
 
@@ -128,7 +129,7 @@ def test_a_server_that_refuses_large_pages_is_checked_in_the_listing_s_pages(
     said: list[str] = []
     handler = logging.Handler(logging.INFO)
     handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("catalog.crawl")
+    logger = logging.getLogger("catalog.sync.crawl")
     logger.addHandler(handler)
     level = logger.level
     logger.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the level cache

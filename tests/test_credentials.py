@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from catalog.credentials import Credentials, resolve_credentials
+from catalog.account import Credentials, resolve_credentials
 from catalog.errors import CredentialsError
 
 SECRET = "s3cr3t-Value-9f8e"

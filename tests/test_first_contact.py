@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from catalog.cli import main
+from catalog.cli.main import main
 from catalog.config import parse_target
 from tests.test_query import fill
 
@@ -138,7 +138,7 @@ def test_versions_groups_what_is_one_version(db: str) -> None:
 
 def test_a_nightly_build_is_a_prerelease(sqlite_path: Path, write_listing: Any) -> None:
     """resolve acc answered a -nightly build as the latest release."""
-    from catalog.sync import import_files
+    from catalog.sync.run import import_files
     from tests.conftest import api_image
 
     host = "registry.cn-wulanchabu.aliyuncs.com/pai-dlc/acc"
@@ -190,7 +190,7 @@ def test_every_read_command_honours_every_format(db: str, command: str, fmt: str
 def test_an_image_with_no_accelerator_or_scope_is_reachable_and_counted(
     sqlite_path: Path, write_listing: Any
 ) -> None:
-    from catalog.sync import import_files
+    from catalog.sync.run import import_files
     from tests.conftest import api_image
 
     bare = api_image(
@@ -380,7 +380,7 @@ def test_the_scope_an_image_of_every_scope_answers_with_is_training(
     sqlite_path: Path, write_listing: Any
 ) -> None:
     """list and show said develop, the first scope in alphabetical order."""
-    from catalog.sync import import_files
+    from catalog.sync.run import import_files
     from tests.conftest import api_image
 
     every = {"system.supported.dlc": "true", "system.supported.eas": "true",
@@ -435,7 +435,7 @@ def test_versions_and_list_keep_to_the_bound_region(
 
 
 def test_a_framework_whose_images_all_left_says_so(sqlite_path: Path, write_listing: Any) -> None:
-    from catalog.sync import import_files
+    from catalog.sync.run import import_files
     from tests.test_query import hangzhou
 
     db = str(sqlite_path)
@@ -475,7 +475,7 @@ def test_a_blob_prints_as_hex(db: str) -> None:
 def test_a_version_known_only_by_its_variants_is_written_as_they_write_it(
     sqlite_path: Path, write_listing: Any
 ) -> None:
-    from catalog.sync import import_files
+    from catalog.sync.run import import_files
     from tests.conftest import api_image
 
     host = "dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch-training"

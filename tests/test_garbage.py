@@ -23,11 +23,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import catalog
-from catalog import records
-from catalog.cli import main
+from catalog.cli.main import main
+from catalog.cli.output import Format, render, render_record, visible
 from catalog.errors import InputError
-from catalog.output import Format, render, render_record, visible
-from catalog.sync import import_files
+from catalog.parse import records
+from catalog.sync.run import import_files
 from tests.conftest import ROOT, api_image
 from tests.dbkit import CatalogDb, dump
 from tests.test_credentials import SECRET as CLI_SECRET

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 import catalog
-from catalog import history, store
 from catalog.config import DbTarget
 from catalog.errors import AmbiguousError, NotFoundError, SafetyError, UsageError
-from catalog.history import Change, Run
-from catalog.sync import import_files
+from catalog.read import history
+from catalog.read.history import Change, Run
+from catalog.store import writer
+from catalog.sync.run import import_files
 from tests.conftest import ROOT, api_image
 from tests.dbkit import CatalogDb
 
@@ -384,11 +385,14 @@ def test_server_path_reads_the_same(
 
 
 def test_compared_fields_match_the_store() -> None:
-    assert history.COMPARED_FIELDS == store.COMPARED_FIELDS
+    assert history.COMPARED_FIELDS == writer.COMPARED_FIELDS
 
 
 def test_reading_history_does_not_import_sqlalchemy() -> None:
-    code = "import sys, catalog.history; print(sorted(m for m in sys.modules if 'sqlalchemy' in m))"
+    code = (
+        "import sys, catalog.read.history; "
+        "print(sorted(m for m in sys.modules if 'sqlalchemy' in m))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
     )

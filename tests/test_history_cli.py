@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from catalog.cli import main
+from catalog.cli.main import main
 from tests.test_history import db  # noqa: F401  (the fixture: a history of seven runs)
 
 

@@ -20,10 +20,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catalog import readdb, records, store, tags, versions
-from catalog.cli import main
+from catalog.cli.main import main
 from catalog.errors import InputError
-from catalog.sync import sync
+from catalog.parse import records, tags, versions
+from catalog.read import connection
+from catalog.store import writer
+from catalog.sync.run import sync
 from tests.dbkit import CatalogDb, Databases, dump, sqlite_dump
 from tests.test_reliability import (
     FOREVER,
@@ -138,7 +140,7 @@ def test_an_api_record_is_refused_with_input_error_or_stored_parsed(
     except InputError as exc:  # a clean refusal: one line that says where
         assert str(exc).startswith("fuzzed: ") and "\n" not in str(exc)
         return
-    row = store.version_row(image, REGION)
+    row = writer.version_row(image, REGION)
     assert row["parse_status"] in STATUSES and row["image_id"] == image.key
     json.dumps(row, ensure_ascii=False).encode()  # every value can be stored as UTF-8 text
 
@@ -397,7 +399,7 @@ def test_sql_in_arguments_changes_nothing(
         before = (dump(db), sha256(db.path) if db.path else None)
         result = invoke(db, *args)
         assert_clean_exit(result)
-        readdb.forget()
+        connection.forget()
         if args[0] == "sync" and result.exit_code == 1:
             # A failed sync records itself, hostile text and all, as data in one sync_run row.
             assert catalog_dump(db) == catalog_dump(real_db)
@@ -506,7 +508,7 @@ def test_random_corruption_never_escapes_as_a_traceback(
     for command, args in COMMANDS.items():
         db = tmp_path / f"{command}.db"
         db.write_bytes(bytes(data))
-        readdb.forget()
+        connection.forget()
         result = invoke(db, *[arg.format(listing=listing_file) for arg in args])
         assert_clean_exit(result)
         assert result.exit_code in (0, 1), (command, result.output)
@@ -549,11 +551,11 @@ SECRET_ENV = {
 # A crash nobody planned: the store raises, and the CLI's traceback goes to stderr.
 CRASH = (
     "import sys\n"
-    "from catalog import store\n"
-    "from catalog.cli import main\n"
+    "from catalog.store import writer\n"
+    "from catalog.cli.main import main\n"
     "def crash(*args, **kwargs):\n"
     "    raise RuntimeError('the disk caught fire')\n"
-    "store.ListingWriter.add = crash\n"
+    "writer.ListingWriter.add = crash\n"
     "main(sys.argv[1:], prog_name='pai-catalog')\n"
 )
 
@@ -624,7 +626,7 @@ def test_the_secret_and_token_appear_nowhere(
         assert done.returncode == (0 if scenario.startswith("success") else 1), stderr
         assert b"INFO catalog.sync" in stderr or scenario == "crash"
         if scenario not in ("the server hangs up", "crash"):
-            assert b"DEBUG catalog.client" in stderr  # every answer was logged
+            assert b"DEBUG catalog.sync.client" in stderr  # every answer was logged
         if scenario == "crash":
             assert b"Traceback" in stderr and b"the disk caught fire" in stderr
     assert_no_secret(stdout, stderr, *everything_stored(db))
@@ -634,8 +636,8 @@ def test_exception_text_and_every_debug_log_in_process(secret_api: Any, tmp_path
     import logging
     import traceback
 
-    from catalog.client import ClientSettings, PaiClient
-    from catalog.credentials import Credentials
+    from catalog.account import Credentials
+    from catalog.sync.client import ClientSettings, PaiClient
 
     records_: list[logging.LogRecord] = []
     handler = logging.Handler(logging.DEBUG)

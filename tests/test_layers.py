@@ -1,4 +1,13 @@
-"""Imports point one way: parsing never needs a database, reading never needs the network."""
+"""The architecture as a rule over packages (README, "Architecture"): two pipelines over one pure
+core, every import pointing down.
+
+    cli  ->  sync  ->  store  ->  read  ->  parse
+     \\________\\_________\\_________\\_______\\->  errors, config, account
+
+A package imports its own modules and those of the packages below it, never one above: parsing
+needs no database, reading never writes or reaches the network, the store never crawls, and only
+the command line words things for a person.
+"""
 
 from __future__ import annotations
 
@@ -8,120 +17,128 @@ from pathlib import Path
 import catalog
 
 PACKAGE = Path(catalog.__file__).parent
-# Lower layers never import higher ones.
-LAYER = {
-    "errors": 0,
-    "config": 0,
-    "text": 0,
-    "times": 0,
-    "versions": 1,
-    "records": 1,
-    "signer": 1,
-    "credentials": 1,
-    "uri": 1,
-    "tags": 2,
-    "client": 2,
-    "crawl": 2,
-    "models": 3,
-    "pages": 3,
-    "db": 4,
-    "locks": 4,
-    "bulk": 4,
-    "runs": 5,
-    "store": 5,
-    "schema": 5,
-    "reparse": 5,
-    "sqlitecopy": 5,
-    "sync": 6,
-    "readdb": 6,
-    "filters": 6,
-    "region": 6,
-    "imageinfo": 6,
-    "versionlist": 6,
-    "explain": 6,
-    "query": 7,
-    "history": 7,
-    "analysis": 7,
-    "readsql": 7,
-    "output": 7,
-    "clikit": 8,
-    "cli_history": 8,
-    "cli_write": 8,
-    "cli": 9,
-    "__init__": 10,
-    "__main__": 10,
-}
-# Third-party modules a module may not import at all (even lazily).
-FORBIDDEN = {
-    "tags": {"sqlalchemy", "requests", "alembic"},
-    "uri": {"sqlalchemy", "requests", "alembic"},
-    "versions": {"sqlalchemy", "requests", "alembic"},
-    "records": {"sqlalchemy", "requests", "alembic"},
-    "text": {"sqlalchemy", "requests", "alembic"},
-    "times": {"sqlalchemy", "requests", "alembic"},
-    "pages": {"sqlalchemy", "requests", "alembic"},
-    "query": {"sqlalchemy", "requests", "alembic"},
-    "output": {"sqlalchemy", "requests", "alembic"},
+CORE = {"errors", "config", "account"}
+RANK = {"parse": 1, "read": 2, "store": 3, "sync": 4, "cli": 5}
+# Third-party packages each part may not import: never, or not at the top of a module (where
+# every command that reads would pay for the import).
+NEVER = {
+    "core": {"alembic", "click"},
+    "parse": {"sqlalchemy", "requests", "alembic", "click"},
+    "read": {"requests", "alembic", "click"},
+    "store": {"requests", "click"},
+    "sync": {"click"},
     "cli": {"sqlalchemy", "requests", "alembic"},
-    "clikit": {"sqlalchemy", "requests", "alembic"},
-    "cli_history": {"sqlalchemy", "requests", "alembic"},
-    "cli_write": {"sqlalchemy", "requests", "alembic"},
-    "readdb": {"requests", "alembic"},
-    "filters": {"sqlalchemy", "requests", "alembic"},
-    "region": {"sqlalchemy", "requests", "alembic"},
-    "imageinfo": {"sqlalchemy", "requests", "alembic"},
-    "versionlist": {"sqlalchemy", "requests", "alembic"},
-    "explain": {"sqlalchemy", "requests", "alembic"},
-    "history": {"sqlalchemy", "requests", "alembic"},
-    "analysis": {"requests", "alembic"},
-    "readsql": {"requests", "alembic"},
-    "signer": {"sqlalchemy", "requests", "alembic"},
-    "crawl": {"sqlalchemy", "requests", "alembic"},
-    "client": {"sqlalchemy", "alembic"},
-    "credentials": {"sqlalchemy", "alembic"},
+    "face": {"sqlalchemy", "requests", "alembic", "click"},
+}
+NOT_AT_TOP = {
+    "core": {"sqlalchemy", "requests"},
+    "read": {"sqlalchemy"},
+    "store/pages": {"sqlalchemy"},  # the page helper process starts with none of it
 }
 
 
-def imports(path: Path) -> list[tuple[str, bool]]:
-    """(module, at_top_level) for every import in the file."""
+def part(path: Path) -> str:
+    """core, face (the public API's __init__ and __main__), or the package a module is in."""
+    inside = path.relative_to(PACKAGE).parts
+    if len(inside) > 1:
+        return inside[0]
+    return "core" if path.stem in CORE else "face"
+
+
+def rank(name: str) -> int:
+    return {"core": 0, "face": 9}.get(name, RANK.get(name, -1))
+
+
+def modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def imports(path: Path) -> list[tuple[str, bool, list[str]]]:
+    """(module, at_top_level, names) for every import in the file; ``from catalog.read import
+    images`` is the module catalog.read.images."""
     tree = ast.parse(path.read_text())
     top = {id(node) for node in tree.body}
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found += [(alias.name, id(node) in top) for alias in node.names]
+            found += [(alias.name, id(node) in top, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "catalog":
-                found += [(f"catalog.{alias.name}", id(node) in top) for alias in node.names]
+            names = [alias.name for alias in node.names]
+            if node.module.split(".")[-1] in RANK or node.module == "catalog":
+                found += [(f"{node.module}.{name}", id(node) in top, []) for name in names]
             else:
-                found.append((node.module, id(node) in top))
+                found.append((node.module, id(node) in top, names))
     return found
 
 
-def test_every_module_has_a_layer() -> None:
-    assert {p.stem for p in PACKAGE.glob("*.py")} == set(LAYER)
+def target_part(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "catalog" or len(parts) < 2:
+        return None
+    if parts[1] in RANK:
+        return parts[1]
+    return "core" if parts[1] in CORE else "face"
 
 
-def test_imports_point_one_way() -> None:
-    backward = []
-    for path in PACKAGE.glob("*.py"):
-        for module, _ in imports(path):
-            parts = module.split(".")
-            inside = parts[0] == "catalog" and len(parts) > 1 and parts[1] in LAYER
-            if inside and LAYER[parts[1]] > LAYER[path.stem]:
-                backward.append(f"{path.stem} -> {parts[1]}")
-    assert backward == []
+def test_every_module_belongs_to_a_part() -> None:
+    assert {part(path) for path in modules()} == {"core", "face", *RANK}
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(
+        RANK
+    )
 
 
-def test_forbidden_dependencies() -> None:
-    found = []
-    for name, banned in FORBIDDEN.items():
-        for module, _ in imports(PACKAGE / f"{name}.py"):
-            if module.split(".")[0] in banned:
-                found.append(f"{name} imports {module}")
+def test_imports_point_down() -> None:
+    upward = []
+    for path in modules():
+        here = part(path)
+        for module, _, _ in imports(path):
+            there = target_part(module)
+            if there is not None and there != here and rank(there) > rank(here):
+                upward.append(f"{path.relative_to(PACKAGE)} -> {module}")
+    assert upward == []
+
+
+def test_parsing_imports_nothing_of_ours_but_errors() -> None:
+    found = [
+        f"{path.name} -> {module}"
+        for path in PACKAGE.glob("parse/*.py")
+        for module, _, _ in imports(path)
+        if target_part(module) not in (None, "parse") and module != "catalog.errors"
+    ]
     assert found == []
 
 
-def test_modules_stay_small() -> None:
-    sizes = {p.stem: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
-    assert {name: n for name, n in sizes.items() if n > 450} == {}
+def test_the_face_offers_reads_only() -> None:
+    """``import catalog`` is the Python API: it reads, so it never loads a writer."""
+    found = [
+        module
+        for module, _, _ in imports(PACKAGE / "__init__.py")
+        if target_part(module) not in (None, "core", "read")
+    ]
+    assert found == []
+
+
+def test_the_command_line_calls_only_public_names() -> None:
+    found = [
+        f"{path.name}: {module}.{name}"
+        for path in PACKAGE.glob("cli/*.py")
+        for module, _, names in imports(path)
+        for name in names or [module.rsplit(".", 1)[-1]]
+        if target_part(module) not in (None, "cli")
+        and name.startswith("_")
+        and not name.startswith("__")
+    ]
+    assert found == []
+
+
+def test_third_party_imports_stay_where_they_belong() -> None:
+    found = []
+    for path in modules():
+        here = part(path)
+        key = f"{here}/{path.stem}"
+        late = NOT_AT_TOP.get(here, set()) | NOT_AT_TOP.get(key, set())
+        for module, at_top, _ in imports(path):
+            root = module.split(".")[0]
+            if root in NEVER[here] or (at_top and root in late):
+                found.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert found == []

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event, inspect
 
-from catalog import db, readdb
 from catalog.config import parse_target
-from catalog.sync import import_files
+from catalog.read import connection
+from catalog.store import db
+from catalog.sync.run import import_files
 from tests.conftest import api_image
 from tests.dbkit import CatalogDb
 
@@ -30,7 +31,7 @@ def tables(catalog: CatalogDb) -> set[str]:
 
 
 def test_single_head_is_what_the_reader_expects() -> None:
-    assert db.head_revision() == readdb.SCHEMA_REVISION
+    assert db.head_revision() == connection.SCHEMA_REVISION
 
 
 def test_base_head_base_head(empty_db: CatalogDb) -> None:

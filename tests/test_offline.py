@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from catalog.sync import import_files
+from catalog.sync.run import import_files
 from tests.test_query import hangzhou
 
 PROBE = """
 import sys, json
-from catalog.cli import main
+from catalog.cli.main import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:

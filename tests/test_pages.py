@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from catalog import pages, records, tags
 from catalog.errors import InputError
-from catalog.sync import sync
+from catalog.parse import records, tags
+from catalog.store import pages
+from catalog.sync.run import sync
 from tests.dbkit import CatalogDb, dump
 from tests.test_sync import CREDS, REGION, fake, options
 

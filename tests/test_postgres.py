@@ -23,12 +23,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 import catalog
-from catalog import analysis, db, history, schema
-from catalog.client import ClientSettings
+from catalog.account import Credentials
 from catalog.config import parse_target
-from catalog.credentials import Credentials
 from catalog.errors import DatabaseError, LockedError
-from catalog.sync import SyncOptions, import_files, sync
+from catalog.read import history
+from catalog.read.export import export_rows
+from catalog.read.sql import run_sql
+from catalog.store import db, schema
+from catalog.store.publish import publish
+from catalog.sync.client import ClientSettings
+from catalog.sync.run import SyncOptions, import_files, sync
 from tests.conftest import PG_ENV, ROOT, api_image
 from tests.test_sql_guard import READER, pg_role
 from tests.test_sync import fake
@@ -264,7 +268,7 @@ def test_readers_and_a_sync_never_wait_for_each_other(pg_url: str, tmp_path: Pat
                 lambda: catalog.retrieve("pytorch", "latest", "GPU", db=pg_url).framework_version,
                 lambda: [i.framework_version for i in catalog.list_images(db=pg_url)],
                 lambda: [r.status for r in history.runs(db=pg_url)],
-                lambda: sum(1 for _ in analysis.export_rows(db=pg_url)),
+                lambda: sum(1 for _ in export_rows(db=pg_url)),
             )
             writing.rollback()
         # Readers saw the last committed catalog, not the open transaction.
@@ -318,8 +322,8 @@ def test_every_read_answers_the_same_on_both(
         lambda d: catalog.list_images("pytorch", accelerator_type="gpu", db=d),
         lambda d: catalog.list_versions("tensorflow", db=d),
         lambda d: catalog.retrieve("pytorch", "2", "GPU", region="cn-shanghai", db=d),
-        lambda d: list(analysis.export_rows(db=d)),
-        lambda d: list(analysis.export_rows(as_of="2026-01-01T01:30:00Z", db=d)),
+        lambda d: list(export_rows(db=d)),
+        lambda d: list(export_rows(as_of="2026-01-01T01:30:00Z", db=d)),
         lambda d: history.runs(db=d),
         lambda d: history.diff(db=d),
         lambda d: history.diff(1, 4, db=d),
@@ -331,8 +335,8 @@ def test_every_read_answers_the_same_on_both(
     # sql refuses a superuser: on PostgreSQL it reads as a role that can only read.
     with pg_role(pg_url, *READER) as reader:
         for query in ("SELECT * FROM sync_run", "SELECT * FROM v_image ORDER BY image_uri, region"):
-            on_pg = list(analysis.run_sql(query, db=reader).rows)
-            assert on_pg == list(analysis.run_sql(query, db=sqlite_db).rows)
+            on_pg = list(run_sql(query, db=reader).rows)
+            assert on_pg == list(run_sql(query, db=sqlite_db).rows)
 
 
 def test_publish_from_postgresql_equals_publish_from_sqlite(
@@ -340,8 +344,8 @@ def test_publish_from_postgresql_equals_publish_from_sqlite(
 ) -> None:
     sqlite_db = str(tmp_path / "catalog.db")
     _same_history(tmp_path, monkeypatch, sqlite_db, pg_url)
-    from_sqlite = analysis.publish(tmp_path / "from-sqlite.db", db=sqlite_db)
-    from_pg = analysis.publish(tmp_path / "from-pg.db", db=pg_url)
+    from_sqlite = publish(tmp_path / "from-sqlite.db", db=sqlite_db)
+    from_pg = publish(tmp_path / "from-pg.db", db=pg_url)
     assert (from_pg.images, from_pg.revision) == (from_sqlite.images, from_sqlite.revision)
     assert from_pg.revision == db.head_revision()
     dumps = []
@@ -461,8 +465,8 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path) 
         lambda: schema.upgrade_command(url),
         lambda: schema.check_command(url),
         lambda: catalog.list_images(db=url),
-        lambda: analysis.publish(tmp_path / "out.db", db=url),
-        lambda: list(analysis.run_sql("SELECT 1", db=url).rows),
+        lambda: publish(tmp_path / "out.db", db=url),
+        lambda: list(run_sql("SELECT 1", db=url).rows),
     ]
     for call in calls:
         with pytest.raises(DatabaseError) as caught:

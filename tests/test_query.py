@@ -12,7 +12,7 @@ import pytest
 
 import catalog
 from catalog.errors import AmbiguousError, NotFoundError, UnsupportedError, UsageError
-from catalog.sync import import_files
+from catalog.sync.run import import_files
 from tests.conftest import api_image
 from tests.dbkit import CatalogDb
 

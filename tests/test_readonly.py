@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from catalog.sync import import_files
+from catalog.sync.run import import_files
 from tests.test_query import beijing, hangzhou
 
 READS = """

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from catalog import records
-from catalog.client import ClientSettings
-from catalog.sync import RegionResult, SyncOptions, sync
+from catalog.parse import records
+from catalog.sync.client import ClientSettings
+from catalog.sync.run import RegionResult, SyncOptions, sync
 from tests.dbkit import CatalogDb, Databases, dump, sqlite_dump
 from tests.test_sync import CREDS, REGION, SECRET, fake
 
@@ -448,7 +448,7 @@ def page_helpers(mark: str) -> set[str]:
     found = set()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            helper = b"catalog.pages" in (proc / "cmdline").read_bytes()
+            helper = b"catalog.store.pages" in (proc / "cmdline").read_bytes()
             if helper and mark.encode() in (proc / "environ").read_bytes():
                 found.add(proc.name)
         except OSError:  # gone meanwhile, or not ours to read
@@ -619,7 +619,7 @@ READER = """
 import json, subprocess, sys
 from pathlib import Path
 from click.testing import CliRunner
-from catalog.cli import main
+from catalog.cli.main import main
 
 db, stop, log, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 args = ["--db", db, "resolve", "pytorch", "--json"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from catalog.cli import main
+from catalog.cli.main import main
 from tests.conftest import ROOT
 from tests.dbkit import CatalogDb
 from tests.test_sync import fake
@@ -121,7 +121,7 @@ def test_a_failed_region_says_its_error_once(sqlite_path: Path, quiet: list[str]
 @pytest.mark.parametrize("drift", [False, True], ids=["steady", "moving"])
 def test_the_progress_line_counts_what_the_summary_counts(sqlite_path: Path, drift: bool) -> None:
     """The summary said "4 pages" where the progress line had shown "46/40"."""
-    from catalog.sync import sync
+    from catalog.sync.run import sync
     from tests.test_sync import CREDS, REGION, options
 
     shown: list[tuple[int, int]] = []

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from catalog import analysis
+from catalog.read.sql import run_sql
+from catalog.store.publish import publish
 from tests.conftest import ROOT
 
 DOC = ROOT / "docs" / "SCHEMA.md"
@@ -88,7 +89,7 @@ def test_the_document_has_examples() -> None:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("published") / "catalog.db"
-    analysis.publish(out, db=str(SHIPPED))
+    publish(out, db=str(SHIPPED))
     return out
 
 
@@ -97,7 +98,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_examples_run(index: int, where: str, published: Path) -> None:
     path = SHIPPED if where == "shipped" else published
     before = hashlib.sha256(path.read_bytes()).hexdigest()
-    result = analysis.run_sql(examples()[index], db=str(path))
+    result = run_sql(examples()[index], db=str(path))
     assert result.columns
     list(result.rows)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before

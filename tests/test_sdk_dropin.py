@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 import catalog
 from catalog import ImageScope, list_images, retrieve
-from catalog.cli import main
-from catalog.sync import import_files
+from catalog.cli.main import main
+from catalog.sync.run import import_files
 from tests.test_query import BJ, HZ, beijing, hangzhou
 
 REGION_ENV = ("PAI_CATALOG_REGION", "ALIBABA_CLOUD_REGION_ID", "ALIBABA_CLOUD_PROFILE")

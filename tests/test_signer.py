@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from catalog import signer
+from catalog.sync import signer
 from tests.conftest import FIXTURES
 
 VECTORS_PATH = FIXTURES / "signing-vectors.json"

@@ -22,11 +22,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
-from catalog import analysis, readsql
-from catalog.cli import main
+from catalog.cli.main import main
 from catalog.config import parse_target
 from catalog.errors import CatalogError, QueryError, UsageError
-from catalog.sync import import_files
+from catalog.read.sql import MAX_TIMEOUT, SQL_TIMEOUT, execute, run_sql
+from catalog.sync.run import import_files
 from tests.dbkit import CatalogDb, dump
 from tests.test_query import beijing, hangzhou
 from tests.test_readonly import read_only_command
@@ -115,11 +115,11 @@ def refused_role(role: str, why: str, database: str) -> str:
 
 def test_upper_case_pragmas_read_as_lower_case_ones(sqlite_path: Path) -> None:
     db = str(sqlite_path)
-    lower = list(analysis.run_sql("PRAGMA table_info(image)", db=db).rows)
-    assert lower and list(analysis.run_sql("PRAGMA TABLE_INFO(image)", db=db).rows) == lower
-    assert list(analysis.run_sql("pragma Table_Info('image')", db=db).rows) == lower
+    lower = list(run_sql("PRAGMA table_info(image)", db=db).rows)
+    assert lower and list(run_sql("PRAGMA TABLE_INFO(image)", db=db).rows) == lower
+    assert list(run_sql("pragma Table_Info('image')", db=db).rows) == lower
     with pytest.raises(UsageError) as caught:
-        analysis.run_sql("PRAGMA WRITABLE_SCHEMA = 1", db=db)
+        run_sql("PRAGMA WRITABLE_SCHEMA = 1", db=db)
     assert str(caught.value) == "The sql command only reads: PRAGMA writable_schema is not allowed."
 
 
@@ -152,8 +152,8 @@ def test_a_failing_statement_exits_1_in_the_databases_words(
 
 def test_the_cli_timeout_default_is_the_librarys() -> None:
     [timeout] = [p for p in main.commands["sql"].params if p.name == "timeout"]
-    assert timeout.default == readsql.SQL_TIMEOUT
-    assert timeout.type.max == readsql.MAX_TIMEOUT  # type: ignore[attr-defined]
+    assert timeout.default == SQL_TIMEOUT
+    assert timeout.type.max == MAX_TIMEOUT  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("given", ["nan", "inf", "1e9", "-1"])
@@ -165,7 +165,7 @@ def test_a_timeout_out_of_bounds_is_refused(sqlite_path: Path, given: str) -> No
     assert result.exit_code == 2 and result.stdout == ""
     assert "timeout" in result.stderr.lower() and "Traceback" not in result.stderr
     with pytest.raises(UsageError) as caught:
-        analysis.run_sql("SELECT 1", db=str(sqlite_path), timeout=float(given))
+        run_sql("SELECT 1", db=str(sqlite_path), timeout=float(given))
     assert str(caught.value) == (
         f"The timeout must be from 0 to 86400 seconds (0 for none), not {float(given):g}."
     )
@@ -174,7 +174,7 @@ def test_a_timeout_out_of_bounds_is_refused(sqlite_path: Path, given: str) -> No
 def test_numeric_nan_and_infinity_come_out_as_floats_and_valid_json(pg_catalog: str) -> None:
     statement = "SELECT 'NaN'::numeric AS n, '-Infinity'::numeric AS i, 1.5::numeric AS d"
     with pg_role(pg_catalog, *READER) as url:
-        [(nan, inf, half)] = list(analysis.run_sql(statement, db=url).rows)
+        [(nan, inf, half)] = list(run_sql(statement, db=url).rows)
         result = CliRunner().invoke(main, ["--db", url, "sql", statement, "--format", "json"])
     assert math.isnan(nan) and inf == -math.inf and half == 1.5
     assert result.exit_code == 0, result.stderr
@@ -221,14 +221,14 @@ def test_column_names_are_escaped_like_values(
 def test_a_query_that_never_ends_stops_at_its_timeout(catalog_sql: str) -> None:
     start = time.monotonic()
     with pytest.raises(QueryError) as caught:
-        list(analysis.run_sql(FOREVER, db=catalog_sql, timeout=0.5).rows)
+        list(run_sql(FOREVER, db=catalog_sql, timeout=0.5).rows)
     assert str(caught.value) == timed_out(0.5)
     assert time.monotonic() - start < 5
 
 
 def test_the_timeout_covers_fetching_the_rows(catalog_sql: str) -> None:
     start = time.monotonic()
-    result = analysis.run_sql(ENDLESS, db=catalog_sql, timeout=1)
+    result = run_sql(ENDLESS, db=catalog_sql, timeout=1)
     assert time.monotonic() - start < 1  # the first row is there at once
     fetched = 0
     with pytest.raises(QueryError) as caught:
@@ -336,7 +336,7 @@ def test_set_config_cannot_lift_the_timeout(pg_catalog: str) -> None:
     sleep = "SELECT set_config('statement_timeout', '0', false), pg_sleep(10)"
     start = time.monotonic()
     with pg_role(pg_catalog, *READER) as url, pytest.raises(QueryError) as caught:
-        list(analysis.run_sql(sleep, db=url, timeout=0.5).rows)
+        list(run_sql(sleep, db=url, timeout=0.5).rows)
     assert str(caught.value) == timed_out(0.5) and time.monotonic() - start < 5
 
 
@@ -347,7 +347,7 @@ import json, resource, signal, sqlite3, sys
 # Any write to a file fails from here on (pipes are not files): a temporary file is an error.
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-from catalog import analysis
+from catalog.read.sql import run_sql
 from catalog.errors import QueryError
 
 db, rows, limit, control = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
@@ -363,7 +363,7 @@ try:  # the control: SQLite's own default spills a sort this big to a temporary 
 except sqlite3.Error as exc:
     out["plain"] = str(exc)
 try:
-    result = analysis.run_sql(sort, {"n": str(rows)}, db=db, max_memory=limit)
+    result = run_sql(sort, {"n": str(rows)}, db=db, max_memory=limit)
     out["sql"] = "sorted" if next(result.rows) else "empty"
 except QueryError as exc:
     out["sql"] = str(exc)
@@ -479,7 +479,7 @@ def test_no_payload_changes_a_row_or_writes_a_file(
         )
         for payload, message in PAYLOADS:
             try:
-                rows = list(analysis.run_sql(payload.format(folder=server_folder), db=url).rows)
+                rows = list(run_sql(payload.format(folder=server_folder), db=url).rows)
                 failures.append(f"{payload!r} ran: {rows}")
             except CatalogError as exc:
                 if str(exc) != message and not (grants is WRITER and str(exc) == writer):
@@ -505,7 +505,7 @@ def test_the_server_refuses_what_a_lexer_would_miss(
     before = dump(CatalogDb(pg_catalog))
     with pg_role(pg_catalog, *WRITER) as url, pytest.raises(UsageError) as caught:
         # No limits: no refusal of the writer role either, so the server alone stands guard.
-        list(readsql.execute(parse_target(url), payload, {}, payload, None).rows)
+        list(execute(parse_target(url), payload, {}, payload, None).rows)
     assert str(caught.value) == message
     assert dump(CatalogDb(pg_catalog)) == before
 
@@ -514,7 +514,7 @@ def test_a_superuser_is_refused(pg_catalog: str) -> None:
     database = make_url(pg_catalog).database
     user = make_url(pg_catalog).username
     with pytest.raises(QueryError) as caught:
-        analysis.run_sql("SELECT 1", db=pg_catalog)
+        run_sql("SELECT 1", db=pg_catalog)
     assert str(caught.value) == refused_role(str(user), "a superuser", str(database))
     result = CliRunner().invoke(main, ["--db", pg_catalog, "sql", "SELECT 1"])
     assert result.exit_code == 1 and result.stderr == f"Error: {caught.value}\n"
@@ -556,10 +556,10 @@ def test_roles_that_reach_the_servers_files_are_refused(
         login = str(make_url(url).username)
         for statement in ("SELECT 1", "SELECT pg_read_file('/etc/hostname')"):
             with pytest.raises(QueryError) as caught:
-                analysis.run_sql(statement, db=url)
+                run_sql(statement, db=url)
             assert str(caught.value) == refused_role(login, why, database)
         with pytest.raises(UsageError):
-            analysis.run_sql(payload, db=url)
+            run_sql(payload, db=url)
         if role == "pg_execute_server_program" and how == "direct":
             # The control: this role can run a program on the server, given the chance.
             plain = make_url(url).set(drivername="postgresql").render_as_string(False)
@@ -581,7 +581,7 @@ def test_a_member_of_a_superuser_role_is_refused(pg_catalog: str) -> None:
             ) as url,
             pytest.raises(QueryError) as caught,
         ):
-            analysis.run_sql("SELECT 1", db=url)
+            run_sql("SELECT 1", db=url)
     login = str(make_url(url).username)
     assert str(caught.value) == refused_role(login, f"a member of {group}", database)
 
@@ -595,7 +595,7 @@ def test_a_role_that_can_write_the_catalog_is_refused(pg_catalog: str, statement
     allows, and could hold every writer back."""
     database = str(make_url(pg_catalog).database)
     with pg_role(pg_catalog, *WRITER) as url, pytest.raises(QueryError) as caught:
-        analysis.run_sql(statement, db=url)
+        run_sql(statement, db=url)
     login = str(make_url(url).username)
     assert str(caught.value) == refused_role(login, "a role that can write the catalog", database)
 
@@ -607,7 +607,7 @@ def test_a_replication_role_is_refused(pg_catalog: str) -> None:
         pg_role(pg_catalog, *READER, options="REPLICATION") as url,
         pytest.raises(QueryError) as caught,
     ):
-        analysis.run_sql("SELECT 1", db=url)
+        run_sql("SELECT 1", db=url)
     login = str(make_url(url).username)
     assert str(caught.value) == refused_role(login, "a replication role", database)
 

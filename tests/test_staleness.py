@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from catalog.cli import main
-from catalog.sync import import_files
+from catalog.cli.main import main
+from catalog.sync.run import import_files
 from tests.test_analysis import DAY, T1
 from tests.test_query import hangzhou
 

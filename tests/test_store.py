@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from catalog.errors import InputError, UsageError
-from catalog.sync import import_files
+from catalog.sync.run import import_files
 from tests.conftest import api_image
 from tests.dbkit import CatalogDb
 
@@ -179,7 +179,7 @@ def test_reparse_updates_what_older_rules_read(catalog_db: CatalogDb, write_list
         "WHERE image_id = 'img-tf')",
     )
     events_before = catalog_db.rows("SELECT count(*) FROM image_event")
-    from catalog.sync import reparse
+    from catalog.sync.run import reparse
 
     updated = reparse(catalog_db.target)
     assert updated == f"{catalog_db.display}: 1 of 3 image versions read differently and updated"

@@ -16,13 +16,13 @@ import pytest
 import requests
 
 import catalog
-import catalog.client as client_module
-from catalog import locks
-from catalog.client import ClientSettings, PaiClient
+import catalog.sync.client as client_module
+from catalog.account import Credentials
 from catalog.config import parse_target
-from catalog.credentials import Credentials
 from catalog.errors import ApiError, AuthError, LockedError, UsageError
-from catalog.sync import SyncOptions, sync, sync_options
+from catalog.store import locks
+from catalog.sync.client import ClientSettings, PaiClient
+from catalog.sync.run import SyncOptions, sync, sync_options
 from tests.conftest import ROOT
 from tests.dbkit import CatalogDb, dump
 
@@ -367,7 +367,7 @@ def test_the_secret_never_reaches_the_file(server: Any, sqlite_path: Path) -> No
 
 
 def test_endpoints() -> None:
-    from catalog.client import endpoint_for, parse_endpoints
+    from catalog.sync.client import endpoint_for, parse_endpoints
 
     assert endpoint_for("cn-hangzhou", {}) == "https://aiworkspace.cn-hangzhou.aliyuncs.com"
     assert endpoint_for("cn-hangzhou", {}, vpc=True) == (

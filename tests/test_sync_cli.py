@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from catalog.cli import main
+from catalog.cli.main import main
 from tests.dbkit import CatalogDb
 from tests.test_sync import REGION, SECRET, dump, fake, runs, served_ids, stored_ids
 

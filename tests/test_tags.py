@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from catalog.tags import (
+from catalog.parse.tags import (
     KNOWN_FRAMEWORKS,
     SCOPES,
     canonical_framework,
@@ -17,7 +17,7 @@ from catalog.tags import (
     parse_tag,
     parse_uri,
 )
-from catalog.versions import compare, parse_version, sort_key
+from catalog.parse.versions import compare, parse_version, sort_key
 from tests.conftest import FIXTURES
 
 TSV = FIXTURES / "public-images.tsv"

@@ -22,12 +22,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from catalog import analysis, locks, records, runs, store
-from catalog import db as database
-from catalog.cli import main
+from catalog.cli.main import main
 from catalog.config import parse_target, shipped_db_path
 from catalog.errors import DatabaseError, LockedError, SafetyError, UsageError
-from catalog.sync import import_files, sync, sync_options
+from catalog.parse import records
+from catalog.store import db as database
+from catalog.store import locks, runs
+from catalog.store.publish import publish
+from catalog.store.writer import apply_listing
+from catalog.sync.run import import_files, sync, sync_options
 from tests.conftest import ROOT, api_image
 from tests.dbkit import CatalogDb, dump
 from tests.test_readonly import read_only_command
@@ -364,7 +367,7 @@ def test_a_database_held_by_another_program_is_reported_not_crashed_on(
         try:
             run = runs.RunInfo(REGION, "import")
             with pytest.raises(DatabaseError) as caught:
-                store.apply_listing(engine, run, records.load_files([listing]))
+                apply_listing(engine, run, records.load_files([listing]))
             assert str(caught.value) == f"Could not store the {REGION} listing: database is locked."
         finally:
             engine.dispose()
@@ -681,7 +684,7 @@ def test_a_malformed_database_url_is_one_line_without_its_password(
     ],
 )
 def test_an_equals_sign_in_an_endpoint_stays_in_its_url(given: str, parsed: dict[str, str]) -> None:
-    from catalog.client import parse_endpoints
+    from catalog.sync.client import parse_endpoints
 
     assert parse_endpoints([given]) == parsed
 
@@ -760,7 +763,7 @@ def test_a_maximum_age_past_any_date_never_warns(
 
 
 def test_a_reparse_whose_lock_session_ends_commits_nothing(pg_url: str, write_listing: Any) -> None:
-    from catalog.reparse import reparse
+    from catalog.store.reparse import reparse
 
     import_files([write_listing(images(3))], REGION, db_option=pg_url)
     catalog = CatalogDb(pg_url)
@@ -795,7 +798,7 @@ def test_publish_never_replaces_what_is_no_regular_file(sqlite_path: Path, tmp_p
         f"Error: Cannot publish to {fifo}: it is not a regular file; give a file path.",
     )
     with pytest.raises(UsageError, match="it is not a regular file"):
-        analysis.publish(folder, db=str(sqlite_path))  # the CLI refuses it before, too
+        publish(folder, db=str(sqlite_path))  # the CLI refuses it before, too
     assert fifo.is_fifo() and folder.is_dir() and list(folder.iterdir()) == []
     assert not (tmp_path / "fifo.sha256").exists()
 
@@ -954,7 +957,7 @@ def test_images_that_are_no_list_are_refused_not_read_as_empty(
 def test_a_lone_carriage_return_never_reaches_the_terminal_in_csv() -> None:
     import io
 
-    from catalog.output import Format, render
+    from catalog.cli.output import Format, render
 
     out = io.StringIO()
     render([{"d": "line1\r\nFAKE\rOVERWRITE"}], Format.CSV, out)

@@ -1,0 +1,1 @@
+"""The ``pai-catalog`` command: options, output, and one module per group of commands."""

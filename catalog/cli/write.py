@@ -1,0 +1,221 @@
+"""Commands that write: import, sync and the db group."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from catalog.cli.options import errors
+from catalog.cli.output import Format, render
+
+
+@click.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--region", required=True, help="The region these listings are of.")
+@click.option(
+    "--allow-mass-removal", is_flag=True, help="Store it even if it removes over 20% of images."
+)
+@click.option(
+    "--allow-mass-change",
+    is_flag=True,
+    help="Store it even if it changes the official flag, scopes or accelerator of over 20% "
+    "of images.",
+)
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
+@click.pass_obj
+@errors
+def import_command(db: str | None, /, files: tuple[Path, ...], region: str, **opts: bool) -> None:
+    """Import ListImages response bodies (all pages of one listing) as one run of REGION.
+
+    Images the files no longer list are marked removed, as a sync would. A FILE of - reads
+    standard input. A listing whose registry hosts all name another region is refused.
+    """
+    from catalog.sync.run import import_files
+
+    stats = import_files(files, region, db_option=db, **opts)
+    click.echo(
+        f"{stats.region}: {stats.seen} seen, {stats.added} added, {stats.changed} changed, "
+        f"{stats.removed} removed, {stats.restored} restored (run {stats.run_id})",
+        err=True,
+    )
+
+
+@click.command("sync")
+@click.option(
+    "--region",
+    "regions",
+    multiple=True,
+    envvar="PAI_CATALOG_REGIONS",
+    help="Region to sync; repeat for several [env: PAI_CATALOG_REGIONS; default: the region "
+    "PAI_CATALOG_REGION, ALIBABA_CLOUD_REGION_ID or the aliyun CLI profile names, else the "
+    "catalog's regions].",
+)
+@click.option(
+    "--endpoint",
+    "endpoints",
+    multiple=True,
+    envvar="PAI_CATALOG_ENDPOINT",
+    metavar="[REGION=]URL",
+    help="API base URL for every region, or for one with REGION=URL; repeatable "
+    "[env: PAI_CATALOG_ENDPOINT].",
+)
+@click.option("--vpc", is_flag=True, help="Use the VPC endpoints (aiworkspace-vpc.REGION...).")
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 1000),
+    default=100,
+    show_default=True,
+    help="Images asked for per page (a server may send fewer).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 32),
+    default=6,
+    show_default=True,
+    help="Pages fetched at once after the first.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=5,
+    show_default=True,
+    help="Retries per request after throttling, 5xx or network errors.",
+)
+@click.option(
+    "--backoff",
+    type=click.FloatRange(0, 60),
+    default=0.5,
+    show_default=True,
+    help="First retry delay in seconds; doubles each retry, with jitter.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 600),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each answer.",
+)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Read the listing a second time (which images only) to catch images shifted "
+    "between pages.",
+)
+@click.option(
+    "--allow-mass-removal",
+    is_flag=True,
+    help="Store a listing even if it removes over 20% (and over 5) of a region's images.",
+)
+@click.option(
+    "--allow-mass-change",
+    is_flag=True,
+    help="Store a listing even if it changes the official flag, scopes or accelerator of over "
+    "20% (and over 5) of a region's images.",
+)
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option("--quiet", "-q", is_flag=True, help="Print failures only.")
+@click.pass_obj
+@errors
+def sync_command(db: str | None, /, as_json: bool, quiet: bool, **opts: Any) -> None:
+    """Crawl PAI's ListImages API into the catalog, one transaction per region.
+
+    Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET
+    (and ALIBABA_CLOUD_SECURITY_TOKEN), ~/.aliyun/config.json, ~/.alibabacloud/credentials.ini,
+    or the ECS RAM role. Exit status 1 if any region failed, 75 if another writer holds the
+    lock.
+    """
+    from catalog.sync.run import results_as_dicts, sync, sync_options
+
+    progress = _progress_line if sys.stderr.isatty() and not (quiet or as_json) else None
+    results = sync(sync_options(**opts), db_option=db, progress=progress)
+    if progress is not None:
+        click.echo("\r\033[K", nl=False, err=True)
+    if as_json:
+        render(results_as_dicts(results), Format.JSON, sys.stdout)
+    for result in results:
+        if not as_json and (not quiet or not result.ok):
+            click.echo(result.summary(), err=not result.ok)
+    if not all(result.ok for result in results):
+        sys.exit(1)
+
+
+def _progress_line(region: str, done: int, planned: int) -> None:
+    click.echo(f"\r\033[K{region}: page {done}/{planned}", nl=False, err=True)
+
+
+@click.group("db")
+def db_group() -> None:
+    """Create, upgrade and check the database schema."""
+
+
+@db_group.command()
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
+@click.pass_obj
+@errors
+def upgrade(db: str | None, /, revision: str, wait: bool) -> None:
+    """Create the database or migrate it to REVISION."""
+    from catalog.store import schema
+
+    click.echo(schema.upgrade_command(db, revision, wait=wait))
+
+
+@db_group.command()
+@click.pass_obj
+@errors
+def current(db: str | None, /) -> None:
+    """Print the database's schema revision and the code's head."""
+    from catalog.store import schema
+
+    click.echo(schema.current_command(db))
+
+
+@db_group.command()
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
+@click.pass_obj
+@errors
+def reparse(db: str | None, /, wait: bool) -> None:
+    """Read every stored image again with this version's parsing rules.
+
+    Run it after upgrading pai-catalog: rows keep what older rules read until then. Only
+    derived fields (framework, version, accelerator, scopes...) change; history stays.
+    """
+    from catalog.sync.run import reparse as reparse_catalog
+
+    click.echo(reparse_catalog(db, wait=wait))
+
+
+@db_group.command()
+@click.pass_obj
+@errors
+def check(db: str | None, /) -> None:
+    """Exit 1 unless the database is at head and matches the models."""
+    from catalog.store import schema
+
+    click.echo(schema.check_command(db))
+
+
+@db_group.command("forget-region")
+@click.argument("region")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before forgetting.")
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
+@click.pass_obj
+@errors
+def forget_region(db: str | None, /, region: str, yes: bool, wait: bool) -> None:
+    """Delete REGION from the catalog with its whole history: images, versions, events and
+    runs (a region imported by mistake, say). Asks first, unless --yes."""
+    from catalog.sync.run import forget_region as forget
+    from catalog.sync.run import region_size
+
+    count = region_size(region, db)
+    if not yes:
+        click.confirm(
+            f"Forget {region.strip().lower()}: {count} images and every run and event of it?",
+            abort=True,
+        )
+    click.echo(forget(region, db, wait=wait))

@@ -1,0 +1,101 @@
+"""ImageInfo, what every query returns: the PAI SDK's fields first, then the catalog's."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from catalog.errors import UsageError
+from catalog.parse import times
+from catalog.parse.uri import NETWORKS, on_network
+from catalog.read.filters import SCOPES
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One image, with the PAI SDK's ImageInfo fields first."""
+
+    image_name: str | None
+    image_uri: str | None
+    framework_name: str | None
+    framework_version: str | None
+    image_scope: str | None
+    accelerator_type: str | None
+    python_version: str | None
+    image_id: str
+    region: str
+    cuda_version: str | None
+    os_version: str | None
+    labels: Mapping[str, str | None] = field(default_factory=lambda: Labels(), hash=False)
+    scopes: tuple[str, ...] = ()
+    official: bool = False
+    parse_status: str = "ok"
+    created: str | None = None
+    removed: bool = False
+
+
+class Labels(dict[str, "str | None"]):
+    """An image's labels: a dict that cannot be changed, since answers are shared."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("ImageInfo.labels cannot be changed; copy it with dict(labels)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+
+def _labels(row: Mapping[str, Any]) -> Labels:
+    raw = row.get("labels_json")
+    if not raw:
+        return Labels()
+    return Labels(json.loads(raw) if isinstance(raw, str) else raw)
+
+
+def _scope_rank(scope: str) -> int:
+    return SCOPES.index(scope) if scope in SCOPES else len(SCOPES)
+
+
+def image_info(row: Mapping[str, Any], scope: str | None, labels: bool) -> ImageInfo:
+    """An image_version row (with labels_json when ``labels``) as an ImageInfo."""
+    scopes = tuple(row["scopes"].split(",")) if row["scopes"] else ()
+    return ImageInfo(
+        image_name=row["name"],
+        image_uri=row["uri"],
+        framework_name=row["framework"],
+        framework_version=row["framework_version"],
+        # With no scope asked for, the first in the SDK's order: training before develop.
+        image_scope=scope or min(scopes, key=_scope_rank, default=None),
+        accelerator_type=row["accelerator"],
+        python_version=row["python_version"],
+        image_id=row["image_id"],
+        region=row["region"],
+        cuda_version=row["cuda_version"],
+        os_version=row["os_version"],
+        labels=_labels(row) if labels else Labels(),
+        scopes=scopes,
+        official=bool(row["official"]),
+        parse_status=row["parse_status"],
+        created=times.iso(row["gmt_create_time"]),
+        removed=row["valid_to"] is not None,
+    )
+
+
+def network_of(endpoint: str | None) -> str | None:
+    if endpoint is None:
+        return None
+    network = endpoint.strip().lower()
+    if network not in NETWORKS:
+        raise UsageError(
+            f"Unknown endpoint {endpoint!r}; use vpc (from inside an Alibaba Cloud VPC) or public."
+        )
+    return network
+
+
+def on_network_of(info: ImageInfo, network: str | None) -> ImageInfo:
+    """The image with its URI in the host form pullable from ``network``; stored URIs stay
+    as the API gave them."""
+    if network is None or info.image_uri is None:
+        return info
+    return replace(info, image_uri=on_network(info.image_uri, network))

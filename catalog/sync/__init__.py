@@ -1,0 +1,1 @@
+"""The live API: sign, fetch and check pages, and hand each region's listing to the store."""
