@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from catalog.cli.main import main
 from catalog.errors import InputError
-from catalog.parse import records, tags, versions
+from catalog.parse import SCOPES, records, tags, versions
 from catalog.read import connection
 from catalog.store import writer
 from catalog.sync.run import sync
@@ -92,7 +92,7 @@ FAST = settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 def assert_parsed(parsed: tags.ParsedImage) -> None:
     assert parsed.parse_status in STATUSES
     assert (parsed.parse_reason is None) == (parsed.parse_status == "ok")
-    assert set(parsed.scopes) <= set(tags.SCOPES)
+    assert set(parsed.scopes) <= set(SCOPES)
     for value in (parsed.framework, parsed.framework_version, parsed.accelerator):
         assert value is None or isinstance(value, str)
     # What the store derives from it must not raise either.

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from catalog.parse import SCOPES
 from catalog.parse.tags import (
     KNOWN_FRAMEWORKS,
-    SCOPES,
     canonical_framework,
     parse_image,
     parse_tag,
@@ -908,3 +908,31 @@ def test_unparseable_sorts_below_parseable(release: str, junk: str) -> None:
 def test_short_equals_padded(major: int, minor: int) -> None:
     assert compare(f"{major}.{minor}", f"{major}.{minor}.0") == 0
     assert compare("2.1", "2.1.0") == 0
+
+
+@pytest.mark.parametrize(
+    ("token", "field", "meaning"),
+    [
+        ("py310", "python_version", "3.10"),
+        ("python3.10", "python_version", "3.10"),
+        ("py3.11.4", "python_version", "3.11"),
+        ("py27", "python_version", "2.7"),
+        ("py3", "python_version", "3"),
+        ("cu121", "cuda_version", "12.1"),
+        ("cuda12.1", "cuda_version", "12.1"),
+        ("cu118", "cuda_version", "11.8"),
+        ("cu12", "cuda_version", "12"),
+    ],
+)
+def test_a_python_or_cuda_version_means_the_same_in_a_tag_and_in_a_request(
+    token: str, field: str, meaning: str
+) -> None:
+    """A tag's py310 and a request's --python py310 are one version: one reading of both."""
+    from catalog.read.filters import make_filters
+
+    assert getattr(parse_tag(f"2.1-gpu-{token}-ubuntu22.04", "PyTorch"), field) == meaning
+    asked = {"python_version": None, "cuda_version": None, field: token}
+    filters = make_filters(
+        None, None, None, None, os=None, include_removed=False, as_of=None, **asked
+    )
+    assert (filters.python if field == "python_version" else filters.cuda) == meaning

@@ -26,8 +26,8 @@ from catalog.cli.options import (
 )
 from catalog.cli.output import Format, render, render_one, visible
 from catalog.config import __version__
+from catalog.parse import SCOPES
 from catalog.read import images
-from catalog.read.filters import SCOPES
 
 LIST_COLUMNS = (
     "image_uri",

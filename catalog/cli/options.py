@@ -22,7 +22,7 @@ from catalog.config import (
 )
 from catalog.errors import CatalogError, LockedError, Terminated
 from catalog.errors import UsageError as CatalogUsageError
-from catalog.read.filters import SCOPES
+from catalog.parse import SCOPES
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from catalog.parse.uri import ImageRef, parse_uri
-from catalog.parse.versions import parse_version
+from catalog.parse.versions import major_minor, parse_version
 
 __all__ = [
-    "KNOWN_FRAMEWORKS", "LIBRARIES", "SCOPES", "ImageRef", "ParsedImage", "TagInfo",
+    "KNOWN_FRAMEWORKS", "LIBRARIES", "ImageRef", "ParsedImage", "TagInfo",
     "canonical_framework", "clear_caches", "parse_image", "parse_tag", "parse_uri",
 ]  # fmt: skip
 
-SCOPES = ("training", "inference", "develop")
 
 _CANONICAL = (
     "DeepRec", "DeepSpeed", "Megatron-LM", "ModelScope", "Nemo", "OneFlow", "PyTorch",
@@ -59,8 +58,6 @@ _OS_RE = re.compile(
     r"(?P<ubuntu>un?buntu)(?P<uv>\d\d\.?\d\d)?"
     r"|(?P<name>centos|alinux|alios|debian|anolis|rocky)\d+(?:\.\d+)*|manylinux(?:_\d+_\d+|\d+)"
 )
-_PY_RE = re.compile(r"py(?:thon)?(?:(?P<major>\d+)\.(?P<minor>\d+)(?:\.\d+)*|(?P<compact>\d+))")
-_CUDA_RE = re.compile(r"cu(?:da)?(?:(?P<major>\d+)\.(?P<minor>\d+)(?:\.\d+)*|(?P<compact>\d+))")
 _HASH_RE = re.compile(r"(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,}")
 _FIRST_VERSION_RE = re.compile(r"[vr]?\d+(?:\.\d+)*(?:[a-z][a-z0-9.]*)?")
 _LATER_VERSION_RE = re.compile(r"\d+(?:\.\d+)+(?:[a-z][a-z0-9.]*)?")
@@ -136,16 +133,6 @@ def _tokenize(tag: str) -> list[str]:
     return merged
 
 
-def _dotted(match: re.Match[str], py: bool) -> str:
-    major, minor, compact = match.group("major", "minor", "compact")
-    if compact is None:
-        return f"{major}.{minor}"
-    if len(compact) == 1 or (not py and len(compact) == 2):
-        return compact  # py3 is Python 3; cu12 is CUDA 12, not 1.2
-    # Python spells 310 as major 3 + minor 10; CUDA spells 121 as major 12 + minor 1.
-    return f"{compact[0]}.{compact[1:]}" if py else f"{compact[:-1]}.{compact[-1]}"
-
-
 def _compact_version(framework: str, version: str) -> str:
     if framework not in _COMPACT_FRAMEWORKS or not version.isdigit() or len(version) < 2:
         return version
@@ -192,10 +179,10 @@ def _classify(
         return "os", f"ubuntu{digits[:2]}.{digits[2:]}" if digits else "ubuntu", ()
     if token in _ACCELERATORS:
         return "accelerator", _ACCELERATORS[token], ()
-    if match := _PY_RE.fullmatch(token):
-        return "python", _dotted(match, py=True), ()
-    if match := _CUDA_RE.fullmatch(token):
-        return "cuda", _dotted(match, py=False), ()
+    if python := major_minor(token, "python", prefixed=True):
+        return "python", python, ()
+    if cuda := major_minor(token, "cuda", prefixed=True):
+        return "cuda", cuda, ()
     if _HASH_RE.fullmatch(token) or (
         token.isdigit() and (len(token) >= 6 or (len(token) == 4 and last))
     ):
@@ -351,11 +338,8 @@ def _read_labels(
 @lru_cache(maxsize=4096)  # label values repeat across images
 def _major_minor(value: str, *, cuda: bool = False, py: bool = False) -> str | None:
     """A label's "12.1.0", "cu121", "py310" or "Python 3.10" as "12.1" or "3.10"."""
-    compact = value.lower().replace(" ", "")
-    if cuda and (match := _CUDA_RE.fullmatch(compact)):
-        return _dotted(match, py=False)
-    if py and (match := _PY_RE.fullmatch(compact)):
-        return _dotted(match, py=True)
+    if (cuda or py) and (found := major_minor(value, "cuda" if cuda else "python")):
+        return found
     match = _MAJOR_MINOR_RE.search(value)
     if match is None:
         return value or None

@@ -14,6 +14,8 @@ _PHASES = {
 }  # fmt: skip
 _PHASE_NAMES = {0: "dev", 1: "alpha", 2: "beta", 3: "preview", 4: "rc"}
 
+_PREFIXES = {"python": re.compile(r"^py(?:thon)?"), "cuda": re.compile(r"^cu(?:da)?")}
+_DOTTED_RE = re.compile(r"([0-9]+)\.([0-9]+)(?:\.[0-9]+)*")
 _VERSION_RE = re.compile(r"^[vVrR]?(\d+(?:\.\d+)*)(.*)$")
 _PRE_RE = re.compile(
     r"^(rc|alpha|beta|preview|pre|dev|nightly|a|b|c)\.?(\d*)(?=$|[.\-_+])(.*)$", re.I
@@ -195,3 +197,22 @@ def parse_request(text: str | None) -> VersionRequest:
     if version.pre is None and version.build is None and len(numbers) < 3:
         return VersionRequest("prefix", raw, key=_release_prefix(tuple(numbers)))
     return VersionRequest("exact", raw, key=version.key)
+
+
+def major_minor(text: str, kind: str, *, prefixed: bool = False) -> str | None:
+    """A Python or CUDA version (``kind``) as major.minor, however it is spelled: "3.10.4",
+    "py310", "Python 3.10", "cu121", "cuda12.1"; None when it is none of these (and, with
+    ``prefixed``, when it lacks the py/cu prefix, as a tag's token must have it).
+
+    Python spells 310 as 3 and 10, CUDA spells 121 as 12 and 1; py3 and cu12 are a major alone.
+    """
+    compact = text.strip().lower().replace(" ", "")
+    bare = _PREFIXES[kind].sub("", compact, count=1)
+    if prefixed and bare == compact:
+        return None
+    if bare.isascii() and bare.isdigit():
+        if len(bare) == 1 or (kind == "cuda" and len(bare) == 2):
+            return bare
+        return f"{bare[0]}.{bare[1:]}" if kind == "python" else f"{bare[:-1]}.{bare[-1]}"
+    match = _DOTTED_RE.fullmatch(bare)
+    return f"{match[1]}.{match[2]}" if match else None

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from catalog.errors import UsageError
-from catalog.parse import versions
-
-SCOPES = ("training", "inference", "develop")
+from catalog.parse import SCOPES, versions
 
 
 class ImageScope:
@@ -72,27 +69,17 @@ class Filters:
 
 
 def _norm_python(value: str | None) -> str | None:
-    if not value:
-        return None
-    text = re.sub(r"^(python|py)", "", value.strip().lower())
-    if re.fullmatch(r"\d{2,3}", text):
-        text = f"{text[0]}.{text[1:]}"
-    match = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.\d+)?", text)
-    if match is None:
+    found = versions.major_minor(value, "python") if value else None
+    if value and found is None:
         raise UsageError(f"{value!r} is not a Python version; write it like 3.10 or py310.")
-    return match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
+    return found
 
 
 def _norm_cuda(value: str | None) -> str | None:
-    if not value:
-        return None
-    text = re.sub(r"^(cuda|cu)", "", value.strip().lower())
-    if re.fullmatch(r"\d{3,4}", text):
-        text = f"{text[:-1]}.{text[-1]}"
-    match = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.\d+)?", text)
-    if match is None:
+    found = versions.major_minor(value, "cuda") if value else None
+    if value and found is None:
         raise UsageError(f"{value!r} is not a CUDA version; write it like 12.1 or cu121.")
-    return match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
+    return found
 
 
 def require_text(name: str, value: object) -> None:

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from catalog.errors import UsageError
-from catalog.parse import times
+from catalog.parse import SCOPES, times
 from catalog.parse.uri import NETWORKS, on_network
-from catalog.read.filters import SCOPES
 
 
 @dataclass(frozen=True)
