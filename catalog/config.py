@@ -15,6 +15,9 @@ from catalog.errors import UsageError
 
 __version__ = "0.1.0"
 ENV_DB = "PAI_CATALOG_DB"
+# The schema this code reads and writes: the newest of migrations/versions/, whose ids count up
+# from 0001 (a test holds the two equal).
+SCHEMA_REVISION = "0009"
 ENV_REGION = "PAI_CATALOG_REGION"
 # Where the request came from, so that messages name the spelling the caller used: the CLI
 # sets "cli" (--region); Python callers see region=.
@@ -264,3 +267,8 @@ def spelled(name: str, option: str | None = None) -> str:
     if INTERFACE.get() == "cli":
         return option or f"--{name.replace('_', '-')}"
     return f"{name}="
+
+
+def known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this code's migrations, so that it can upgrade from it."""
+    return len(revision) == 4 and revision.isdigit() and "0001" <= revision <= SCHEMA_REVISION

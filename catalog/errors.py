@@ -29,6 +29,32 @@ class DatabaseError(CatalogError, RuntimeError):
     """The database is missing, corrupt, at the wrong schema revision, or not writable."""
 
     @classmethod
+    def corrupt(cls, name: str, reason: str) -> DatabaseError:
+        """A file SQLite cannot read as a database: damaged, or never one."""
+        return cls(
+            f"{name} is corrupt or not an SQLite database ({reason}); restore it from a copy "
+            "or point --db at another file."
+        )
+
+    @classmethod
+    def not_a_catalog(cls, name: str, reason: str, *, empty: bool) -> DatabaseError:
+        """A database that pai-catalog did not create; an empty one can become a catalog."""
+        advice = (
+            "point --db at a catalog, or, if it is empty, create one in it with "
+            "'pai-catalog db upgrade'"
+            if empty
+            else "point --db at another file"
+        )
+        return cls(f"{name} is not a pai-catalog database ({reason}); {advice}.")
+
+    @classmethod
+    def newer_revision(cls, name: str, revision: str) -> DatabaseError:
+        return cls(
+            f"{name} is at schema revision {revision}, which this pai-catalog does not know: "
+            "it was written by a newer version; upgrade pai-catalog."
+        )
+
+    @classmethod
     def not_text(cls, name: str) -> DatabaseError:
         """A file whose schema is not UTF-8 text; the decode error itself would quote bytes."""
         return cls(

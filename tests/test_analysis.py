@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import catalog
-from catalog.config import parse_target
+from catalog.config import SCHEMA_REVISION, parse_target
 from catalog.errors import DatabaseError, QueryError, UsageError
 from catalog.read import connection
 from catalog.read.connection import staleness_warning
@@ -343,7 +343,7 @@ def test_publish_writes_a_checked_copy_and_its_checksum(source: CatalogDb, tmp_p
         digest,
         out.stat().st_size,
         len(hangzhou()) + len(beijing()),
-        connection.SCHEMA_REVISION,
+        SCHEMA_REVISION,
     )
     assert (tmp_path / "out" / "pai.db.sha256").read_text() == f"{digest}  pai.db\n"
     assert sorted(os.listdir(out.parent)) == ["pai.db", "pai.db.sha256"]
@@ -513,7 +513,7 @@ def test_info_counts_regions_and_ages(
     path = catalog_db.path
     assert found == CatalogInfo(
         database=catalog_db.display,
-        revision=connection.SCHEMA_REVISION,
+        revision=SCHEMA_REVISION,
         size_bytes=path.stat().st_size if path else None,  # a server has no file to measure
         images=len(hangzhou()) - 1 + len(beijing()),
         regions=(

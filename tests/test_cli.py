@@ -206,7 +206,7 @@ def test_foreign_database_is_not_migrated(empty_db: CatalogDb) -> None:
     empty_db.execute("CREATE TABLE customers (id INTEGER)")
     result = run("--db", empty_db.target, "db", "upgrade")
     assert result.exit_code == 1
-    assert "is a database but not a pai-catalog one" in result.output
+    assert "is not a pai-catalog database (it has tables and no alembic_version)" in result.output
     assert empty_db.rows("SELECT count(*) FROM customers") == [(0,)]
 
 

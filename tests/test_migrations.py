@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect
 
-from catalog.config import parse_target
-from catalog.read import connection
+from catalog.config import SCHEMA_REVISION, known_revision, parse_target
 from catalog.store import db
 from catalog.sync.run import import_files
 from tests.conftest import api_image
@@ -30,8 +30,15 @@ def tables(catalog: CatalogDb) -> set[str]:
     return names
 
 
-def test_single_head_is_what_the_reader_expects() -> None:
-    assert db.head_revision() == connection.SCHEMA_REVISION
+def test_the_code_reads_and_writes_the_newest_migration() -> None:
+    """config.SCHEMA_REVISION is Alembic's single head, and every revision before it is one
+    the code knows how to upgrade from (ids that count up from 0001)."""
+    script = ScriptDirectory(db.migrations_dir())
+    assert script.get_heads() == [SCHEMA_REVISION]
+    revisions = sorted(s.revision for s in script.walk_revisions())
+    assert revisions == [f"{n:04d}" for n in range(1, len(revisions) + 1)]
+    assert all(known_revision(r) for r in revisions) and not known_revision("0000")
+    assert not known_revision(f"{int(SCHEMA_REVISION) + 1:04d}")
 
 
 def test_base_head_base_head(empty_db: CatalogDb) -> None:
@@ -54,7 +61,7 @@ def test_base_head_base_head(empty_db: CatalogDb) -> None:
         assert db.current_revision(engine) is None
         db.upgrade(engine, target)
         assert tables(empty_db) == full
-        assert db.current_revision(engine) == db.head_revision()
+        assert db.current_revision(engine) == SCHEMA_REVISION
     finally:
         engine.dispose()
 
@@ -114,7 +121,7 @@ def test_a_migration_stopped_half_way_leaves_the_database_as_it_was(empty_db: Ca
         event.remove(engine, "before_cursor_execute", stop_at_the_views)
         assert tables(empty_db) <= {"alembic_version"} and db.current_revision(engine) is None
         db.upgrade(engine, target)
-        assert db.current_revision(engine) == db.head_revision()
+        assert db.current_revision(engine) == SCHEMA_REVISION
     finally:
         engine.dispose()
 

@@ -164,7 +164,7 @@ def test_corrupt_database_is_refused_untouched(tmp_path: Path, write_listing: An
     before = corrupt.read_bytes()
     from catalog.errors import DatabaseError
 
-    with pytest.raises(DatabaseError, match="is not an SQLite database"):
+    with pytest.raises(DatabaseError, match="is corrupt or not an SQLite database"):
         import_files([write_listing(base_images())], REGION, db_option=str(corrupt))
     assert corrupt.read_bytes() == before
 

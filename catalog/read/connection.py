@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from catalog.config import DbTarget, resolve_target, shipped_db_path, utcnow
+from catalog.config import (
+    SCHEMA_REVISION,
+    DbTarget,
+    known_revision,
+    resolve_target,
+    shipped_db_path,
+    utcnow,
+)
 from catalog.errors import DatabaseError, UsageError, first_line
 from catalog.parse import times
 
@@ -19,7 +26,6 @@ ENV_MAX_AGE = "PAI_CATALOG_MAX_AGE"
 DEFAULT_MAX_AGE = 7.0  # days
 
 # The migration revision this code reads; tests check it against the migrations' head.
-SCHEMA_REVISION = "0009"
 _OPEN: dict[str, Reader] = {}
 _SERIALS = itertools.count(1)
 
@@ -99,22 +105,17 @@ class Reader:
         except _Unreachable:
             raise
         except DatabaseError as exc:
-            raise DatabaseError(
-                f"{self.target.display} is not a pai-catalog database (no schema revision); "
-                "point --db at a catalog, or, if it is empty, create one in it with "
-                "'pai-catalog db upgrade'."
+            raise DatabaseError.not_a_catalog(
+                self.target.display, "no schema revision", empty=True
             ) from exc
-        if revision != SCHEMA_REVISION:
-            if str(revision).isdigit() and str(revision) > SCHEMA_REVISION:  # 0001, 0002, ...
-                raise DatabaseError(
-                    f"{self.target.display} is at schema revision {revision}, which this "
-                    "pai-catalog does not know: it was written by a newer version; upgrade "
-                    "pai-catalog."
-                )
-            raise DatabaseError(
-                f"{self.target.display} is at schema revision {revision}, this pai-catalog reads "
-                f"{SCHEMA_REVISION}; run 'pai-catalog db upgrade'."
-            )
+        if revision == SCHEMA_REVISION:
+            return
+        if not known_revision(str(revision)):
+            raise DatabaseError.newer_revision(self.target.display, str(revision))
+        raise DatabaseError(
+            f"{self.target.display} is at schema revision {revision}, this pai-catalog reads "
+            f"{SCHEMA_REVISION}; run 'pai-catalog db upgrade'."
+        )
 
     def close(self) -> None:
         if self._sqlite is not None:
@@ -170,10 +171,7 @@ def _open_engine(target: DbTarget) -> Any:
 def _sqlite_error(exc: sqlite3.DatabaseError, target: DbTarget) -> DatabaseError:
     message = str(exc)
     if "not a database" in message or "malformed" in message:
-        return DatabaseError(
-            f"{target.display} is corrupt or not an SQLite database ({message}); "
-            "restore it from a copy or point --db at another file."
-        )
+        return DatabaseError.corrupt(target.display, message)
     return DatabaseError(f"Cannot read {target.display}: {message}.")
 
 

@@ -279,10 +279,7 @@ def _sql_error(
         return UsageError("Give one statement; this has more than one.")
     if "not a database" in message or "malformed" in message or "disk I/O" in message:
         # The file, not the statement, is at fault.
-        return DatabaseError(
-            f"{path or 'The database'} is corrupt or not an SQLite database ({message}); "
-            "restore it from a copy or point --db at another file."
-        )
+        return DatabaseError.corrupt(str(path or "The database"), message)
     return QueryError(f"SQL error: {message.rstrip('.')}.")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
 
-from catalog.config import DbTarget
+from catalog.config import SCHEMA_REVISION, DbTarget, known_revision
 from catalog.errors import DatabaseError, first_line
 
 # The first key of pai-catalog's PostgreSQL advisory lock for migrations: "PAIM" in ASCII.
@@ -37,16 +37,6 @@ def _alembic_config(connection: Any) -> Any:
     config.set_main_option("script_location", migrations_dir())
     config.attributes["connection"] = connection
     return config
-
-
-def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory(migrations_dir())
-    heads = script.get_heads()
-    if len(heads) != 1:
-        raise DatabaseError(f"The migrations have {len(heads)} heads; expected exactly one.")
-    return str(heads[0])
 
 
 # How long a write waits for SQLite's own lock, held by a writer that is not pai-catalog (the
@@ -80,10 +70,7 @@ def make_engine(target: DbTarget) -> Engine:
 def translate(exc: Exception, target: DbTarget) -> DatabaseError:
     original = getattr(exc, "orig", exc)
     if isinstance(original, sqlite3.DatabaseError) and "not a database" in str(original):
-        return DatabaseError(
-            f"{target.display} is not an SQLite database (it may be corrupt); "
-            "point --db at a catalog file or move this one away."
-        )
+        return DatabaseError.corrupt(target.display, str(original))
     if isinstance(original, sqlite3.OperationalError) and "database is locked" in str(original):
         return DatabaseError(
             f"{target.display} is locked by a program other than pai-catalog beyond the "
@@ -201,7 +188,7 @@ def writable(target: DbTarget) -> Iterator[Engine]:
             create_file(target)
     engine = make_engine(target)
     try:
-        if current_revision_safe(engine, target) != head_revision():
+        if current_revision_safe(engine, target) != SCHEMA_REVISION:
             upgrade(engine, target)
         if engine.dialect.name == "sqlite":
             _wal(engine, target)
@@ -289,27 +276,17 @@ def make_folder(path: Path) -> None:
 def current_revision_safe(engine: Engine, target: DbTarget) -> str | None:
     try:
         if not inspect(engine).has_table("alembic_version") and _has_foreign_tables(engine):
-            raise DatabaseError(
-                f"{target.display} is a database but not a pai-catalog one "
-                "(it has tables and no alembic_version); point --db at another file."
+            raise DatabaseError.not_a_catalog(
+                target.display, "it has tables and no alembic_version", empty=False
             )
         revision = current_revision(engine)
     except sa_exc.SQLAlchemyError as exc:
         raise translate(exc, target) from None
     except UnicodeDecodeError:
         raise DatabaseError.not_text(target.display) from None
-    if revision is not None and revision not in _known_revisions():
-        raise DatabaseError(
-            f"{target.display} is at schema revision {revision}, which this pai-catalog does "
-            "not know: it was written by a newer version; upgrade pai-catalog."
-        )
+    if revision is not None and not known_revision(revision):
+        raise DatabaseError.newer_revision(target.display, revision)
     return revision
-
-
-def _known_revisions() -> set[str]:
-    from alembic.script import ScriptDirectory
-
-    return {script.revision for script in ScriptDirectory(migrations_dir()).walk_revisions()}
 
 
 def _has_foreign_tables(engine: Engine) -> bool:
@@ -318,5 +295,5 @@ def _has_foreign_tables(engine: Engine) -> bool:
 
 def reached(current: str | None, revision: str) -> bool:
     """Whether a database at ``current`` is at ``revision`` (head, base, or a revision id)."""
-    wanted = head_revision() if revision == "head" else revision
+    wanted = SCHEMA_REVISION if revision == "head" else revision
     return current == (None if wanted == "base" else wanted)

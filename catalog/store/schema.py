@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import exc as sa_exc
 
-from catalog.config import DbTarget, resolve_target
+from catalog.config import SCHEMA_REVISION, DbTarget, resolve_target
 from catalog.errors import DatabaseError, UsageError
 from catalog.store.db import (
     check_writable,
     create_file,
     current_revision_safe,
-    head_revision,
     make_engine,
     reached,
     schema_differences,
@@ -78,7 +77,7 @@ def current_command(option: str | None) -> str:
         revision = current_revision_safe(engine, target)
     finally:
         engine.dispose()
-    head = head_revision()
+    head = SCHEMA_REVISION
     state = "at head" if revision == head else f"head is {head}"
     return f"{target.display}: revision {revision or 'none'} ({state})"
 
@@ -89,7 +88,7 @@ def check_command(option: str | None) -> str:
     engine = make_engine(target)
     try:
         revision = current_revision_safe(engine, target)
-        head = head_revision()
+        head = SCHEMA_REVISION
         if revision != head:
             raise DatabaseError(
                 f"{target.display} is at revision {revision or 'none'}, not head {head}; "
