@@ -28,6 +28,7 @@ from catalog.cli.output import Format, render, render_one, visible
 from catalog.config import __version__
 from catalog.parse import SCOPES
 from catalog.read import images
+from catalog.read.connection import DEFAULT_MAX_AGE
 
 LIST_COLUMNS = (
     "image_uri",
@@ -113,7 +114,7 @@ class _Days(click.FloatRange):
     "--max-age",
     type=_Days(0),
     envvar="PAI_CATALOG_MAX_AGE",
-    default=7.0,  # catalog.read.connection.DEFAULT_MAX_AGE
+    default=DEFAULT_MAX_AGE,
     show_default=True,
     metavar="DAYS",
     help="Warn on stderr when your catalog's last successful sync is this old; 0 never warns "

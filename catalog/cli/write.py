@@ -10,6 +10,7 @@ import click
 
 from catalog.cli.options import errors
 from catalog.cli.output import Format, render
+from catalog.sync import BACKOFF, PAGE_SIZE, RETRIES, TIMEOUT, WORKERS
 
 
 @click.command("import")
@@ -66,35 +67,35 @@ def import_command(db: str | None, /, files: tuple[Path, ...], region: str, **op
 @click.option(
     "--page-size",
     type=click.IntRange(1, 1000),
-    default=100,
+    default=PAGE_SIZE,
     show_default=True,
     help="Images asked for per page (a server may send fewer).",
 )
 @click.option(
     "--workers",
     type=click.IntRange(1, 32),
-    default=6,
+    default=WORKERS,
     show_default=True,
     help="Pages fetched at once after the first.",
 )
 @click.option(
     "--retries",
     type=click.IntRange(0, 20),
-    default=5,
+    default=RETRIES,
     show_default=True,
     help="Retries per request after throttling, 5xx or network errors.",
 )
 @click.option(
     "--backoff",
     type=click.FloatRange(0, 60),
-    default=0.5,
+    default=BACKOFF,
     show_default=True,
     help="First retry delay in seconds; doubles each retry, with jitter.",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(0.1, 600),
-    default=30.0,
+    default=TIMEOUT,
     show_default=True,
     help="Seconds to wait for each answer.",
 )

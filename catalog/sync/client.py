@@ -21,7 +21,7 @@ from catalog.config import __version__
 from catalog.errors import ApiError, AuthError, UsageError
 from catalog.parse import records
 from catalog.parse.text import visible
-from catalog.sync import signer
+from catalog.sync import BACKOFF, RETRIES, TIMEOUT, signer
 
 USER_AGENT = f"pai-image-catalog/{__version__}"
 # Never log headers: they carry the STS token. URLs carry only the listing's parameters.
@@ -50,9 +50,9 @@ class ClientSettings:
     """How hard to try: timeouts per request, attempts per request, and backoff between them."""
 
     connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    retries: int = 5
-    backoff: float = 0.5
+    read_timeout: float = TIMEOUT
+    retries: int = RETRIES
+    backoff: float = BACKOFF
     backoff_cap: float = 30.0
     pool_size: int = 8
     algorithm: str = signer.ACS3

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from catalog.errors import ApiError, AuthError, CrawlError, InputError
 from catalog.parse import records
 from catalog.parse.records import ApiImage
+from catalog.sync import PAGE_SIZE, WORKERS
 
 FetchPage = Callable[[int, int, bool], Any]  # (page_number, page_size, verbose) -> body
 Progress = Callable[[int, int], None]  # (pages done, pages planned)
@@ -228,8 +229,8 @@ def crawl(
     fetch: FetchPage,
     sink: Sink,
     *,
-    page_size: int = 100,
-    workers: int = 6,
+    page_size: int = PAGE_SIZE,
+    workers: int = WORKERS,
     verify: bool = True,
     max_recrawls: int = 3,
     progress: Progress | None = None,

@@ -20,7 +20,7 @@ from catalog.store import db, locks, runs
 from catalog.store.reparse import forget_region as forget_stored
 from catalog.store.reparse import reparse as reparse_versions
 from catalog.store.writer import Guards, ListingWriter, apply_listing, hosts_elsewhere, image_t
-from catalog.sync import crawl
+from catalog.sync import BACKOFF, PAGE_SIZE, RETRIES, TIMEOUT, WORKERS, crawl
 from catalog.sync.client import ClientSettings, PaiClient, endpoint_for
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ class SyncOptions:
     regions: tuple[str, ...] = ()
     endpoints: Mapping[str, str] = field(default_factory=dict)
     vpc: bool = False
-    page_size: int = 100
-    workers: int = 6
+    page_size: int = PAGE_SIZE
+    workers: int = WORKERS
     verify: bool = True
     allow_mass_removal: bool = False
     allow_mass_change: bool = False
@@ -263,11 +263,11 @@ def sync_options(
     regions: Sequence[str] = (),
     endpoints: Sequence[str] = (),
     vpc: bool = False,
-    page_size: int = 100,
-    workers: int = 6,
-    retries: int = 5,
-    backoff: float = 0.5,
-    timeout: float = 30.0,
+    page_size: int = PAGE_SIZE,
+    workers: int = WORKERS,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
+    timeout: float = TIMEOUT,
     verify: bool = True,
     allow_mass_removal: bool = False,
     allow_mass_change: bool = False,
