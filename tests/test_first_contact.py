@@ -242,6 +242,20 @@ def test_an_import_whose_hosts_name_another_region_is_refused(
     )
 
 
+def test_forget_region_asks_only_once_it_holds_the_write_lock(db: str) -> None:
+    """With a sync writing, forget-region asked first and only then said another writer held the
+    lock: a yes that did nothing. It now takes the lock, then asks."""
+    from catalog.store.locks import write_lock
+
+    with write_lock(parse_target(db), holder="sync"):
+        asked = CliRunner().invoke(
+            main, ["--db", db, "db", "forget-region", "cn-beijing"], input="y\n"
+        )
+    assert asked.exit_code == 75, asked.output
+    assert "Forget cn-beijing" not in asked.stdout
+    assert "is writing" in asked.stderr
+
+
 def test_a_region_can_be_forgotten_after_asking(db: str) -> None:
     from tests.dbkit import CatalogDb
 

@@ -123,7 +123,7 @@ def test_three_regions_sync_in_parallel_on_a_new_database(
     spans = [run_spans(pg_url, region)[0][:2] for region in REGIONS]
     # They ran side by side: some run started before another had finished.
     assert any(a[0] < b[1] and b[0] < a[1] for a in spans for b in spans if a is not b)
-    assert schema.check_command(pg_url).endswith("schema matches the models")
+    assert schema.check_catalog(pg_url).revision == SCHEMA_REVISION
 
 
 ADVISORY = (
@@ -151,7 +151,7 @@ def test_killed_worker_leaves_no_lock_and_worker_processes_run_side_by_side(
         ]  # fmt: skip
         return subprocess.Popen(command, env=env, stdout=PIPE, stderr=PIPE, text=True)
 
-    schema.upgrade_command(pg_url)
+    schema.upgrade_catalog(pg_url)
     servers["cn-hangzhou"].faults.latency = 3.0
     victim = worker("cn-hangzhou")
     deadline = time.monotonic() + DEADLINE
@@ -193,7 +193,7 @@ def test_one_region_never_syncs_twice_at_once(
     pg_url: str, servers: dict[str, Any], tmp_path: Path
 ) -> None:
     region = "cn-hangzhou"
-    schema.upgrade_command(pg_url)
+    schema.upgrade_catalog(pg_url)
     servers[region].faults.latency = 3.0  # its first page keeps the first sync going
     first, first_results = _holding(pg_url, servers, region)
     display = parse_target(pg_url).display
@@ -439,7 +439,7 @@ def test_version_keys_compare_as_bytes_whatever_the_locale(locale_url: str, tmp_
 
 
 def test_db_check_names_a_collation_that_differs(pg_url: str) -> None:
-    schema.upgrade_command(pg_url)
+    schema.upgrade_catalog(pg_url)
     engine = create_engine(pg_url)
     with engine.begin() as conn:
         conn.execute(text("DROP VIEW v_image; DROP VIEW v_latest"))  # they read the column
@@ -448,7 +448,7 @@ def test_db_check_names_a_collation_that_differs(pg_url: str) -> None:
         )
     engine.dispose()
     with pytest.raises(DatabaseError) as caught:
-        schema.check_command(pg_url)
+        schema.check_catalog(pg_url)
     assert "('modify_collation', 'image_version', 'version_key', 'default', 'C')" in str(
         caught.value
     )
@@ -462,8 +462,8 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path) 
     calls: list[Callable[[], Any]] = [
         lambda: import_files([listing], "cn-hangzhou", db_option=url),
         lambda: sync(nowhere, db_option=url, credentials=CREDS),
-        lambda: schema.upgrade_command(url),
-        lambda: schema.check_command(url),
+        lambda: schema.upgrade_catalog(url),
+        lambda: schema.check_catalog(url),
         lambda: catalog.list_images(db=url),
         lambda: publish(tmp_path / "out.db", db=url),
         lambda: list(run_sql("SELECT 1", db=url).rows),

@@ -179,14 +179,14 @@ def test_reparse_updates_what_older_rules_read(catalog_db: CatalogDb, write_list
         "WHERE image_id = 'img-tf')",
     )
     events_before = catalog_db.rows("SELECT count(*) FROM image_event")
-    from catalog.sync.run import reparse
+    from catalog.store.reparse import Reparsed, reparse
 
     updated = reparse(catalog_db.target)
-    assert updated == f"{catalog_db.display}: 1 of 3 image versions read differently and updated"
+    assert updated == Reparsed(catalog_db.display, changed=1, total=3)
     assert catalog_db.rows(
         "SELECT framework, scopes FROM image_version WHERE image_id = 'img-tf'"
     ) == [("TensorFlow", "training")]
     assert catalog_db.rows("SELECT count(*) FROM image_scope") == [(3,)]
     assert catalog_db.rows("SELECT count(*) FROM image_event") == events_before
     again = reparse(catalog_db.target)
-    assert again == f"{catalog_db.display}: 0 of 3 image versions read differently and updated"
+    assert again == Reparsed(catalog_db.display, changed=0, total=3)

@@ -763,7 +763,7 @@ def test_a_maximum_age_past_any_date_never_warns(
 
 
 def test_a_reparse_whose_lock_session_ends_commits_nothing(pg_url: str, write_listing: Any) -> None:
-    from catalog.store.reparse import reparse
+    from catalog.store.reparse import reparse_rows
 
     import_files([write_listing(images(3))], REGION, db_option=pg_url)
     catalog = CatalogDb(pg_url)
@@ -775,7 +775,7 @@ def test_a_reparse_whose_lock_session_ends_commits_nothing(pg_url: str, write_li
         with locks.write_lock(target, holder="db reparse") as held:
             assert catalog.rows(END_LOCK_SESSIONS) == [(1,)]
             with pytest.raises(LockedError, match="was lost while the run was under way"):
-                reparse(engine, held.confirm)
+                reparse_rows(engine, held.confirm)
     finally:
         engine.dispose()
     assert dump(catalog) == before

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from catalog.cli.options import errors
 from catalog.cli.output import Format, render
 from catalog.sync import BACKOFF, PAGE_SIZE, RETRIES, TIMEOUT, WORKERS
+
+if TYPE_CHECKING:
+    from catalog.sync.run import RegionResult
 
 
 @click.command("import")
@@ -130,19 +134,29 @@ def sync_command(db: str | None, /, as_json: bool, quiet: bool, **opts: Any) -> 
     or the ECS RAM role. Exit status 1 if any region failed, 75 if another writer holds the
     lock.
     """
-    from catalog.sync.run import results_as_dicts, sync, sync_options
+    from catalog.sync.run import sync, sync_options
 
     progress = _progress_line if sys.stderr.isatty() and not (quiet or as_json) else None
     results = sync(sync_options(**opts), db_option=db, progress=progress)
     if progress is not None:
         click.echo("\r\033[K", nl=False, err=True)
     if as_json:
-        render(results_as_dicts(results), Format.JSON, sys.stdout)
+        rows = [{**asdict(r), "seconds": round(r.seconds, 3)} for r in results]
+        render(rows, Format.JSON, sys.stdout)
     for result in results:
         if not as_json and (not quiet or not result.ok):
-            click.echo(result.summary(), err=not result.ok)
+            click.echo(_summary(result), err=not result.ok)
     if not all(result.ok for result in results):
         sys.exit(1)
+
+
+def _summary(result: RegionResult) -> str:
+    if not result.ok:
+        return f"{result.region}: failed after {result.seconds:.1f} s: {result.error}"
+    return (
+        f"{result.region}: {result.seen} seen, {result.added} added, {result.changed} changed, "
+        f"{result.removed} removed, {result.pages} pages, {result.seconds:.1f} s"
+    )
 
 
 def _progress_line(region: str, done: int, planned: int) -> None:
@@ -161,9 +175,14 @@ def db_group() -> None:
 @errors
 def upgrade(db: str | None, /, revision: str, wait: bool) -> None:
     """Create the database or migrate it to REVISION."""
-    from catalog.store import schema
+    from catalog.store.schema import upgrade_catalog
 
-    click.echo(schema.upgrade_command(db, revision, wait=wait))
+    done = upgrade_catalog(db, revision, wait=wait)
+    if done.before == done.revision:
+        click.echo(f"{done.database}: already at revision {done.revision}")
+    else:
+        was = done.before or "an empty database"
+        click.echo(f"{done.database}: upgraded from {was} to revision {done.revision}")
 
 
 @db_group.command()
@@ -171,9 +190,11 @@ def upgrade(db: str | None, /, revision: str, wait: bool) -> None:
 @errors
 def current(db: str | None, /) -> None:
     """Print the database's schema revision and the code's head."""
-    from catalog.store import schema
+    from catalog.store.schema import schema_state
 
-    click.echo(schema.current_command(db))
+    state = schema_state(db)
+    where = "at head" if state.revision == state.head else f"head is {state.head}"
+    click.echo(f"{state.database}: revision {state.revision or 'none'} ({where})")
 
 
 @db_group.command()
@@ -186,9 +207,13 @@ def reparse(db: str | None, /, wait: bool) -> None:
     Run it after upgrading pai-catalog: rows keep what older rules read until then. Only
     derived fields (framework, version, accelerator, scopes...) change; history stays.
     """
-    from catalog.sync.run import reparse as reparse_catalog
+    from catalog.store.reparse import reparse as reparse_catalog
 
-    click.echo(reparse_catalog(db, wait=wait))
+    done = reparse_catalog(db, wait=wait)
+    click.echo(
+        f"{done.database}: {done.changed} of {done.total} image versions read differently "
+        "and updated"
+    )
 
 
 @db_group.command()
@@ -196,9 +221,10 @@ def reparse(db: str | None, /, wait: bool) -> None:
 @errors
 def check(db: str | None, /) -> None:
     """Exit 1 unless the database is at head and matches the models."""
-    from catalog.store import schema
+    from catalog.store.schema import check_catalog
 
-    click.echo(schema.check_command(db))
+    state = check_catalog(db)
+    click.echo(f"{state.database}: revision {state.revision}, schema matches the models")
 
 
 @db_group.command("forget-region")
@@ -210,13 +236,14 @@ def check(db: str | None, /) -> None:
 def forget_region(db: str | None, /, region: str, yes: bool, wait: bool) -> None:
     """Delete REGION from the catalog with its whole history: images, versions, events and
     runs (a region imported by mistake, say). Asks first, unless --yes."""
-    from catalog.sync.run import forget_region as forget
-    from catalog.sync.run import region_size
+    from catalog.store.reparse import forget_region as forget
 
-    count = region_size(region, db)
-    if not yes:
-        click.confirm(
-            f"Forget {region.strip().lower()}: {count} images and every run and event of it?",
-            abort=True,
+    def ask(region: str, images: int) -> bool:
+        question = f"Forget {region}: {images} images and every run and event of it?"
+        return yes or click.confirm(question, abort=True)
+
+    done = forget(region, db, wait=wait, ask=ask)
+    if done is not None:
+        click.echo(
+            f"{done.database}: forgot {done.region}, its {done.images} images and their history"
         )
-    click.echo(forget(region, db, wait=wait))

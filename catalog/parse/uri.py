@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from catalog.errors import UsageError
+
 
 @dataclass(frozen=True)
 class ImageRef:
@@ -95,3 +97,17 @@ def host_region(uri: str | None) -> str | None:
     it names one."""
     found = _NETWORK_HOST_RE.fullmatch((uri or "").partition("/")[0])
     return found["rest"].split(".", 1)[0].lower() if found else None
+
+
+_REGION_RE = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
+
+
+def check_region(region: str) -> str:
+    """A region id such as cn-hangzhou, stripped and lower-cased."""
+    value = region.strip().lower()
+    if not _REGION_RE.match(value):
+        several = " (several are separated by spaces)" if "," in value else ""
+        raise UsageError(
+            f"{region!r} is not a region id; write it like cn-hangzhou or ap-southeast-1{several}."
+        )
+    return value

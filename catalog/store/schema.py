@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import exc as sa_exc
 
 from catalog.config import SCHEMA_REVISION, DbTarget, resolve_target
@@ -28,9 +30,21 @@ def _existing(option: str | None) -> DbTarget:
     return target
 
 
-def upgrade_command(option: str | None, revision: str = "head", *, wait: bool = False) -> str:
-    """``db upgrade``: create or migrate the (writable) database; says what it did. It takes
-    the write lock only when there is something to do."""
+@dataclass(frozen=True)
+class SchemaState:
+    """A catalog's schema revision beside the code's (head); after an upgrade, the one before."""
+
+    database: str
+    revision: str | None
+    head: str = SCHEMA_REVISION
+    before: str | None = None
+
+
+def upgrade_catalog(
+    option: str | None, revision: str = "head", *, wait: bool = False
+) -> SchemaState:
+    """``db upgrade``: create or migrate the (writable) database. It takes the write lock only
+    when there is something to do."""
     if not revision.strip():
         raise UsageError("Give a revision: head, or an id such as 0007.")
     target = resolve_target(option, write=True)
@@ -53,9 +67,7 @@ def upgrade_command(option: str | None, revision: str = "head", *, wait: bool = 
             f"{target.display} is at revision {after}, past {revision!r}: db upgrade only "
             "moves a catalog forward."
         )
-    if before == after:
-        return f"{target.display}: already at revision {after}"
-    return f"{target.display}: upgraded from {before or 'an empty database'} to revision {after}"
+    return SchemaState(target.display, after, before=before)
 
 
 def _revision_of(target: DbTarget) -> str | None:
@@ -69,7 +81,7 @@ def _revision_of(target: DbTarget) -> str | None:
         engine.dispose()
 
 
-def current_command(option: str | None) -> str:
+def schema_state(option: str | None) -> SchemaState:
     """``db current``: the database's revision beside the code's head."""
     target = _existing(option)
     engine = make_engine(target)
@@ -77,12 +89,10 @@ def current_command(option: str | None) -> str:
         revision = current_revision_safe(engine, target)
     finally:
         engine.dispose()
-    head = SCHEMA_REVISION
-    state = "at head" if revision == head else f"head is {head}"
-    return f"{target.display}: revision {revision or 'none'} ({state})"
+    return SchemaState(target.display, revision)
 
 
-def check_command(option: str | None) -> str:
+def check_catalog(option: str | None) -> SchemaState:
     """``db check``: fail unless the database is at head and matches the models."""
     target = _existing(option)
     engine = make_engine(target)
@@ -102,4 +112,4 @@ def check_command(option: str | None) -> str:
     if differences:
         shown = "; ".join(str(d) for d in differences[:5])
         raise DatabaseError(f"{target.display} differs from the models: {shown}.")
-    return f"{target.display}: revision {revision}, schema matches the models"
+    return SchemaState(target.display, revision)

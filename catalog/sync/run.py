@@ -3,40 +3,25 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from catalog.account import Credentials, default_region, resolve_credentials
 from catalog.config import hide_password, resolve_target, utcnow
-from catalog.errors import CatalogError, DatabaseError, SafetyError, UsageError, did_you_mean
+from catalog.errors import CatalogError, DatabaseError, SafetyError, UsageError
 from catalog.parse import records
+from catalog.parse.uri import check_region
 from catalog.store import db, locks, runs
-from catalog.store.reparse import forget_region as forget_stored
-from catalog.store.reparse import reparse as reparse_versions
 from catalog.store.writer import Guards, ListingWriter, apply_listing, hosts_elsewhere, image_t
 from catalog.sync import BACKOFF, PAGE_SIZE, RETRIES, TIMEOUT, WORKERS, crawl
 from catalog.sync.client import ClientSettings, PaiClient, endpoint_for
 
 log = logging.getLogger(__name__)
-_REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 Progress = Callable[[str, int, int], None]  # (region, pages done, pages planned)
-
-
-def check_region(region: str) -> str:
-    """A region id such as cn-hangzhou, stripped and lower-cased."""
-    value = region.strip().lower()
-    if not _REGION.match(value):
-        several = " (several are separated by spaces)" if "," in value else ""
-        raise UsageError(
-            f"{region!r} is not a region id; write it like cn-hangzhou or ap-southeast-1{several}."
-        )
-    return value
 
 
 def import_files(
@@ -108,14 +93,6 @@ class RegionResult:
     seconds: float = 0.0
     run_id: int | None = None
     error: str | None = None
-
-    def summary(self) -> str:
-        if not self.ok:
-            return f"{self.region}: failed after {self.seconds:.1f} s: {self.error}"
-        return (
-            f"{self.region}: {self.seen} seen, {self.added} added, {self.changed} changed, "
-            f"{self.removed} removed, {self.pages} pages, {self.seconds:.1f} s"
-        )
 
 
 def _known_regions(engine: Engine) -> list[str]:
@@ -247,17 +224,6 @@ def _check_endpoints(options: SyncOptions, regions: Sequence[str]) -> None:
         )
 
 
-def results_as_dicts(results: Sequence[RegionResult]) -> list[dict[str, Any]]:
-    """The --json summary: one object per region."""
-    return [
-        {
-            **{name: getattr(r, name) for name in RegionResult.__dataclass_fields__},
-            "seconds": round(r.seconds, 3),
-        }
-        for r in results
-    ]
-
-
 def sync_options(
     *,
     regions: Sequence[str] = (),
@@ -297,55 +263,3 @@ def sync_options(
             read_timeout=timeout, retries=retries, backoff=backoff, pool_size=max(workers, 1) + 1
         ),
     )
-
-
-def reparse(db_option: str | None = None, *, wait: bool = False) -> str:
-    """Re-read every stored image with today's parsing rules; says how many changed."""
-    target = resolve_target(db_option, write=True)
-    if target.path is not None and not target.path.is_file():
-        raise DatabaseError(f"No database at {target.path}; there is nothing to reparse.")
-    with (
-        locks.write_lock(target, wait=wait, holder="db reparse") as held,
-        db.writable(target) as engine,
-    ):
-        changed, total = reparse_versions(engine, held.confirm)
-    return f"{target.display}: {changed} of {total} image versions read differently and updated"
-
-
-def region_size(region: str, db_option: str | None = None) -> int:
-    """How many images a region holds in the catalog (removed ones too); refuses a region the
-    catalog has never held."""
-    region = check_region(region)
-    target = resolve_target(db_option, write=True)
-    if target.path is not None and not target.path.is_file():
-        raise DatabaseError(f"No database at {target.path}; there is nothing to forget.")
-    engine = db.make_engine(target)
-    try:
-        with engine.connect() as conn:
-            known = set(conn.execute(select(runs.run_t.c.region).distinct()).scalars())
-            count = conn.execute(
-                select(func.count()).select_from(image_t).where(image_t.c.region == region)
-            ).scalar_one()
-    finally:
-        engine.dispose()
-    if region not in known and not count:
-        shown = ", ".join(sorted(known)) or "none"
-        raise UsageError(
-            f"{region} is not in {target.display}.{did_you_mean(region, sorted(known))} Its "
-            f"regions: {shown}."
-        )
-    return int(count)
-
-
-def forget_region(region: str, db_option: str | None = None, *, wait: bool = False) -> str:
-    """Delete ``region`` and its whole history, under the write lock of the whole catalog;
-    says what it did."""
-    region = check_region(region)
-    target = resolve_target(db_option, write=True)
-    region_size(region, db_option)  # refuses a region the catalog does not hold
-    with (
-        locks.write_lock(target, wait=wait, holder="db forget-region") as held,
-        db.writable(target) as engine,
-    ):
-        count = forget_stored(engine, region, held.confirm)
-    return f"{target.display}: forgot {region}, its {count} images and their history"
