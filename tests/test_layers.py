@@ -12,6 +12,7 @@ the command line words things for a person.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import catalog
@@ -141,4 +142,16 @@ def test_third_party_imports_stay_where_they_belong() -> None:
             root = module.split(".")[0]
             if root in NEVER[here] or (at_top and root in late):
                 found.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert found == []
+
+
+def test_reads_assemble_their_statements_in_one_module() -> None:
+    """read/statements holds the statements; read/sql runs an analyst's own, and
+    read/connection only probes the file it opens."""
+    found = [
+        path.name
+        for path in PACKAGE.glob("read/*.py")
+        if path.stem not in ("statements", "sql", "connection")
+        and re.search(r"\bSELECT\b|\bFROM image|\bWHERE\b", path.read_text())
+    ]
     assert found == []

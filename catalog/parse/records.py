@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.errors import InputError
+from catalog.parse import PUBLIC_NAMES as PUBLIC_NAMES
 from catalog.parse import times
 from catalog.parse.text import CONTROL, CONTROL_BUT_LINES, visible
 
@@ -34,17 +35,6 @@ API_FIELDS = {
     "Size": "size",
     "SourceId": "source_id",
     "SourceType": "source_type",
-}
-# What output, export rows, the views and events call the image_version columns that the PAI
-# SDK's ImageInfo names otherwise (GmtModifiedTime follows GmtCreateTime); every other column is
-# called as it is stored. Migration 0009 gave the views and the stored events these names.
-PUBLIC_NAMES = {
-    "name": "image_name",
-    "uri": "image_uri",
-    "framework": "framework_name",
-    "accelerator": "accelerator_type",
-    "gmt_create_time": "created",
-    "gmt_modified_time": "modified",
 }
 MAX_SHOWN = 5
 # What one image may hold (issue 13): far above anything PAI lists, whose descriptions and label

@@ -21,6 +21,7 @@ from catalog.config import (
 )
 from catalog.errors import DatabaseError, UsageError, first_line
 from catalog.parse import times
+from catalog.read import statements
 
 ENV_MAX_AGE = "PAI_CATALOG_MAX_AGE"
 DEFAULT_MAX_AGE = 7.0  # days
@@ -101,7 +102,7 @@ class Reader:
 
     def _check_revision(self) -> None:
         try:
-            revision = self.scalar("SELECT version_num FROM alembic_version")
+            revision = self.scalar(statements.REVISION)
         except _Unreachable:
             raise
         except DatabaseError as exc:
@@ -263,7 +264,7 @@ def max_age_from_environment() -> float:
 
 def last_sync(db: Reader) -> datetime | None:
     """When the catalog's last successful run ended (naive UTC); None if it never had one."""
-    return times.parse(db.scalar("SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"))
+    return times.parse(db.scalar(statements.LAST_SYNC))
 
 
 def age_days(last: datetime) -> float:

@@ -16,6 +16,7 @@ from catalog.errors import (
     did_you_mean,
 )
 from catalog.parse import times, versions
+from catalog.read import statements
 from catalog.read.connection import Reader, catalog_age
 from catalog.read.filters import Filters, describe
 from catalog.read.versionlist import version_groups
@@ -25,24 +26,13 @@ MAX_LISTED = 25  # versions an error lists
 
 def _known_frameworks(db: Reader, f: Filters) -> list[str]:
     state = Filters(include_removed=f.include_removed, as_of=f.as_of)
-    _, where, params = state.where()
-    rows = db.rows(
-        f"SELECT DISTINCT v.framework FROM image_version v WHERE {where} "
-        "AND v.framework IS NOT NULL ORDER BY v.framework",
-        params,
-    )
-    return [row["framework"] for row in rows]
+    return [row["value"] for row in db.rows(*statements.distinct("framework", state))]
 
 
 def _distinct(db: Reader, column: str, f: Filters | None = None) -> list[str]:
     """The values of an image_version column (region, accelerator) among the images ``f``
     selects, or among all; sorted."""
-    join, where, params = (f or Filters(include_removed=True)).where()
-    rows = db.rows(
-        f"SELECT DISTINCT v.{column} AS value FROM image_version v {join} WHERE {where} "
-        f"AND v.{column} IS NOT NULL ORDER BY v.{column}",
-        params,
-    )
+    rows = db.rows(*statements.distinct(column, f or Filters(include_removed=True)))
     return [row["value"] for row in rows]
 
 
@@ -50,7 +40,7 @@ def before_history(db: Reader, f: Filters) -> NotFoundError | None:
     """An as-of time before the catalog's first successful run, said as such."""
     if f.as_of is None:
         return None
-    first = times.parse(db.scalar("SELECT min(started_at) FROM sync_run WHERE status = 'ok'"))
+    first = times.parse(db.scalar(statements.FIRST_SYNC))
     if first is not None and f.as_of >= first:
         return None
     since = f"starts at {times.iso(first)}" if first else "holds no successful run"
@@ -139,12 +129,7 @@ def check_one_region(
     """Refuse a request whose candidates lie in several regions: an answer from any one of
     them would be an image the caller may not be able to pull, and which one wins would
     change as versions roll out."""
-    join, where, base = f.where()
-    rows = db.rows(
-        f"SELECT DISTINCT v.region, v.framework_version FROM image_version v {join} "
-        f"WHERE {where} {clause}",
-        {**base, **params},
-    )
+    rows = db.rows(*statements.regions_of(f, clause, params))
     if request.kind == "range":
         rows = [row for row in rows if request.matches(row["framework_version"])]
     regions = sorted({row["region"] for row in rows})

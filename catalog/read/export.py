@@ -10,32 +10,9 @@ from typing import Any
 
 from catalog.config import resolve_target
 from catalog.parse import times
-from catalog.read import connection
+from catalog.read import connection, statements
 from catalog.read.filters import make_filters
 from catalog.read.sql import SqlResult, execute
-
-# ImageInfo's fields first, by its names (records.PUBLIC_NAMES), then the catalog's own.
-_EXPORT_COLUMNS = """v.id AS version_id, v.name AS image_name, v.uri AS image_uri,
-    v.framework AS framework_name, v.framework_version, v.accelerator AS accelerator_type,
-    v.python_version, v.image_id, v.region, v.cuda_version, v.os_version, v.scopes, v.official,
-    v.parse_status, v.gmt_create_time AS created, v.gmt_modified_time AS modified,
-    v.scope_inferred, v.host, v.namespace, v.repository, v.tag, v.digest, v.components,
-    v.build_suffix, v.parse_reason, v.description, v.accessibility, v.size,
-    v.valid_from AS state_since, l.key AS label_key, l.value AS label_value"""
-_REGIONS = """SELECT r.region,
-    (SELECT count(*) FROM image_version v WHERE v.region = r.region AND v.valid_to IS NULL)
-    AS images,
-    (SELECT count(*) FROM image i WHERE i.region = r.region AND i.removed_run_id IS NOT NULL)
-    AS removed,
-    (SELECT count(*) FROM image_version v WHERE v.region = r.region AND v.valid_to IS NULL
-        AND v.accelerator IS NULL) AS no_accelerator,
-    (SELECT count(*) FROM image_version v WHERE v.region = r.region AND v.valid_to IS NULL
-        AND NOT EXISTS (SELECT 1 FROM image_scope s WHERE s.version_id = v.id)) AS no_scope,
-    (SELECT max(s.finished_at) FROM sync_run s WHERE s.region = r.region AND s.status = 'ok')
-    AS last_sync,
-    (SELECT s.status FROM sync_run s WHERE s.region = r.region ORDER BY s.id DESC LIMIT 1)
-    AS last_status
-FROM (SELECT DISTINCT region FROM sync_run) r ORDER BY r.region"""
 
 
 @dataclass(frozen=True)
@@ -67,16 +44,12 @@ def export_rows(
     *, as_of: datetime | str | None = None, db: str | None = None
 ) -> Iterator[dict[str, Any]]:
     """The catalog's images (as they stood at ``as_of``), with scopes and labels, by URI."""
-    _, where, params = make_filters(None, None, None, None, None, None, None, False, as_of).where()
+    f = make_filters(None, None, None, None, None, None, None, False, as_of)
+    sql, params = statements.export(f)
     target = resolve_target(db)
     connection.reader(target)  # a file that is not a catalog is refused with the usual message
     if target.path is not None and "as_of" in params:
         params["as_of"] = times.stored(params["as_of"])
-    sql = (
-        f"SELECT {_EXPORT_COLUMNS} FROM image_version v "
-        f"LEFT JOIN image_label l ON l.version_id = v.id WHERE {where} "
-        "ORDER BY (v.uri IS NULL), v.uri, v.region, v.image_id, v.id, l.key"
-    )
     return _images(execute(target, sql, params))
 
 
@@ -111,12 +84,12 @@ def info(*, db: str | None = None) -> CatalogInfo:
     """Where the catalog is, its revision, and each region's images and last successful sync."""
     target = resolve_target(db, own=True)
     handle = connection.reader(target)
-    rows = handle.rows(_REGIONS)
+    rows = handle.rows(statements.REGIONS)
     regions = tuple(RegionInfo(**{**row, "last_sync": times.iso(row["last_sync"])}) for row in rows)
     last = max((m for m in map(times.parse, (row["last_sync"] for row in rows)) if m), default=None)
     return CatalogInfo(
         database=target.display,
-        revision=str(handle.scalar("SELECT version_num FROM alembic_version")),
+        revision=str(handle.scalar(statements.REVISION)),
         size_bytes=target.path.stat().st_size if target.path is not None else None,
         images=sum(region.images for region in regions),
         regions=regions,

@@ -31,42 +31,6 @@ class Filters:
     include_removed: bool = False
     as_of: datetime | None = None
 
-    def where(self) -> tuple[str, str, dict[str, Any]]:
-        """(join, where, params) selecting candidate image versions."""
-        clauses: list[str] = []
-        params: dict[str, Any] = {}
-        for column, name in (
-            ("framework_key", "framework_key"),
-            ("accelerator", "accelerator"),
-            ("region", "region"),
-        ):
-            value = getattr(self, name)
-            if value is not None:
-                clauses.append(f"v.{column} = :{name}")
-                params[name] = value
-        for column, name in (("python_version", "python"), ("cuda_version", "cuda")):
-            value = getattr(self, name)
-            if value is not None:
-                # "12" asks for any 12.x; "12.1" for exactly that.
-                clauses.append(f"(v.{column} = :{name} OR v.{column} LIKE :{name}_minor)")
-                params[name] = value
-                params[f"{name}_minor"] = f"{value}.%" if "." not in value else value
-        if self.os is not None:
-            clauses.append("lower(v.os_version) LIKE :os")
-            params["os"] = self.os.replace("%", "").replace("_", "") + "%"
-        if self.as_of is not None:
-            clauses.append("v.valid_from <= :as_of AND (v.valid_to IS NULL OR v.valid_to > :as_of)")
-            params["as_of"] = self.as_of
-        elif self.include_removed:
-            clauses.append("v.is_latest")
-        else:
-            clauses.append("v.valid_to IS NULL")
-        join = ""
-        if self.scope is not None:
-            join = "JOIN image_scope s ON s.version_id = v.id AND s.scope = :scope"
-            params["scope"] = self.scope
-        return join, " AND ".join(clauses), params
-
 
 def _norm_python(value: str | None) -> str | None:
     found = versions.major_minor(value, "python") if value else None

@@ -9,9 +9,10 @@ from typing import Any
 
 from catalog.config import resolve_target
 from catalog.errors import AmbiguousError, NotFoundError, UsageError, did_you_mean
-from catalog.parse import times
-from catalog.parse.records import API_FIELDS, PUBLIC_NAMES
+from catalog.parse import PUBLIC_NAMES, times
+from catalog.parse.records import API_FIELDS
 from catalog.parse.uri import on_network
+from catalog.read import statements
 from catalog.read.connection import Reader, reader
 
 # store.COMPARED_FIELDS, derived here because importing store would pull SQLAlchemy into reads.
@@ -20,21 +21,9 @@ KINDS = ("added", "changed", "removed")
 STATUSES = ("running", "ok", "failed")
 MAX_SHOWN = 5
 
-_RUN_COLUMNS = """id, region, source, status, started_at, finished_at, pages, requests, retries,
-    seen, added, changed, removed, restored, error, detail"""
-# The image versions that make up a region's catalog as it stood after run :run.
-_STATE = """v.region = :region AND v.valid_from_run_id <= :run
-    AND (v.valid_to_run_id IS NULL OR v.valid_to_run_id > :run)"""
+
 _HINT = "pai-catalog runs lists them"
 _IDENTITY = ("image_id", "image_uri", "framework_name", "framework_version")
-# Conditions a run listing may combine; the values are always bound parameters.
-_WHERE = {
-    "id": "id = :id",
-    "region": "region = :region",
-    "status": "status = :status",
-    "before": "id < :before",
-    "after": "id > :after",
-}
 _COUNTS = ("pages", "requests", "retries", "seen", "added", "changed", "removed", "restored")
 
 
@@ -114,7 +103,7 @@ def _region(value: str) -> str:
 
 def _known_region(handle: Reader, region: str) -> None:
     """Refuse a region with no run at all, naming the closest that has some (a typo)."""
-    regions = [row["region"] for row in handle.rows("SELECT DISTINCT region FROM sync_run")]
+    regions = [row["region"] for row in handle.rows(statements.RUN_REGIONS)]
     if region not in regions:
         raise NotFoundError(
             f"No run of region {region!r}.{did_you_mean(region, sorted(regions))} Regions with "
@@ -123,14 +112,8 @@ def _known_region(handle: Reader, region: str) -> None:
 
 
 def _select_runs(handle: Reader, limit: int | None = None, **where: Any) -> list[Run]:
-    """Runs newest first, narrowed by the conditions in _WHERE whose values are not None."""
-    params = {name: value for name, value in where.items() if value is not None}
-    sql = f"SELECT {_RUN_COLUMNS} FROM sync_run WHERE 1 = 1"
-    sql += "".join(f" AND {_WHERE[name]}" for name in params) + " ORDER BY id DESC"
-    if limit is not None:
-        sql += " LIMIT :limit"
-        params["limit"] = limit
-    return [_run(row) for row in handle.rows(sql, params)]
+    """Runs newest first, narrowed by the conditions whose values are not None."""
+    return [_run(row) for row in handle.rows(*statements.runs(limit, **where))]
 
 
 def runs(
@@ -179,7 +162,7 @@ def _default_pairs(handle: Reader, region: str | None) -> list[tuple[Run, Run]]:
             count = "only one successful run" if last else "no successful runs"
             raise NotFoundError(f"{region} has {count}; diff needs two: {_HINT}.")
         return [(last[1], last[0])]
-    names = [row["region"] for row in handle.rows("SELECT DISTINCT region FROM sync_run")]
+    names = [row["region"] for row in handle.rows(statements.RUN_REGIONS)]
     pairs = [_select_runs(handle, 2, region=name, status="ok") for name in sorted(names)]
     return [(last[1], last[0]) for last in pairs if len(last) == 2]
 
@@ -224,27 +207,13 @@ def _pair(
 
 
 def _state(handle: Reader, region: str, run_id: int) -> dict[int, dict[str, Any]]:
-    columns = ", ".join(f"v.{name}" for name in COMPARED_FIELDS)
-    rows = handle.rows(
-        "SELECT v.id, v.image_pk, v.image_id, v.uri AS image_uri, v.framework AS framework_name, "
-        f"v.framework_version, {columns} "
-        f"FROM image_version v WHERE {_STATE}",
-        {"region": region, "run": run_id},
-    )
+    rows = handle.rows(*statements.state(COMPARED_FIELDS, region, run_id))
     return {row["image_pk"]: row for row in rows}
 
 
 def _labels(handle: Reader, region: str, a: int, b: int) -> dict[int, dict[str, str | None]]:
     """Labels of the versions valid at run a or run b; those valid all along cannot differ."""
-    rows = handle.rows(
-        "SELECT l.version_id, l.key, l.value FROM image_label l "
-        "JOIN image_version v ON v.id = l.version_id "
-        "WHERE v.region = :region AND v.valid_from_run_id <= :b "
-        "AND (v.valid_to_run_id IS NULL OR v.valid_to_run_id > :a) "
-        "AND NOT (v.valid_from_run_id <= :a "
-        "AND (v.valid_to_run_id IS NULL OR v.valid_to_run_id > :b))",
-        {"region": region, "a": a, "b": b},
-    )
+    rows = handle.rows(*statements.changed_labels(region, a, b))
     found: dict[int, dict[str, str | None]] = {}
     for row in rows:
         found.setdefault(row["version_id"], {})[row["key"]] = row["value"]
@@ -317,18 +286,9 @@ def image_history(
     needle = uri_or_id.strip()
     if not needle:
         raise UsageError("Give an image URI or ImageId, such as one pai-catalog list shows.")
-    rows = reader(resolve_target(db)).rows(
-        "SELECT event_id, kind, run_id, region, run_started_at, image_id, image_uri, "
-        "framework_name, framework_version, changed_fields FROM v_image_event WHERE image_pk IN "
-        "(SELECT v.image_pk FROM image_version v "
-        "WHERE v.uri IN (:needle, :vpc, :public) OR v.image_id = :needle) ORDER BY event_id",
-        # A URI in either host form, as show takes it.
-        {
-            "needle": needle,
-            "vpc": on_network(needle, "vpc"),
-            "public": on_network(needle, "public"),
-        },
-    )
+    # A URI in either host form, as show takes it.
+    forms = (needle, on_network(needle, "vpc"), on_network(needle, "public"))
+    rows = reader(resolve_target(db)).rows(*statements.events_of(*forms))
     regions = sorted({row["region"] for row in rows})
     if region is not None:
         wanted = _region(region)

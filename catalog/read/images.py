@@ -16,6 +16,7 @@ from catalog.errors import (
 )
 from catalog.parse import versions
 from catalog.parse.uri import on_network
+from catalog.read import statements
 from catalog.read.connection import Reader, catalog_age, reader
 from catalog.read.explain import before_history, check_one_region, explain_missing, unknown_name
 from catalog.read.filters import (
@@ -34,39 +35,19 @@ from catalog.read.versionlist import VersionGroup, version_groups
 MAX_REMEMBERED = 4096
 _ANSWERS: dict[tuple[Any, ...], tuple[tuple[int, int], ImageInfo]] = {}
 
-_COLUMNS = """v.id, v.image_id, v.region, v.name, v.uri, v.framework, v.framework_version,
-    v.accelerator, v.python_version, v.cuda_version, v.os_version, v.scopes, v.official,
-    v.parse_status, v.gmt_create_time, v.version_key, v.version_class, v.valid_to"""
-# Newest image first among equal versions; an image without a time after every dated one.
-_ORDER = "v.version_class DESC, v.version_key DESC, v.gmt_create_time DESC NULLS LAST, v.uri ASC"
-# A listing: by framework (those without one last), then as above.
-_LIST_ORDER = f"v.framework_key ASC NULLS LAST, {_ORDER}"
-
-
-# The labels come in the same statement, as one JSON object per row.
-_LABELS_JSON = {
-    "sqlite": "(SELECT json_group_object(l.key, l.value) FROM image_label l "
-    "WHERE l.version_id = v.id) AS labels_json",
-    "postgresql": "(SELECT json_object_agg(l.key, l.value ORDER BY l.key) FROM image_label l "
-    "WHERE l.version_id = v.id)::text AS labels_json",
-}
-
 
 def _select(
     db: Reader,
     f: Filters,
     extra: str = "",
-    params: Mapping[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
     limit: int | None = None,
     labels: bool = False,
-    order: str = _ORDER,
+    order: str = statements.ORDER,
 ) -> list[dict[str, Any]]:
-    join, where, base = f.where()
-    columns = f"{_COLUMNS}, {_LABELS_JSON[db.dialect]}" if labels else _COLUMNS
-    sql = f"SELECT {columns} FROM image_version v {join} WHERE {where} {extra} ORDER BY {order}"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return db.rows(sql, {**base, **params} if params else base)
+    return db.rows(
+        *statements.answers(f, db.dialect, extra, params, limit=limit, labels=labels, order=order)
+    )
 
 
 def list_versions_for(db: Reader, f: Filters) -> list[str]:
@@ -327,7 +308,7 @@ def list_images(
     handle = reader(resolve_target(db))
     request = _request(framework_version)
     clause, params = ("", {}) if request.kind == "latest" else version_clause(request)
-    rows = _select(handle, f, clause, params, labels=labels, order=_LIST_ORDER)
+    rows = _select(handle, f, clause, params, labels=labels, order=statements.LIST_ORDER)
     if request.kind == "range":
         rows = [r for r in rows if request.matches(r["framework_version"])]
     if not rows and f.as_of is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from catalog.parse import times, versions
+from catalog.read import statements
 from catalog.read.connection import Reader
 from catalog.read.filters import Filters
 
@@ -26,14 +27,7 @@ class VersionGroup:
 def version_groups(db: Reader, f: Filters) -> list[VersionGroup]:
     """The versions of the images ``f`` selects, highest first (prereleases after their
     release, unparseable ones last); semantically equal spellings are one version."""
-    join, where, params = f.where()
-    rows = db.rows(
-        "SELECT v.framework_version AS text, v.version_key AS key, v.region, v.accelerator, "
-        f"min(v.valid_from) AS first FROM image_version v {join} WHERE {where} "
-        "AND v.framework_version IS NOT NULL "
-        "GROUP BY v.framework_version, v.version_key, v.region, v.accelerator",
-        params,
-    )
+    rows = db.rows(*statements.versions_of(f))
     found: dict[str, list[dict[str, object]]] = {}
     for row in rows:
         found.setdefault(row["key"], []).append(row)

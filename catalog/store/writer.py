@@ -13,7 +13,8 @@ from sqlalchemy import exc as sa_exc
 
 from catalog.config import utcnow
 from catalog.errors import CatalogError, DatabaseError, InputError, SafetyError
-from catalog.parse.records import PUBLIC_NAMES, ApiImage
+from catalog.parse import PUBLIC_NAMES
+from catalog.parse.records import ApiImage
 from catalog.parse.uri import host_region
 from catalog.store import pages
 from catalog.store.bulk import BulkInserter

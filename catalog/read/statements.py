@@ -1,0 +1,221 @@
+"""Every statement the read side runs, assembled here and nowhere else: values are always bound
+parameters (``:name``); what is put together in text is only the code's own column names and
+conditions. The columns of image_version that reads return come from one list."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from catalog.parse import PUBLIC_NAMES
+
+if TYPE_CHECKING:
+    from catalog.read.filters import Filters
+
+# image_version's columns as an image is read and exported: ImageInfo's fields first, in its
+# order, then the catalog's own. Reads call them by PUBLIC_NAMES where the SDK names them.
+IMAGE_COLUMNS = (
+    "name", "uri", "framework", "framework_version", "accelerator", "python_version", "image_id",
+    "region", "cuda_version", "os_version", "scopes", "official", "parse_status",
+    "gmt_create_time", "gmt_modified_time", "scope_inferred", "host", "namespace", "repository",
+    "tag", "digest", "components", "build_suffix", "parse_reason", "description",
+    "accessibility", "size",
+)  # fmt: skip
+# What retrieve() and its kin read: ImageInfo's fields, and what ranks and dates the answer.
+_ANSWER_COLUMNS = (
+    "id", *IMAGE_COLUMNS[: IMAGE_COLUMNS.index("gmt_create_time") + 1], "version_key",
+    "version_class", "valid_to",
+)  # fmt: skip
+_ANSWER = ", ".join(f"v.{column}" for column in _ANSWER_COLUMNS)
+_EXPORT = ", ".join(
+    ["v.id AS version_id"]
+    + [f"v.{c} AS {PUBLIC_NAMES[c]}" if c in PUBLIC_NAMES else f"v.{c}" for c in IMAGE_COLUMNS]
+    + ["v.valid_from AS state_since", "l.key AS label_key", "l.value AS label_value"]
+)
+# Newest image first among equal versions; an image without a time after every dated one.
+ORDER = "v.version_class DESC, v.version_key DESC, v.gmt_create_time DESC NULLS LAST, v.uri ASC"
+# A listing: by framework (those without one last), then as above.
+LIST_ORDER = f"v.framework_key ASC NULLS LAST, {ORDER}"
+# The labels come in the same statement, as one JSON object per row.
+_LABELS_JSON = {
+    "sqlite": "(SELECT json_group_object(l.key, l.value) FROM image_label l "
+    "WHERE l.version_id = v.id) AS labels_json",
+    "postgresql": "(SELECT json_object_agg(l.key, l.value ORDER BY l.key) FROM image_label l "
+    "WHERE l.version_id = v.id)::text AS labels_json",
+}
+Statement = tuple[str, dict[str, Any]]
+
+
+def where(f: Filters) -> tuple[str, str, dict[str, Any]]:
+    """(join, where, params) selecting the image versions ``f`` asks for."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    for column, name in (
+        ("framework_key", "framework_key"),
+        ("accelerator", "accelerator"),
+        ("region", "region"),
+    ):
+        value = getattr(f, name)
+        if value is not None:
+            clauses.append(f"v.{column} = :{name}")
+            params[name] = value
+    for column, name in (("python_version", "python"), ("cuda_version", "cuda")):
+        value = getattr(f, name)
+        if value is not None:
+            # "12" asks for any 12.x; "12.1" for exactly that.
+            clauses.append(f"(v.{column} = :{name} OR v.{column} LIKE :{name}_minor)")
+            params[name] = value
+            params[f"{name}_minor"] = f"{value}.%" if "." not in value else value
+    if f.os is not None:
+        clauses.append("lower(v.os_version) LIKE :os")
+        params["os"] = f.os.replace("%", "").replace("_", "") + "%"
+    if f.as_of is not None:
+        clauses.append("v.valid_from <= :as_of AND (v.valid_to IS NULL OR v.valid_to > :as_of)")
+        params["as_of"] = f.as_of
+    elif f.include_removed:
+        clauses.append("v.is_latest")
+    else:
+        clauses.append("v.valid_to IS NULL")
+    join = ""
+    if f.scope is not None:
+        join = "JOIN image_scope s ON s.version_id = v.id AND s.scope = :scope"
+        params["scope"] = f.scope
+    return join, " AND ".join(clauses), params
+
+
+def answers(
+    f: Filters,
+    dialect: str,
+    extra: str = "",
+    params: dict[str, Any] | None = None,
+    *,
+    limit: int | None = None,
+    labels: bool = False,
+    order: str = ORDER,
+) -> Statement:
+    """The image versions ``f`` selects (narrowed by ``extra``), ranked by ``order``."""
+    join, condition, base = where(f)
+    columns = f"{_ANSWER}, {_LABELS_JSON[dialect]}" if labels else _ANSWER
+    sql = f"SELECT {columns} FROM image_version v {join} WHERE {condition} {extra} ORDER BY {order}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql, {**base, **params} if params else base
+
+
+def distinct(column: str, f: Filters) -> Statement:
+    """The values of an image_version column among the images ``f`` selects, sorted."""
+    join, condition, params = where(f)
+    return (
+        f"SELECT DISTINCT v.{column} AS value FROM image_version v {join} WHERE {condition} "
+        f"AND v.{column} IS NOT NULL ORDER BY v.{column}",
+        params,
+    )
+
+
+def regions_of(f: Filters, extra: str, params: dict[str, Any]) -> Statement:
+    """The regions (with versions) of the image versions ``f`` and ``extra`` select."""
+    join, condition, base = where(f)
+    return (
+        f"SELECT DISTINCT v.region, v.framework_version FROM image_version v {join} "
+        f"WHERE {condition} {extra}",
+        {**base, **params},
+    )
+
+
+def versions_of(f: Filters) -> Statement:
+    """Each version spelling of the images ``f`` selects, by region and accelerator, with the
+    time it was first seen."""
+    join, condition, params = where(f)
+    return (
+        "SELECT v.framework_version AS text, v.version_key AS key, v.region, v.accelerator, "
+        f"min(v.valid_from) AS first FROM image_version v {join} WHERE {condition} "
+        "AND v.framework_version IS NOT NULL "
+        "GROUP BY v.framework_version, v.version_key, v.region, v.accelerator",
+        params,
+    )
+
+
+def export(f: Filters) -> Statement:
+    """Every image version ``f`` selects, one row per label, by URI."""
+    _, condition, params = where(f)
+    return (
+        f"SELECT {_EXPORT} FROM image_version v "
+        f"LEFT JOIN image_label l ON l.version_id = v.id WHERE {condition} "
+        "ORDER BY (v.uri IS NULL), v.uri, v.region, v.image_id, v.id, l.key",
+        params,
+    )
+
+
+REGIONS = """SELECT r.region,
+    (SELECT count(*) FROM image_version v WHERE v.region = r.region AND v.valid_to IS NULL)
+    AS images,
+    (SELECT count(*) FROM image i WHERE i.region = r.region AND i.removed_run_id IS NOT NULL)
+    AS removed,
+    (SELECT count(*) FROM image_version v WHERE v.region = r.region AND v.valid_to IS NULL
+        AND v.accelerator IS NULL) AS no_accelerator,
+    (SELECT count(*) FROM image_version v WHERE v.region = r.region AND v.valid_to IS NULL
+        AND NOT EXISTS (SELECT 1 FROM image_scope s WHERE s.version_id = v.id)) AS no_scope,
+    (SELECT max(s.finished_at) FROM sync_run s WHERE s.region = r.region AND s.status = 'ok')
+    AS last_sync,
+    (SELECT s.status FROM sync_run s WHERE s.region = r.region ORDER BY s.id DESC LIMIT 1)
+    AS last_status
+FROM (SELECT DISTINCT region FROM sync_run) r ORDER BY r.region"""
+RUN_REGIONS = "SELECT DISTINCT region FROM sync_run"
+REVISION = "SELECT version_num FROM alembic_version"
+FIRST_SYNC = "SELECT min(started_at) FROM sync_run WHERE status = 'ok'"
+LAST_SYNC = "SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"
+_RUN_COLUMNS = """id, region, source, status, started_at, finished_at, pages, requests, retries,
+    seen, added, changed, removed, restored, error, detail"""
+# Conditions a run listing may combine.
+_RUN_WHERE = {
+    "id": "id = :id",
+    "region": "region = :region",
+    "status": "status = :status",
+    "before": "id < :before",
+    "after": "id > :after",
+}
+
+
+def runs(limit: int | None = None, **conditions: Any) -> Statement:
+    """Runs newest first, narrowed by the conditions whose values are not None."""
+    params = {name: value for name, value in conditions.items() if value is not None}
+    sql = f"SELECT {_RUN_COLUMNS} FROM sync_run WHERE 1 = 1"
+    sql += "".join(f" AND {_RUN_WHERE[name]}" for name in params) + " ORDER BY id DESC"
+    if limit is not None:
+        sql += " LIMIT :limit"
+        params["limit"] = limit
+    return sql, params
+
+
+def state(columns: tuple[str, ...], region: str, run_id: int) -> Statement:
+    """The image versions that made up a region's catalog as it stood after run ``run_id``."""
+    return (
+        "SELECT v.id, v.image_pk, v.image_id, v.uri AS image_uri, v.framework AS framework_name, "
+        f"v.framework_version, {', '.join(f'v.{name}' for name in columns)} "
+        "FROM image_version v WHERE v.region = :region AND v.valid_from_run_id <= :run "
+        "AND (v.valid_to_run_id IS NULL OR v.valid_to_run_id > :run)",
+        {"region": region, "run": run_id},
+    )
+
+
+def changed_labels(region: str, a: int, b: int) -> Statement:
+    """Labels of the versions valid at run a or run b; those valid all along cannot differ."""
+    return (
+        "SELECT l.version_id, l.key, l.value FROM image_label l "
+        "JOIN image_version v ON v.id = l.version_id "
+        "WHERE v.region = :region AND v.valid_from_run_id <= :b "
+        "AND (v.valid_to_run_id IS NULL OR v.valid_to_run_id > :a) "
+        "AND NOT (v.valid_from_run_id <= :a "
+        "AND (v.valid_to_run_id IS NULL OR v.valid_to_run_id > :b))",
+        {"region": region, "a": a, "b": b},
+    )
+
+
+def events_of(needle: str, vpc: str, public: str) -> Statement:
+    """Every event of the image with this URI (in either host form) or ImageId, oldest first."""
+    return (
+        "SELECT event_id, kind, run_id, region, run_started_at, image_id, image_uri, "
+        "framework_name, framework_version, changed_fields FROM v_image_event WHERE image_pk IN "
+        "(SELECT v.image_pk FROM image_version v "
+        "WHERE v.uri IN (:needle, :vpc, :public) OR v.image_id = :needle) ORDER BY event_id",
+        {"needle": needle, "vpc": vpc, "public": public},
+    )
