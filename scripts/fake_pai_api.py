@@ -149,7 +149,7 @@ class _Reply:
     code: str | None = None
 
 
-def _parse_time(stamp: str) -> float | None:
+def parse_time(stamp: str) -> float | None:
     try:
         return float(calendar.timegm(time.strptime(stamp, ISO_FORMAT)))
     except ValueError:
@@ -202,7 +202,7 @@ def verify(
             return "IncompleteSignature"
     if key_id != access_key_id:
         return "InvalidAccessKeyId.NotFound"
-    when = _parse_time(stamp)
+    when = parse_time(stamp)
     if when is None:
         return "InvalidTimeStamp.Format"
     if abs((time.time() if now is None else now) - when) > MAX_SKEW_SECONDS:
@@ -359,6 +359,13 @@ class FakePaiApi:
             raise KeyError(region)
         with self._lock:
             return copy.deepcopy(self._images)
+
+    def edit(self, index: int, **fields: Any) -> dict[str, Any]:
+        """Change fields of the image served at ``index`` (in GmtCreateTime order); a copy of
+        the image as it is now served."""
+        with self._lock:
+            self._images[index].update(fields)
+            return copy.deepcopy(self._images[index])
 
     def listing(self) -> list[dict[str, Any]]:
         """The official images a complete crawl should store now, as ListImages shows them."""

@@ -108,7 +108,7 @@ def test_the_check_grows_its_pages_so_that_they_all_go_out_at_once(
         ("3", "115"),
     ]
     # Never below the listing's page size, never above CHECK_PAGE_MAX.
-    sizes = [crawl._check_size(n, 50, 4) for n in (0, 3000, 3001, 6000, 10**6)]
+    sizes = [crawl.check_size(n, 50, 4) for n in (0, 3000, 3001, 6000, 10**6)]
     assert sizes == [50, 1000, 1001, 2000, crawl.CHECK_PAGE_MAX]
 
 

@@ -412,7 +412,7 @@ def test_signing_vectors_verify_at_their_own_date(vector: dict[str, Any]) -> Non
         result: str | None = fake.verify(*args, **keys, **extra)
         return result
 
-    then = fake._parse_time(stamp)
+    then = fake.parse_time(stamp)
     assert verdict(headers, now=then) is None
     assert verdict(headers, now=then + 14 * 60) is None
     assert verdict(headers) == "InvalidTimeStamp.Expired"

@@ -394,9 +394,9 @@ def test_a_served_control_character_fails_the_sync(
     synced: tuple[Any, CatalogDb], caplog: pytest.LogCaptureFixture
 ) -> None:
     api, db = synced
-    with api._lock:  # the served listing changes: one URI now carries escape sequences
-        victim = api._images[4]
-        victim["ImageUri"] += "\x1b]0;owned\x07\x1b[2J"
+    # The served listing changes: one URI now carries escape sequences.
+    uri = api.images()[4]["ImageUri"]
+    victim = api.edit(4, ImageUri=uri + "\x1b]0;owned\x07\x1b[2J")
     assert failed_sync(api, db, caplog) == (
         f"The API sent a malformed page: ListImages page 1: Images[4]: ImageUri of image "
         f"'{victim['ImageId']}' holds the control character U+001B, which no field may hold; "
@@ -408,9 +408,8 @@ def test_a_served_time_that_is_no_time_fails_the_sync(
     synced: tuple[Any, CatalogDb], caplog: pytest.LogCaptureFixture
 ) -> None:
     api, db = synced
-    with api._lock:
-        victim = api._images[-1]  # the newest, so the order by GmtCreateTime stays
-        victim["GmtModifiedTime"] = "9999-99-99T99:99:99Z"
+    # The newest, so the order by GmtCreateTime stays.
+    victim = api.edit(-1, GmtModifiedTime="9999-99-99T99:99:99Z")
     assert failed_sync(api, db, caplog) == (
         f"The API sent a malformed page: ListImages page 1: Images[11]: GmtModifiedTime of image "
         f"'{victim['ImageId']}' is not a time ('9999-99-99T99:99:99Z'); give an ISO 8601 time "

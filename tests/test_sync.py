@@ -188,8 +188,8 @@ def test_proxies_from_the_environment_are_read_once_and_still_apply(
     public = PaiClient(REGION, "https://aiworkspace.cn-hangzhou.aliyuncs.com", CREDS)
     vpc = PaiClient(REGION, "https://aiworkspace-vpc.cn-hangzhou.aliyuncs.com", CREDS)
     try:
-        assert public._session.proxies.get("https") == "http://127.0.0.1:9"
-        assert "https" not in vpc._session.proxies  # NO_PROXY names that host
+        assert public.proxies.get("https") == "http://127.0.0.1:9"
+        assert "https" not in vpc.proxies  # NO_PROXY names that host
     finally:
         public.close()
         vpc.close()
@@ -399,7 +399,7 @@ def test_requests_name_the_tool(server: Any) -> None:
 def test_retry_after_headers(header: str, value: str, wait: float | None) -> None:
     response = requests.Response()
     response.headers[header] = value
-    assert client_module._retry_after(response) == wait
+    assert client_module.retry_after(response) == wait
 
 
 def test_a_catalog_that_cannot_be_opened_asks_the_api_for_nothing(

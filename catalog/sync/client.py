@@ -130,7 +130,7 @@ class Counters:
             self.retries += retries
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def retry_after(response: requests.Response) -> float | None:
     """Seconds the server asked us to wait: x-acs-retry-after (ms) or Retry-After."""
     value = response.headers.get("x-acs-retry-after")
     if value and value.strip().isdigit() and int(value) > 0:
@@ -197,6 +197,11 @@ class PaiClient:
         parts = urlsplit(self.base_url)
         self._host = parts.netloc
         self._prefix = parts.path.rstrip("/")
+
+    @property
+    def proxies(self) -> dict[str, str]:
+        """The proxies this client's requests go through, read once from the environment."""
+        return dict(self._session.proxies)
 
     def close(self) -> None:
         """Close the connections; a request still under way makes no further attempt."""
@@ -312,7 +317,7 @@ class PaiClient:
         message = visible(str(error.get("Message") or "").strip().rstrip("."))
         label = f"HTTP {response.status_code}" + (f" {code}" if code else "")
         if _retryable(response.status_code, code):
-            wait = _retry_after(response)
+            wait = retry_after(response)
             reason = f"{label}" + (f": {message}" if message else "")
             return None, reason, wait, _throttled(response.status_code, code, wait)
         hint = AUTH_HINTS.get(code)

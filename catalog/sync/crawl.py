@@ -213,7 +213,7 @@ def _one_pass(
     return _Pass(total, digest)
 
 
-def _check_size(total: int, page_size: int, workers: int) -> int:
+def check_size(total: int, page_size: int, workers: int) -> int:
     """The page size of a check of ``total`` images: the pages it fills and the one past them
     all go out at once where CHECK_PAGE_MAX allows, and never smaller than ``page_size``."""
     at_once = math.ceil(total / max(1, workers - 1))  # one request is the page past the end
@@ -269,7 +269,7 @@ def crawl(
     def check(progress: Progress | None, total: int, stop: threading.Event | None = None) -> _Pass:
         nonlocal refused
         fetch_keys = functools.partial(counted, stop=stop)
-        size = page_size if refused else _check_size(total, page_size, workers)
+        size = page_size if refused else check_size(total, page_size, workers)
         asked = len(reads)
         try:
             return _one_pass(
