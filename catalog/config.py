@@ -38,10 +38,6 @@ class DbTarget:
             return str(self.path)
         return hide_password(self.url)
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.path is not None
-
 
 _SECRET_PARAMS = {"password", "passwd", "pwd", "secret", "token", "sslpassword"}
 

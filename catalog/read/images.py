@@ -50,12 +50,6 @@ def _select(
     )
 
 
-def list_versions_for(db: Reader, f: Filters) -> list[str]:
-    """Distinct versions in semantic order, highest first; unparseable ones last. Spellings
-    of one version (2.7 and 2.7.0, 1.12PAI) are one version, in its fullest plain spelling."""
-    return [group.version for group in version_groups(db, f)]
-
-
 # Arguments that, given, must say something (an empty --region is no region), with the advice.
 _NOT_EMPTY = {
     "accelerator_type": "give CPU, GPU or another chip type, or any",
