@@ -359,6 +359,19 @@ def test_publish_writes_a_checked_copy_and_its_checksum(source: CatalogDb, tmp_p
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
 
 
+def test_publishing_a_published_copy_gives_the_same_bytes(
+    source: CatalogDb, tmp_path: Path
+) -> None:
+    """Each publish of a publish added one to the schema cookie, so that a copy passed along
+    had a new checksum at every hop."""
+    first = publish(tmp_path / "a.db", db=source.target)
+    second = publish(tmp_path / "b.db", db=str(first.path))
+    third = publish(tmp_path / "c.db", db=str(second.path))
+    assert second.sha256 == third.sha256 == sha256(tmp_path / "c.db")
+    if source.path is not None:  # from a server, the first copy is built the same way
+        assert first.sha256 == second.sha256
+
+
 def test_publish_replaces_an_older_copy(
     source: CatalogDb, tmp_path: Path, write_listing: Callable[..., Path]
 ) -> None:
