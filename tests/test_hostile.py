@@ -610,9 +610,12 @@ def test_the_secret_and_token_appear_nowhere(
     if scenario == "crash":
         command[1:3] = ["-c", CRASH]
     if scenario == "sigkill":
-        secret_api.faults.latency = 0.2  # 12 pages: about 3 s, killed in the middle
+        secret_api.faults.latency = 0.2  # 12 pages: about 3 s
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60
+        while len(secret_api.requests) < 3:  # in the middle: a quarter of the pages answered
+            assert process.poll() is None and time.monotonic() < deadline, process.returncode
+            time.sleep(0.01)
         process.send_signal(signal.SIGKILL)
         stdout, stderr = process.communicate(timeout=30)
         assert process.returncode == -signal.SIGKILL
