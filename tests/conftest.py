@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +148,28 @@ def pg_url(tmp_path: Path) -> Iterator[str]:
     finally:
         connection.forget()
         made.close()
+
+
+@contextmanager
+def _hang_guard(seconds: float) -> Iterator[None]:
+    def hung(_signum: int, _frame: Any) -> None:
+        pytest.fail(f"still running after {seconds:g} s: it hangs")
+
+    # SIGALRM reaches the main thread even inside a regular expression or a blocked write:
+    # both check for signals, so the test fails instead of hanging the suite.
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def hang_guard() -> Callable[[float], AbstractContextManager[None]]:
+    """``with hang_guard(60):`` fails the test if the block has not ended in 60 s. A guard
+    against a hang, set far above the block's usual time: never a measure of its speed."""
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("needs SIGALRM")
+    return _hang_guard

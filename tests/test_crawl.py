@@ -4,6 +4,7 @@ keys, a slow sink holds the fetchers back, and a disagreement or failure rolls t
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -238,8 +239,10 @@ def test_the_check_starts_once_the_pass_is_read_while_the_sink_still_stores(
     first = [r for r in requests if r.query["Verbose"] == "true"]
     check = [r for r in requests if r.query["Verbose"] == "false"]
     assert len(first) == 41 and len(check) == 2  # 400 keys fit one page, then the empty one
-    # Every page of the stored pass had come back before the check asked for anything...
-    assert max(r.time for r in first) <= min(r.time for r in check)
+    # Every page of the stored pass had come back before the check asked for anything (the
+    # server logs each request as it answers it)...
+    verbose = [r.query["Verbose"] for r in requests]
+    assert verbose == ["true"] * len(first) + ["false"] * len(check)
     # ...and the check was answered while the sink still had pages to take.
     assert sink.served_at_add[-1] == len(requests)
 
@@ -253,14 +256,32 @@ def test_a_failing_sink_stops_the_check_already_under_way(
         server.faults.latency = 0.05
         slow = PaiClient(REGION, server.url, CREDS, client.settings)
         sink = RecordingSink(delay=0.03, fail_on_page=40, server=server)
+        asked = {"in flight": 0, "checks": 0}
+        answered = threading.Condition()
+
+        def fetch(number: int, size: int, verbose: bool) -> Any:
+            with answered:
+                asked["in flight"] += 1
+                asked["checks"] += not verbose
+            try:
+                return slow.list_images_page(number, size, verbose)
+            finally:
+                with answered:
+                    asked["in flight"] -= 1
+                    answered.notify_all()
+
         try:
             with pytest.raises(RuntimeError, match="the sink failed"):
-                crawl.crawl(slow.list_images_page, sink, page_size=10, workers=4)
+                crawl.crawl(fetch, sink, page_size=10, workers=4)
+            # The crawl may return before requests under way come back; once they have, the
+            # server has logged every one (it logs a request before it answers).
+            with answered:
+                assert answered.wait_for(lambda: asked["in flight"] == 0, timeout=30)
         finally:
             slow.close()
-        time.sleep(0.2)  # anything still on its way would be logged by now
         check = [r for r in server.requests if r.query["Verbose"] == "false"]
     assert sink.discarded == 1 and sink.pages == []
+    assert len(check) == asked["checks"]
     # The check had started before the sink failed, and asked for nothing after it.
     assert 0 < len(check) < 21, len(check)
 

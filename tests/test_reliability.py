@@ -704,12 +704,17 @@ def test_readers_see_the_old_or_the_new_catalog_never_an_error_or_a_mix(
                 env=subprocess_env(), capture_output=True, text=True, timeout=120,
             )  # fmt: skip
         assert finished.returncode == 0, finished.stderr
-        time.sleep(0.3)
+        new = resolve_answer(catalog_db)
+        answered_new = f'"stdout": {json.dumps(new)}'
+        # Every reader has answered from the new catalog before it is stopped.
+        deadline = time.monotonic() + 60
+        while not all(answered_new in log.read_text(encoding="utf-8") for log in logs):
+            assert time.monotonic() < deadline, "a reader never saw the new catalog"
+            time.sleep(0.05)
     finally:
         stop.touch()
         for reader in readers:
             assert reader.wait(timeout=60) == 0, reader.stderr.read() if reader.stderr else ""
-    new = resolve_answer(catalog_db)
     assert new != old and json.loads(new)["labels"]["system.rebuilt"] == "true"
     for log in logs:
         answers = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]

@@ -218,28 +218,25 @@ def test_column_names_are_escaped_like_values(
 # --- time -------------------------------------------------------------------------------------
 
 
-def test_a_query_that_never_ends_stops_at_its_timeout(catalog_sql: str) -> None:
-    start = time.monotonic()
-    with pytest.raises(QueryError) as caught:
+def test_a_query_that_never_ends_stops_at_its_timeout(catalog_sql: str, hang_guard: Any) -> None:
+    with hang_guard(60), pytest.raises(QueryError) as caught:
         list(run_sql(FOREVER, db=catalog_sql, timeout=0.5).rows)
-    assert str(caught.value) == timed_out(0.5)
-    assert time.monotonic() - start < 5
+    assert str(caught.value) == timed_out(0.5)  # the statement's own limit, named
 
 
-def test_the_timeout_covers_fetching_the_rows(catalog_sql: str) -> None:
-    start = time.monotonic()
-    result = run_sql(ENDLESS, db=catalog_sql, timeout=1)
-    assert time.monotonic() - start < 1  # the first row is there at once
-    fetched = 0
-    with pytest.raises(QueryError) as caught:
-        for _ in result.rows:
-            fetched += 1
-    assert str(caught.value) == timed_out(1) and fetched > 0
-    assert time.monotonic() - start < 6
+def test_the_timeout_covers_fetching_the_rows(catalog_sql: str, hang_guard: Any) -> None:
+    first, fetched = None, 0
+    with hang_guard(60), pytest.raises(QueryError) as caught:
+        for (x,) in run_sql(ENDLESS, db=catalog_sql, timeout=1).rows:
+            first, fetched = first or x, fetched + 1
+            assert x == fetched  # in order, none lost
+    assert str(caught.value) == timed_out(1)
+    # The statement never ends, so rows read before its timeout came while it ran: none
+    # would have, had the rows been gathered before the first was given.
+    assert first == 1 and fetched > 0
 
 
 def test_the_cli_timeout_is_one_line_and_exit_1(catalog_sql: str) -> None:
-    start = time.monotonic()
     done = subprocess.run(
         [*CLI, catalog_sql, "sql", FOREVER, "--timeout", "1"],
         capture_output=True,
@@ -248,7 +245,6 @@ def test_the_cli_timeout_is_one_line_and_exit_1(catalog_sql: str) -> None:
         check=False,
     )
     assert (done.returncode, done.stdout, done.stderr) == (1, "", f"Error: {timed_out(1)}\n")
-    assert time.monotonic() - start < 15  # the interpreter's start included, on a busy machine
 
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
@@ -285,11 +281,12 @@ def test_ctrl_c_and_sigterm_stop_an_sqlite_query_at_once(
             return any(Path(os.path.realpath(fd)) == path for fd in list(fds.iterdir()))
 
         wait_for(opened, 20, "open catalog")
-        time.sleep(0.3)  # in the statement by now
-        sent = time.monotonic()
+        # The statement follows the open within milliseconds and shows nothing outside, so a
+        # margin; a signal that came before it would be seen and leave this test passing.
+        time.sleep(0.3)
         proc.send_signal(signum)
+        # The query never ends: without the progress handler, the signal is never seen.
         out, err = proc.communicate(timeout=10)
-        assert time.monotonic() - sent < 2
         assert (proc.returncode, out, err) == (1, "", STOPPED[signum])
     finally:
         proc.kill()
@@ -334,10 +331,10 @@ def test_a_stopped_client_stops_its_query_on_the_server(
 
 def test_set_config_cannot_lift_the_timeout(pg_catalog: str) -> None:
     sleep = "SELECT set_config('statement_timeout', '0', false), pg_sleep(10)"
-    start = time.monotonic()
     with pg_role(pg_catalog, *READER) as url, pytest.raises(QueryError) as caught:
         list(run_sql(sleep, db=url, timeout=0.5).rows)
-    assert str(caught.value) == timed_out(0.5) and time.monotonic() - start < 5
+    # Lifted, the sleep would end after 10 s and return its row: no error.
+    assert str(caught.value) == timed_out(0.5)
 
 
 # --- memory and disk --------------------------------------------------------------------------

@@ -126,10 +126,11 @@ def test_a_second_sync_waits_or_exits(server: Any, sqlite_path: Path) -> None:
     ]  # fmt: skip
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lock = sqlite_path.with_name(sqlite_path.name + ".lock")
-    deadline = time.monotonic() + 10
-    while not lock.exists() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    # The holder names itself in the lock file once it holds the lock.
+    while not (lock.exists() and lock.read_text() == f"{first.pid} sync\n"):
+        assert first.poll() is None and time.monotonic() < deadline, first.returncode
         time.sleep(0.05)
-    time.sleep(0.3)
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert second.returncode == 75  # EX_TEMPFAIL: another sync holds the lock, try later
     assert second.stderr == (
