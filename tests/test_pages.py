@@ -25,9 +25,9 @@ BODY = {"Images": fake.synthetic_images(120, REGION), "TotalCount": 120}
 
 def ready(helper: pages.Helper) -> pages.Helper:
     deadline = time.monotonic() + 30
-    while not helper._ready and not helper._stopped and time.monotonic() < deadline:
+    while not helper.ready and not helper.stopped and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert helper._ready and not helper._stopped
+    assert helper.ready
     return helper
 
 
@@ -80,10 +80,10 @@ def test_a_malformed_page_is_the_same_error_from_the_helper(helper: pages.Helper
 
 
 def test_a_helper_that_dies_leaves_its_pages_to_the_caller(helper: pages.Helper) -> None:
-    helper._proc.kill()
-    helper._proc.wait()
+    helper.process.kill()
+    helper.process.wait()
     assert helper.read(BODY, "ListImages page 1") is None
-    assert helper._stopped
+    assert helper.stopped
 
 
 def test_no_helper_where_it_cannot_run_or_would_not_pay(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,7 +103,7 @@ def test_the_helper_gets_no_credentials_from_the_environment(
     if started is None:
         pytest.skip("a helper needs two cores")
     try:
-        environ = Path(f"/proc/{started._proc.pid}/environ").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{started.process.pid}/environ").read_bytes().split(b"\0")
     finally:
         started.close()
     assert b"PYTHONPATH=/somewhere" in environ
@@ -144,12 +144,12 @@ def test_a_helper_stuck_mid_page_does_not_hold_the_sync(
     monkeypatch.setattr(pages, "HELPER_TIMEOUT", 0.5)
     big = {"Images": fake.synthetic_images(1000, REGION), "TotalCount": 1000}  # over a pipe's worth
     capture_pages_log(caplog, monkeypatch)
-    helper._proc.send_signal(signal.SIGSTOP)  # alive, reading nothing
+    helper.process.send_signal(signal.SIGSTOP)  # alive, reading nothing
     with hang_guard(60):  # without the watchdog, the write into the full pipe never returns
         assert helper.read(big, "ListImages page 1") is None
         helper.close()  # returns, though the helper reads nothing
     assert set(caplog.messages) == {"the page helper took nothing in 0.5 s; reading pages here"}
-    assert helper._proc.wait(timeout=10) == -signal.SIGKILL
+    assert helper.process.wait(timeout=10) == -signal.SIGKILL
 
 
 def synced(path: Path, api: Any, monkeypatch: pytest.MonkeyPatch, least: int) -> list[str]:
@@ -197,7 +197,7 @@ def test_a_helper_killed_mid_sync_loses_nothing(
 
     def kill_after_three(self: pages.Helper, body: Any, where: str) -> pages.Read | None:
         if seen["helper"] >= 3:
-            self._proc.kill()
+            self.process.kill()
         return read(self, body, where)
 
     monkeypatch.setattr(pages.Helper, "read", kill_after_three)
@@ -215,7 +215,7 @@ def test_the_helper_forgets_the_tags_it_has_read(monkeypatch: pytest.MonkeyPatch
         pickle.dump(("page", n, body, f"ListImages page {n + 1}"), messages)
     messages.seek(0)
     tags.clear_caches()
-    pages._serve(messages, answers)  # the helper's side, here: until its input ends
+    pages.serve(messages, answers)  # the helper's side, here: until its input ends
     answers.seek(0)
     assert pickle.load(answers) == ("ready",)
     said = [pickle.load(answers) for _ in range(3)]
@@ -234,12 +234,12 @@ def test_a_helper_that_stops_answering_is_stopped_and_its_pages_read_here(
 ) -> None:
     monkeypatch.setattr(pages, "HELPER_TIMEOUT", 0.5)
     capture_pages_log(caplog, monkeypatch)
-    helper._proc.send_signal(signal.SIGSTOP)  # alive, but answering nothing
+    helper.process.send_signal(signal.SIGSTOP)  # alive, but answering nothing
     with hang_guard(60):
         assert helper.read(BODY, "ListImages page 1") is None
     # Given up on at the timeout, not for another reason (a stopped helper, a failed write).
     assert set(caplog.messages) == {"the page helper did not answer in 0.5 s; reading pages here"}
-    assert helper._proc.wait(timeout=10) == -signal.SIGKILL
+    assert helper.process.wait(timeout=10) == -signal.SIGKILL
     assert helper.read(BODY, "ListImages page 2") is None  # at once: it is stopped
 
 

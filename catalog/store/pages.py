@@ -118,6 +118,21 @@ class Helper:
             log.debug("no page helper (%s); reading pages here", exc)
             return None
 
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The helper process."""
+        return self._proc
+
+    @property
+    def ready(self) -> bool:
+        """Whether the helper has said it is up, and has not stopped since."""
+        return self._ready and not self._stopped
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the helper was given up (killed, stuck, or closed); pages are read here."""
+        return self._stopped
+
     def know(self, region: str, stored: Mapping[str, str]) -> None:
         """Compare the pages sent from now on with this state of the catalog."""
         with self._lock:
@@ -262,7 +277,7 @@ class Helper:
                 self._proc.wait()
 
 
-def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
+def serve(inp: IO[bytes], out: IO[bytes]) -> None:
     """The helper's side: answer page messages until the input ends."""
     generation, region, stored = -1, "", cast("dict[str, str]", {})
     read = 0
@@ -303,4 +318,4 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sync's to handle; it closes us
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print cannot corrupt the answers
-    _serve(sys.stdin.buffer, answers)
+    serve(sys.stdin.buffer, answers)
