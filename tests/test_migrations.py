@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +189,20 @@ def test_0008_and_0009_convert_times_and_event_field_names_both_ways(
             not {"uri", "framework", "accelerator", "name"}
             & catalog_db.dicts(f"SELECT * FROM {view}")[0].keys()
         )
+
+
+def test_writing_to_a_catalog_at_head_does_not_load_alembic(catalog_db: CatalogDb) -> None:
+    """Alembic (0.1 s to import) is for changing a schema; an import or a sync into a catalog
+    already at head reads the revision itself."""
+    code = (
+        "import sys\n"
+        "from catalog.config import parse_target\n"
+        "from catalog.store import db\n"
+        "with db.writable(parse_target(sys.argv[1])):\n"
+        "    pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, catalog_db.target], capture_output=True, text=True, check=True
+    )
+    assert done.stdout == "[]\n"

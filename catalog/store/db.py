@@ -81,10 +81,15 @@ def translate(exc: Exception, target: DbTarget) -> DatabaseError:
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+    """The schema revision the database is at; None for an empty one. Read directly: a sync of
+    a catalog already at head then never imports Alembic (0.1 s of a 1.4 s 10k-image sync)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        found = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(found) > 1:
+        raise DatabaseError(f"The database has {len(found)} schema revisions; expected one.")
+    return found[0] if found else None
 
 
 def upgrade(engine: Engine, target: DbTarget, revision: str = "head") -> None:
