@@ -372,6 +372,29 @@ def test_publishing_a_published_copy_gives_the_same_bytes(
         assert first.sha256 == second.sha256
 
 
+@pytest.mark.parametrize("beside", ["text", "folder"])
+def test_publish_replaces_only_a_checksum_it_wrote(
+    source: CatalogDb, tmp_path: Path, beside: str
+) -> None:
+    """publish y.db replaced any y.db.sha256 without a look; a folder of that name gave an
+    error naming y.db."""
+    out = tmp_path / "out"
+    out.mkdir()
+    sidecar = out / "y.db.sha256"
+    if beside == "text":
+        sidecar.write_text("important\n")
+    else:
+        sidecar.mkdir()
+    with pytest.raises(UsageError) as caught:
+        publish(out / "y.db", db=source.target)
+    assert str(caught.value) == (
+        f"Cannot publish to {out / 'y.db'}: y.db.sha256 beside it is not a checksum "
+        "publish wrote, and publish would replace it; remove it or give another file name."
+    )
+    assert sorted(os.listdir(out)) == ["y.db.sha256"]
+    assert beside == "folder" or sidecar.read_text() == "important\n"
+
+
 def test_publish_replaces_an_older_copy(
     source: CatalogDb, tmp_path: Path, write_listing: Callable[..., Path]
 ) -> None:
@@ -416,15 +439,32 @@ def test_publish_leaves_nothing_when_it_fails(source: CatalogDb, tmp_path: Path)
         f"The folder {missing.parent} does not exist; create it or choose another."
     )
     assert not missing.parent.exists()
-    # The copy is made and checked, then its checksum cannot take the place of a folder:
-    # the copy is removed, and nothing is left but what was there.
+    # The copy fails half-written (no file may grow past 8 KiB, root's included): the
+    # temporary file goes, and nothing is left but what was there.
     folder = tmp_path / "busy"
-    (folder / "pai.db.sha256").mkdir(parents=True)
-    (folder / "pai.db.sha256" / "keep").write_text("x")
-    with pytest.raises(DatabaseError) as failed:
-        publish(folder / "pai.db", db=source.target)
-    assert str(failed.value) == f"Cannot write {folder / 'pai.db'}: Is a directory."
-    assert sorted(os.listdir(folder)) == ["pai.db.sha256"]
+    folder.mkdir()
+    code = (
+        "import resource, signal, sys\n"
+        "from catalog.config import parse_target\n"
+        "from catalog.errors import DatabaseError\n"
+        "from catalog.read.connection import reader\n"
+        "from catalog.store.publish import publish\n"
+        "reader(parse_target(sys.argv[2]))  # the source opened, its -shm written\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))\n"
+        "try:\n"
+        "    publish(sys.argv[1], db=sys.argv[2])\n"
+        "except DatabaseError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder / "pai.db"), source.target],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.startswith(f"Cannot publish {source.display} to {folder / 'pai.db'}: ")
+    assert os.listdir(folder) == []
 
 
 def test_publish_from_a_non_catalog_or_postgresql_writes_nothing(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -701,3 +702,76 @@ def test_the_shipped_note_under_w_error_fails_every_call_alike() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "warned\nwarned\n"), done.stderr
+
+
+# --- a third look: a new user's and an attacker's findings after the package rework ------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["resolve", "\udcff\udcfe"], "Error: framework_name is not UTF-8 text: '\\udcff\\udcfe'."),
+        (["resolve", "pytorch", "--os", "\udcff"], "Error: os is not UTF-8 text: '\\udcff'."),
+        (["show", "\udcff"], "Error: uri_or_id is not UTF-8 text: '\\udcff'."),
+        (["history", "\udcff"], "Error: uri_or_id is not UTF-8 text: '\\udcff'."),
+        (["list", "--region", "\udcff"], "Error: region is not UTF-8 text: '\\udcff'."),
+        (["sql", "select '\udcff'"], "Error: sql is not UTF-8 text: \"select '\\udcff'\"."),
+    ],
+    ids=["resolve", "os", "show", "history", "list", "sql"],
+)
+def test_an_argument_that_is_not_utf8_is_one_line(db: str, args: list[str], message: str) -> None:
+    """Bytes a terminal could not decode (sys.argv holds them as lone surrogates) ended in a
+    UnicodeEncodeError traceback from the database driver."""
+    done = subprocess.run(
+        [*CLI, "--db", db, *[a.encode("utf-8", "surrogateescape") for a in args]],  # type: ignore[misc]
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines()[-1] == message
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        (None, "Give an image URI or ImageId, such as one pai-catalog list shows."),
+        (b"x", "uri_or_id must be text, not b'x'."),
+        ("  ", "Give an image URI or ImageId, such as one pai-catalog list shows."),
+    ],
+)
+def test_show_refuses_a_uri_that_is_no_text(db: str, uri: Any, message: str) -> None:
+    """show(None) was an AttributeError, show(b"x") a TypeError, show("") a not-found."""
+    import catalog
+    from catalog.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        catalog.show(uri, db=db)
+    assert str(caught.value) == message
+
+
+def test_another_apps_database_is_named_so_by_readers_and_writers(tmp_path: Path) -> None:
+    """Readers said "if it is empty, create one in it with db upgrade" of a file full of another
+    application's tables, where writers said it was not a catalog."""
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (a)").connection.close()
+    said = {invoke("--db", str(other), *args).stderr.splitlines()[-1] for args in (
+        ["resolve", "pytorch"], ["db", "upgrade"], ["db", "current"]
+    )}  # fmt: skip
+    assert said == {
+        f"Error: {other} is not a pai-catalog database (it has tables and no alembic_version); "
+        "point --db at another file."
+    }
+
+
+def test_a_truncated_catalog_is_corrupt_to_readers_and_writers(db: str, tmp_path: Path) -> None:
+    """Writers said "Cannot use the database ...: database disk image is malformed." where
+    readers said the file was corrupt and what to do."""
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(Path(db).read_bytes()[:50_000])
+    said = {invoke("--db", str(broken), *args).stderr.splitlines()[-1] for args in (
+        ["resolve", "pytorch"], ["db", "check"], ["db", "current"]
+    )}  # fmt: skip
+    assert said == {
+        f"Error: {broken} is corrupt or not an SQLite database (database disk image is "
+        "malformed); restore it from a copy or point --db at another file."
+    }

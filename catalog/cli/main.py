@@ -161,7 +161,7 @@ def resolve(
         render_one(info, Format(fmt or "json"), sys.stdout)
     else:
         click.echo(visible(info.image_uri or ""))
-    from catalog.read.connection import staleness_warning  # loaded already, unlike catalog.analysis
+    from catalog.read.connection import staleness_warning  # loaded already by the answer
 
     warning = staleness_warning(max_age, db=db)
     if warning:

@@ -73,6 +73,9 @@ class Reader:
             raise _sqlite_error(exc, self.target) from None
         except UnicodeDecodeError:
             raise DatabaseError.not_text(self.target.display) from None
+        except UnicodeEncodeError:  # a value from bytes that are not UTF-8 (a terminal's, say)
+            shown = [v for v in params.values() if isinstance(v, str) and not _encodes(v)]
+            raise UsageError(f"{shown[0] if shown else sql!r} is not UTF-8 text.") from None
 
     def _server_rows(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         from sqlalchemy import exc as sa_exc
@@ -106,6 +109,10 @@ class Reader:
         except _Unreachable:
             raise
         except DatabaseError as exc:
+            if self.dialect == "sqlite" and self.scalar(statements.TABLES):
+                raise DatabaseError.not_a_catalog(
+                    self.target.display, "it has tables and no alembic_version", empty=False
+                ) from exc
             raise DatabaseError.not_a_catalog(
                 self.target.display, "no schema revision", empty=True
             ) from exc
@@ -167,6 +174,14 @@ def _open_engine(target: DbTarget) -> Any:
         return create_engine(target.url)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
         raise DatabaseError(f"Cannot open {target.display}: {exc}") from None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _sqlite_error(exc: sqlite3.DatabaseError, target: DbTarget) -> DatabaseError:

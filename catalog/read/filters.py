@@ -56,6 +56,11 @@ def require_text(name: str, value: object) -> None:
             else ""
         )
         raise UsageError(f"{name} must be text, not {value!r}{hint}.")
+    if value is not None and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{name} is not UTF-8 text: {value!r}.") from None
 
 
 ANY = "any"  # --accelerator any, --scope any: images with none match too

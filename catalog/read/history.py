@@ -14,6 +14,7 @@ from catalog.parse.records import API_FIELDS
 from catalog.parse.uri import on_network
 from catalog.read import statements
 from catalog.read.connection import Reader, reader
+from catalog.read.filters import require_text
 
 # store.COMPARED_FIELDS, derived here because importing store would pull SQLAlchemy into reads.
 COMPARED_FIELDS = tuple(column for column in API_FIELDS.values() if column != "image_id")
@@ -283,7 +284,9 @@ def image_history(
 ) -> list[Event]:
     """Every event of the image with this URI (in any of its versions, in either host form) or
     ImageId, oldest first."""
-    needle = uri_or_id.strip()
+    require_text("uri_or_id", uri_or_id)
+    require_text("region", region)
+    needle = (uri_or_id or "").strip()
     if not needle:
         raise UsageError("Give an image URI or ImageId, such as one pai-catalog list shows.")
     # A URI in either host form, as show takes it.

@@ -375,10 +375,13 @@ def show(
 ) -> ImageInfo:
     """One image by URI (in either host form, VPC or public) or ImageId, removed ones
     included."""
+    _, db = _checked({"uri_or_id": uri_or_id, "region": region, "endpoint": endpoint}, None, db)
+    needle = (uri_or_id or "").strip()
+    if not needle:
+        raise UsageError("Give an image URI or ImageId, such as one pai-catalog list shows.")
     network = network_of(endpoint)
     handle = reader(resolve_target(db))
     f = Filters(region=region.strip().lower() if region else None, include_removed=True)
-    needle = uri_or_id.strip()
     rows = _select(
         handle,
         f,

@@ -17,6 +17,7 @@ from catalog.config import DbTarget, resolve_target
 from catalog.errors import CatalogError, DatabaseError, QueryError, UsageError, first_line
 from catalog.parse import times
 from catalog.read import connection
+from catalog.read.filters import require_text
 
 SQL_TIMEOUT = 30.0  # seconds a statement of `pai-catalog sql` may run, fetching included
 MAX_TIMEOUT = 86_400.0  # a day: PostgreSQL's statement_timeout takes at most 2**31 - 1 ms
@@ -103,6 +104,10 @@ def run_sql(
         raise UsageError(
             f"The timeout must be from 0 to {MAX_TIMEOUT:g} seconds (0 for none), not {timeout:g}."
         )
+    require_text("sql", sql)
+    for name, value in (params or {}).items():
+        if isinstance(value, str):
+            require_text(f"the parameter {name}", value)
     target = resolve_target(db)
     pieces = _lexemes(sql, server=target.path is None)
     bare = "".join(

@@ -161,6 +161,7 @@ REGIONS = """SELECT r.region,
 FROM (SELECT DISTINCT region FROM sync_run) r ORDER BY r.region"""
 RUN_REGIONS = "SELECT DISTINCT region FROM sync_run"
 REVISION = "SELECT version_num FROM alembic_version"
+TABLES = "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
 FIRST_SYNC = "SELECT min(started_at) FROM sync_run WHERE status = 'ok'"
 LAST_SYNC = "SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"
 _RUN_COLUMNS = """id, region, source, status, started_at, finished_at, pages, requests, retries,

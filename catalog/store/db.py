@@ -69,8 +69,11 @@ def make_engine(target: DbTarget) -> Engine:
 
 def translate(exc: Exception, target: DbTarget) -> DatabaseError:
     original = getattr(exc, "orig", exc)
-    if isinstance(original, sqlite3.DatabaseError) and "not a database" in str(original):
-        return DatabaseError.corrupt(target.display, str(original))
+    message = str(original)
+    if isinstance(original, sqlite3.DatabaseError) and (
+        "not a database" in message or "malformed" in message
+    ):
+        return DatabaseError.corrupt(target.display, message)
     if isinstance(original, sqlite3.OperationalError) and "database is locked" in str(original):
         return DatabaseError(
             f"{target.display} is locked by a program other than pai-catalog beyond the "

@@ -42,8 +42,8 @@ class Held:
 def write_lock(
     target: DbTarget, regions: Sequence[str] = (), *, wait: bool = False, holder: str = "sync"
 ) -> Iterator[Held]:
-    """Hold the catalog's write lock, which every writer takes (sync, import, db upgrade and
-    db reparse): a second writer fails at once, or waits with ``wait``.
+    """Hold the catalog's write lock, which every writer takes (sync, import, db upgrade,
+    db reparse and db forget-region): a second writer fails at once, or waits with ``wait``.
 
     SQLite uses an flock on a file beside the database (beside the file a symbolic link names,
     so that every name of a catalog shares one lock), which names its holder (pid and

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import tempfile
 from dataclasses import dataclass
@@ -94,11 +95,27 @@ def _check_replaceable(out: Path) -> None:
                 "or one that was not closed cleanly; publish elsewhere, or open that catalog "
                 "once (pai-catalog info) so SQLite folds it in."
             )
+    sidecar = out.with_name(out.name + ".sha256")
+    if sidecar.is_symlink() or (sidecar.exists() and not _is_checksum(sidecar)):
+        raise UsageError(
+            f"Cannot publish to {out}: {sidecar.name} beside it is not a checksum publish "
+            "wrote, and publish would replace it; remove it or give another file name."
+        )
     if out.exists() and not _is_published_copy(out):
         raise UsageError(
             f"Cannot publish to {out}: it exists and is not a published catalog, which is all "
             "publish replaces; remove it or give another file name."
         )
+
+
+def _is_checksum(path: Path) -> bool:
+    """What publish writes beside a copy: one line, a SHA-256 and a file name."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(1024)
+    except OSError:
+        return False
+    return re.fullmatch(rb"[0-9a-f]{64}  [^\n/]+\n?", text) is not None
 
 
 def _is_published_copy(path: Path) -> bool:
