@@ -55,7 +55,13 @@ def publish(out: Path, *, db: str | None = None) -> Published:
     temp = Path(name)
     try:
         if target.path is None:
-            copy_to_sqlite(target, temp)
+            try:
+                copy_to_sqlite(target, temp)
+            except DatabaseError as exc:  # it names the temporary file, which will be gone
+                reason = str(exc).rsplit(": ", 1)[-1].rstrip(".")
+                raise DatabaseError(
+                    f"Cannot publish {target.display} to {out}: {reason}."
+                ) from None
             _vacuum(temp)
         else:
             conn = sqlite3.connect(f"file:{quote(str(target.path))}?mode=ro", uri=True)
