@@ -19,6 +19,7 @@ ENV_DB = "PAI_CATALOG_DB"
 # from 0001 (a test holds the two equal).
 SCHEMA_REVISION = "0009"
 ENV_REGION = "PAI_CATALOG_REGION"
+ENV_MIRROR = "PAI_CATALOG_MIRROR"
 # Where the request came from, so that messages name the spelling the caller used: the CLI
 # sets "cli" (--region); Python callers see region=.
 INTERFACE: contextvars.ContextVar[str] = contextvars.ContextVar("interface", default="python")

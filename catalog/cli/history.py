@@ -8,7 +8,13 @@ from typing import Any
 
 import click
 
-from catalog.cli.options import default_format, errors, format_option, render_rows
+from catalog.cli.options import (
+    default_format,
+    errors,
+    format_option,
+    mirror_option,
+    render_rows,
+)
 from catalog.cli.output import Format, as_dict, render, render_one, render_record
 
 RUN_COLUMNS = (
@@ -140,13 +146,14 @@ def _distinct(names: tuple[str, ...]) -> list[str]:
 @click.option("--format", "fmt", type=click.Choice([f.value for f in Format]), default="json",
               show_default=True)  # fmt: skip
 @click.option("--as-of", help="The catalog as it stood at this ISO 8601 date or time.")
+@mirror_option
 @click.pass_obj
 @errors
-def export(db: str | None, /, fmt: str, as_of: str | None) -> None:
+def export(db: str | None, /, fmt: str, as_of: str | None, mirror: str | None) -> None:
     """Write every current image (or as of a time) with its parsed fields and labels."""
     from catalog.read.export import export_rows
 
-    render(export_rows(as_of=as_of, db=db), Format(fmt), sys.stdout)
+    render(export_rows(as_of=as_of, mirror=mirror, db=db), Format(fmt), sys.stdout)
 
 
 @click.command()

@@ -12,6 +12,7 @@ import click
 from catalog.cli import history as cli_history
 from catalog.cli import output
 from catalog.cli import write as cli_write
+from catalog.cli.mirror import mirror_group
 from catalog.cli.options import (
     configure_logging,
     db_after_the_command,
@@ -155,12 +156,13 @@ def resolve(
         os=filters["os_name"],
         as_of=filters["as_of"],
         endpoint=filters["network"],
+        mirror=filters["mirror"],
         db=db,
     )
     if as_json or fmt:
         render_one(info, Format(fmt or "json"), sys.stdout)
     else:
-        click.echo(visible(info.image_uri or ""))
+        click.echo(visible(info.mirror_uri or info.image_uri or ""))
     from catalog.read.connection import staleness_warning  # loaded already by the answer
 
     warning = staleness_warning(max_age, db=db)
@@ -197,9 +199,12 @@ def list_command(
         as_of=filters["as_of"],
         labels=chosen in (Format.JSON, Format.NL),  # tables and CSV show no labels
         endpoint=filters["network"],
+        mirror=filters["mirror"],
         db=db,
     )
     columns = LIST_COLUMNS if chosen in (Format.TABLE, Format.CSV) else None
+    if columns is not None and found and found[0].mirror_uri is not None:
+        columns = ("mirror_uri", *columns[1:])  # the URI to pull; JSON carries both
     render(found, chosen, sys.stdout, columns)
 
 
@@ -247,11 +252,17 @@ def versions(db: str | None, /, framework: str, fmt: str | None, **filters: Any)
 @click.pass_obj
 @errors
 def show(
-    db: str | None, /, uri_or_id: str, region: str | None, network: str | None, fmt: str | None
+    db: str | None,
+    /,
+    uri_or_id: str,
+    region: str | None,
+    network: str | None,
+    mirror: str | None,
+    fmt: str | None,
 ) -> None:
     """Show one image, by URI (either registry host form, VPC or public) or ImageId, with its
     labels."""
-    info = images.show(uri_or_id, region=region, endpoint=network, db=db)
+    info = images.show(uri_or_id, region=region, endpoint=network, mirror=mirror, db=db)
     render_one(info, Format(fmt) if fmt else Format.TABLE, sys.stdout)
 
 
@@ -280,6 +291,7 @@ for command in (
     cli_write.import_command,
     cli_write.sync_command,
     cli_write.db_group,
+    mirror_group,
 ):
     main.add_command(command)
 db_after_the_command(main)

@@ -209,6 +209,16 @@ def filter_options(func: F) -> F:
     return func
 
 
+def mirror_option(func: F) -> F:
+    """--mirror PREFIX: the mirror registry a cluster pulls from, passed on as ``mirror``."""
+    return click.option(
+        "--mirror",
+        metavar="PREFIX",
+        help="Also give each image's URI behind this mirror registry (host[:port][/path]): the "
+        "registry host replaced, namespace/repository:tag kept [env: PAI_CATALOG_MIRROR].",
+    )(func)
+
+
 def network_option(func: F) -> F:
     """--vpc / --public: the registry host form the user can pull from, passed on as
     ``network`` ("vpc", "public" or None); both at once is a usage error."""
@@ -220,6 +230,7 @@ def network_option(func: F) -> F:
         kwargs["network"] = "vpc" if vpc else "public" if public else None
         return func(*args, **kwargs)
 
+    wrapper = mirror_option(wrapper)
     wrapper = click.option(
         "--public",
         is_flag=True,

@@ -227,6 +227,60 @@ def check(db: str | None, /) -> None:
     click.echo(f"{state.database}: revision {state.revision}, schema matches the models")
 
 
+@db_group.command("install")
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.option("--no-verify", is_flag=True, help="Install without checking FILE.sha256.")
+@click.option("--allow-older", is_flag=True, help="Install a catalog older than the one in place.")
+@click.option("--rollback", is_flag=True, help="Put back the catalog the last install replaced.")
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
+@click.pass_obj
+@errors
+def install_command(
+    db: str | None, /, file: Path | None, no_verify: bool, allow_older: bool, rollback: bool,
+    wait: bool,
+) -> None:  # fmt: skip
+    """Put a published catalog FILE in place of the catalog (or --db), the receiving end of
+    publish on an air-gapped machine.
+
+    FILE must match FILE.sha256 (publish writes both), pass SQLite's integrity check and be a
+    pai-catalog database; an older schema is upgraded on a copy, a newer one refused. A FILE
+    older than the catalog in place (a region's last successful sync) is refused unless
+    --allow-older. Readers see the old catalog or the new one; the old one is kept as
+    CATALOG.previous, which --rollback puts back.
+    """
+    from catalog.parse import times
+    from catalog.store import install
+
+    if rollback:
+        if file is not None:
+            raise click.UsageError("Give a FILE to install, or --rollback, not both.")
+        done = install.rollback(db_option=db, wait=wait)
+        click.echo(f"{done.database}: rolled back to {done.source} ({done.images} images)")
+    else:
+        if file is None:
+            raise click.UsageError("Give the published catalog FILE to install.")
+        if no_verify:
+            click.echo(
+                f"Warning: installing {file} without checking its checksum (--no-verify).",
+                err=True,
+            )
+        done = install.install(
+            file, db_option=db, verify=not no_verify, allow_older=allow_older, wait=wait
+        )
+        upgraded = f", upgraded from {done.upgraded_from}" if done.upgraded_from else ""
+        kept = f"; the catalog it replaced is {done.backup}" if done.backup else ""
+        click.echo(
+            f"{done.database}: installed {done.source} ({done.images} images, schema revision "
+            f"{done.revision}{upgraded}){kept}"
+        )
+    for change in done.changes:
+        before, after = times.iso(change.last_sync_before), times.iso(change.last_sync_after)
+        click.echo(
+            f"  {change.region}: {change.added} added, {change.removed} removed; last sync "
+            f"{before or 'none'} -> {after or 'none'}"
+        )
+
+
 @db_group.command("forget-region")
 @click.argument("region")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before forgetting.")

@@ -111,3 +111,29 @@ def check_region(region: str) -> str:
             f"{region!r} is not a region id; write it like cn-hangzhou or ap-southeast-1{several}."
         )
     return value
+
+
+def check_mirror(prefix: str) -> str:
+    """A mirror registry as given: ``host[:port][/path...]``, without a scheme or a final /."""
+    text = prefix.strip().rstrip("/")
+    host, _, path = text.partition("/")
+    named = "." in host or ":" in host or host == "localhost"
+    if (
+        "://" in text
+        or not named
+        or not _HOST_RE.fullmatch(host)
+        or (path and not all(_PATH_PART_RE.fullmatch(part) for part in path.split("/")))
+    ):
+        raise UsageError(
+            f"{prefix!r} is not a mirror registry; write it like registry.example.com:5000 or "
+            "registry.example.com/pai-mirror (no https://, no tag)."
+        )
+    return text
+
+
+def mirrored(uri: str, prefix: str) -> str:
+    """``uri`` as a cluster behind the mirror ``prefix`` pulls it: the registry host replaced by
+    the prefix, the path (namespace/repository:tag, and @digest) kept."""
+    host, slash, rest = uri.partition("/")
+    named = slash and ("." in host or ":" in host or host == "localhost")
+    return f"{prefix}/{rest if named else uri}"

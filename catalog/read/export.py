@@ -10,8 +10,10 @@ from typing import Any
 
 from catalog.config import resolve_target
 from catalog.parse import times
+from catalog.parse.uri import mirrored
 from catalog.read import connection, statements
 from catalog.read.filters import make_filters
+from catalog.read.imageinfo import mirror_of
 from catalog.read.sql import SqlResult, execute
 
 
@@ -41,16 +43,28 @@ class CatalogInfo:
 
 
 def export_rows(
-    *, as_of: datetime | str | None = None, db: str | None = None
+    *, as_of: datetime | str | None = None, mirror: str | None = None, db: str | None = None
 ) -> Iterator[dict[str, Any]]:
-    """The catalog's images (as they stood at ``as_of``), with scopes and labels, by URI."""
+    """The catalog's images (as they stood at ``as_of``), with scopes and labels, by URI; with
+    a ``mirror`` (or PAI_CATALOG_MIRROR), each with the URI it has behind it too."""
     f = make_filters(None, None, None, None, None, None, None, False, as_of)
+    prefix = mirror_of(mirror)
     sql, params = statements.export(f)
     target = resolve_target(db)
     connection.reader(target)  # a file that is not a catalog is refused with the usual message
     if target.path is not None and "as_of" in params:
         params["as_of"] = times.stored(params["as_of"])
-    return _images(execute(target, sql, params))
+    rows = _images(execute(target, sql, params))
+    return rows if prefix is None else (_with_mirror(row, prefix) for row in rows)
+
+
+def _with_mirror(row: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The row with mirror_uri right after image_uri."""
+    uri = row["image_uri"]
+    pairs = list(row.items())
+    at = [name for name, _ in pairs].index("image_uri") + 1
+    pairs.insert(at, ("mirror_uri", mirrored(uri, prefix) if uri else None))
+    return dict(pairs)
 
 
 def _images(result: SqlResult) -> Iterator[dict[str, Any]]:

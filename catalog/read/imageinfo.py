@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from catalog.config import ENV_MIRROR
 from catalog.errors import UsageError
 from catalog.parse import SCOPES, times
-from catalog.parse.uri import NETWORKS, on_network
+from catalog.parse.uri import NETWORKS, check_mirror, mirrored, on_network
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class ImageInfo:
     parse_status: str = "ok"
     created: str | None = None
     removed: bool = False
+    mirror_uri: str | None = None  # with a mirror: the URI a cluster behind it pulls
 
 
 class Labels(dict[str, "str | None"]):
@@ -92,9 +95,16 @@ def network_of(endpoint: str | None) -> str | None:
     return network
 
 
-def on_network_of(info: ImageInfo, network: str | None) -> ImageInfo:
-    """The image with its URI in the host form pullable from ``network``; stored URIs stay
-    as the API gave them."""
-    if network is None or info.image_uri is None:
+def mirror_of(mirror: str | None) -> str | None:
+    """The mirror registry asked for, else PAI_CATALOG_MIRROR's; None for neither (or "")."""
+    chosen = os.environ.get(ENV_MIRROR, "") if mirror is None else mirror
+    return check_mirror(chosen) if chosen.strip() else None
+
+
+def pulled_from(info: ImageInfo, network: str | None, mirror: str | None) -> ImageInfo:
+    """The image with its URI in the host form pullable from ``network``, and with the URI it
+    has behind ``mirror``; stored URIs stay as the API gave them."""
+    if info.image_uri is None or (network is None and mirror is None):
         return info
-    return replace(info, image_uri=on_network(info.image_uri, network))
+    uri = info.image_uri if network is None else on_network(info.image_uri, network)
+    return replace(info, image_uri=uri, mirror_uri=mirrored(uri, mirror) if mirror else None)

@@ -27,7 +27,7 @@ from catalog.read.filters import (
     require_text,
     version_clause,
 )
-from catalog.read.imageinfo import ImageInfo, image_info, network_of, on_network_of
+from catalog.read.imageinfo import ImageInfo, image_info, mirror_of, network_of, pulled_from
 from catalog.read.versionlist import VersionGroup, version_groups
 
 # A warm retrieve() answers from here in 7 us, where running the query takes 52-55 us
@@ -95,6 +95,7 @@ def retrieve(
     os: str | None = None,
     as_of: datetime | str | None = None,
     endpoint: str | None = None,
+    mirror: str | None = None,
     db: str | None = None,
 ) -> ImageInfo:
     """The best image for a framework and version request, like the PAI SDK's ``retrieve``,
@@ -111,7 +112,7 @@ def retrieve(
         "framework_name": framework_name, "framework_version": framework_version,
         "accelerator_type": accelerator_type, "image_scope": image_scope, "region": region,
         "python_version": python_version, "cuda_version": cuda_version, "os": os,
-        "endpoint": endpoint,
+        "endpoint": endpoint, "mirror": mirror,
     }  # fmt: skip
     as_of, db = _checked(texts, as_of, db)
     handle = reader(resolve_target(db))
@@ -121,10 +122,10 @@ def retrieve(
         handle.target.url, framework_name, framework_version, accelerator_type, image_scope,
         region, bound, python_version, cuda_version, os, as_of,
     )  # fmt: skip
-    network = network_of(endpoint)
+    network, mirror = network_of(endpoint), mirror_of(mirror)
     remembered = _ANSWERS.get(key)
     if remembered is not None and generation is not None and remembered[0] == generation:
-        return on_network_of(remembered[1], network)
+        return pulled_from(remembered[1], network, mirror)
     info = _retrieve(
         handle, framework_name, framework_version, accelerator_type, image_scope,
         region, bound, python_version, cuda_version, os, as_of,
@@ -133,7 +134,7 @@ def retrieve(
         if len(_ANSWERS) >= MAX_REMEMBERED:
             _ANSWERS.pop(next(iter(_ANSWERS)))
         _ANSWERS[key] = (generation, info)
-    return on_network_of(info, network)
+    return pulled_from(info, network, mirror)
 
 
 def _bound_region(region: str | None) -> str | None:
@@ -273,6 +274,7 @@ def list_images(
     as_of: datetime | str | None = None,
     labels: bool = True,
     endpoint: str | None = None,
+    mirror: str | None = None,
     db: str | None = None,
 ) -> list[ImageInfo]:
     """Every image matching the filters, by framework, then highest version first.
@@ -285,7 +287,7 @@ def list_images(
         "framework_name": framework_name, "framework_version": framework_version,
         "accelerator_type": accelerator_type, "image_scope": image_scope, "region": region,
         "python_version": python_version, "cuda_version": cuda_version, "os": os,
-        "endpoint": endpoint,
+        "endpoint": endpoint, "mirror": mirror,
     }  # fmt: skip
     as_of, db = _checked(texts, as_of, db)
     f = make_filters(
@@ -313,8 +315,8 @@ def list_images(
         unknown = unknown_name(handle, f, framework_name)
         if unknown is not None:  # a typo lists nothing: say so, not an empty list
             raise unknown
-    network = network_of(endpoint)
-    return [on_network_of(image_info(row, f.scope, labels), network) for row in rows]
+    network, mirror = network_of(endpoint), mirror_of(mirror)
+    return [pulled_from(image_info(row, f.scope, labels), network, mirror) for row in rows]
 
 
 def list_versions(
@@ -371,15 +373,17 @@ def show(
     *,
     region: str | None = None,
     endpoint: str | None = None,
+    mirror: str | None = None,
     db: str | None = None,
 ) -> ImageInfo:
     """One image by URI (in either host form, VPC or public) or ImageId, removed ones
     included."""
-    _, db = _checked({"uri_or_id": uri_or_id, "region": region, "endpoint": endpoint}, None, db)
+    texts = {"uri_or_id": uri_or_id, "region": region, "endpoint": endpoint, "mirror": mirror}
+    _, db = _checked(texts, None, db)
     needle = (uri_or_id or "").strip()
     if not needle:
         raise UsageError("Give an image URI or ImageId, such as one pai-catalog list shows.")
-    network = network_of(endpoint)
+    network, mirror = network_of(endpoint), mirror_of(mirror)
     handle = reader(resolve_target(db))
     f = Filters(region=region.strip().lower() if region else None, include_removed=True)
     rows = _select(
@@ -403,4 +407,4 @@ def show(
         )
     # The live image first, then the one stored under the very URI asked for.
     rows.sort(key=lambda row: (row["valid_to"] is not None, row["uri"] != needle))
-    return on_network_of(image_info(rows[0], None, labels=True), network)
+    return pulled_from(image_info(rows[0], None, labels=True), network, mirror)

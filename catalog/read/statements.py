@@ -220,3 +220,10 @@ def events_of(needle: str, vpc: str, public: str) -> Statement:
         "WHERE v.uri IN (:needle, :vpc, :public) OR v.image_id = :needle) ORDER BY event_id",
         {"needle": needle, "vpc": vpc, "public": public},
     )
+
+
+RUN_EXISTS = "SELECT 1 FROM sync_run WHERE id = :run"
+# The image versions current now that a run after :run wrote: added, changed or restored since.
+SINCE = (
+    "SELECT image_id, region FROM image_version WHERE valid_to IS NULL AND valid_from_run_id > :run"
+)

@@ -1,0 +1,93 @@
+"""The mirror group: plan what to copy into a mirror registry."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from catalog.cli.options import errors, filter_options, network_option
+
+if TYPE_CHECKING:
+    from catalog.read.mirror import Copy
+
+FORMATS = ("skopeo", "skopeo-sync", "json")
+
+
+@click.group("mirror")
+def mirror_group() -> None:
+    """Plan copies of the catalog's images into a mirror registry."""
+
+
+@mirror_group.command("plan")
+@click.argument("framework", required=False)
+@click.option("--to", "prefix", required=True, metavar="PREFIX",
+              help="The mirror registry: host[:port][/path].")  # fmt: skip
+@filter_options
+@click.option("--latest", type=click.IntRange(1), help="Only each framework's N highest versions.")
+@click.option("--since", type=click.IntRange(0), metavar="RUN",
+              help="Only images a run after RUN added or changed (pai-catalog runs).")  # fmt: skip
+@network_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="skopeo", show_default=True,
+              help="skopeo copy lines, a skopeo sync YAML source file, or JSON pairs.")  # fmt: skip
+@click.pass_obj
+@errors
+def plan_command(
+    db: str | None, /, framework: str | None, prefix: str, latest: int | None,
+    since: int | None, network: str | None, mirror: str | None, fmt: str, **filters: Any,
+) -> None:  # fmt: skip
+    """Print what to copy so that a registry at PREFIX mirrors the images of FRAMEWORK (or
+    every framework) that the filters select, every scope unless --scope narrows it: each
+    image's registry host is replaced by PREFIX and its namespace/repository:tag kept, as
+    --mirror answers. An image listed under several regions' hosts is copied once.
+
+    With --format skopeo-sync, run the YAML with `skopeo sync --src yaml --dest docker FILE
+    PREFIX/NAMESPACE` (its first line says so); skopeo sync puts a file's images under one
+    path, so such a plan holds one namespace (--format skopeo has no such limit).
+    """
+    from catalog.read.mirror import plan
+
+    if mirror is not None:
+        raise click.UsageError("mirror plan takes its mirror as --to PREFIX, not --mirror.")
+    copies = plan(
+        prefix, framework, image_scope=filters["scope"], accelerator_type=filters["accelerator"],
+        region=filters["region"], python_version=filters["python_version"],
+        cuda_version=filters["cuda_version"], os=filters["os_name"], as_of=filters["as_of"],
+        latest=latest, since=since, endpoint=network, db=db,
+    )  # fmt: skip
+    if fmt == "json":
+        json.dump([asdict(c) for c in copies], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif fmt == "skopeo":
+        for c in copies:
+            click.echo(f"skopeo copy --all docker://{c.source} docker://{c.target}")
+    else:
+        click.echo(_sync_yaml(copies, prefix.strip().rstrip("/")), nl=False)
+
+
+def _sync_yaml(copies: list[Copy], prefix: str) -> str:
+    """A skopeo sync source file: registry host -> images -> namespace/repository -> tags."""
+    namespaces = sorted({c.namespace or "" for c in copies})
+    if len(namespaces) > 1:
+        raise click.UsageError(
+            f"The plan holds {len(namespaces)} namespaces ({', '.join(namespaces)}), and skopeo "
+            "sync puts every image of one file under one path; narrow it (--region, a framework) "
+            "or use --format skopeo."
+        )
+    where = f"{prefix}/{namespaces[0]}" if namespaces and namespaces[0] else prefix
+    registries: dict[str, dict[str, list[str]]] = {}
+    for c in copies:
+        host = c.source.split("/", 1)[0]
+        name = f"{c.namespace}/{c.repository}" if c.namespace else str(c.repository)
+        reference = c.tag or c.source.rpartition("@")[2]  # a digest, for a URI with no tag
+        registries.setdefault(host, {}).setdefault(name, []).append(reference)
+    lines = [f"# skopeo sync --src yaml --dest docker THIS_FILE {where}"]
+    for host, repositories in registries.items():
+        lines += [f"{host}:", "  images:"]
+        for name, tags in repositories.items():
+            lines.append(f"    {name}:")
+            lines += [f"      - {json.dumps(tag)}" for tag in tags]  # quoted: 2.1 is no number
+    return "\n".join(lines) + "\n"
