@@ -15,7 +15,7 @@ from click.testing import CliRunner
 import catalog
 from catalog.cli.main import main
 from catalog.config import SCHEMA_REVISION, parse_target
-from catalog.errors import DatabaseError, UsageError
+from catalog.errors import DatabaseError, InputError, SafetyError, UsageError
 from catalog.store import db
 from catalog.store.install import install, rollback
 from catalog.store.publish import publish
@@ -100,9 +100,11 @@ def test_an_older_catalog_is_refused_unless_allowed(
     newer = publish(tmp_path / "usb" / "newer.db", db=str(source)).path
     install(newer, db_option=str(place))
     before = files(place.parent)
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(SafetyError) as caught:
         install(published, db_option=str(place))
-    assert str(caught.value).startswith(f"{published} is older than {place} in cn-beijing")
+    assert str(caught.value).startswith(
+        f"{published} is older than {place}: cn-beijing was last synced "
+    )
     assert str(caught.value).endswith(
         "nothing was installed. Pass --allow-older to install it anyway."
     )
@@ -138,9 +140,9 @@ def test_a_bad_file_is_refused_in_one_line_and_nothing_changes(
         conn.close()
         reseal(bad)
     expected = {
-        "checksum": (UsageError, f"{bad} does not match its checksum in catalog.db.sha256: the "
+        "checksum": (InputError, f"{bad} does not match its checksum in catalog.db.sha256: the "
                      "copy is damaged or not the file published; nothing was installed."),
-        "no checksum": (UsageError, f"No checksum catalog.db.sha256 beside {bad}: copy it with "
+        "no checksum": (InputError, f"No checksum catalog.db.sha256 beside {bad}: copy it with "
                         "the catalog (publish writes it), or pass --no-verify to install "
                         "without checking."),
         "corrupt": (DatabaseError, f"{bad} is corrupt or not an SQLite database"),
@@ -218,11 +220,110 @@ def test_the_command_line_says_what_it_did(published: Path, place: Path) -> None
     assert f"  cn-beijing: {len(beijing())} added, 0 removed; last sync none -> " in done.stdout
     loud = run("--no-verify", str(published))
     assert loud.exit_code == 0 and loud.stderr == (
-        f"Warning: installing {published} without checking its checksum (--no-verify).\n"
+        f"Warning: installed {published} without checking its checksum.\n"
     )
-    back = run("--rollback")
-    assert back.exit_code == 0 and back.stdout.startswith(f"{place}: rolled back to ")
+    assert loud.stdout == f"{place}: {published} is installed already; nothing changed\n"
+    back = run("--rollback")  # the same file twice left the one backup there was: none
+    assert back.exit_code == 1 and back.stderr == (
+        f"Error: There is no catalog.db.previous beside {place}: nothing to roll back to.\n"
+    )
     neither = run()
     assert neither.exit_code == 2 and neither.stderr.splitlines()[-1] == (
         "Error: Give the published catalog FILE to install."
     )
+
+
+# --- a fresh look's findings ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["text", "other app"])
+def test_a_file_in_place_that_is_no_catalog_is_not_replaced(
+    published: Path, place: Path, kind: str
+) -> None:
+    """install replaced a text file or another program's database at --db, and a second install
+    then dropped it from the backup too; the other writers refuse such a file."""
+    if kind == "text":
+        place.write_text("my notes\n")
+    else:
+        sqlite3.connect(place).execute("CREATE TABLE users (name)").connection.close()
+    before = files(place.parent)
+    with pytest.raises(DatabaseError, match=r"is not a pai-catalog database|is corrupt or not an"):
+        install(published, db_option=str(place))
+    assert {k: v for k, v in files(place.parent).items() if k != "catalog.db.lock"} == before
+
+
+def test_the_catalog_never_has_a_second_name_and_leftovers_go(
+    published: Path, place: Path, monkeypatch: pytest.MonkeyPatch, write_listing: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The backup was a hard link: an install killed between the link and the rename left the
+    catalog with two names, which every writer then refused; a killed install's copy stayed."""
+    install(published, db_option=str(place))
+    source = tmp_path / "other.db"
+    fill(str(source), write_listing)
+    other = publish(tmp_path / "usb" / "other.db", db=str(source)).path
+    (place.parent / ".catalog.db.install.99999.tmp").write_bytes(b"x" * 100)  # a killed one's
+    from catalog.store import install as module
+
+    real = os.replace
+
+    def crash_on_the_last_rename(src: Any, dst: Any) -> None:
+        if Path(dst) == place:
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(module.os, "replace", crash_on_the_last_rename)
+    with pytest.raises(OSError):
+        install(other, db_option=str(place), allow_older=True)
+    monkeypatch.undo()
+    assert place.stat().st_nlink == 1
+    assert not [p for p in place.parent.iterdir() if p.name.endswith(".tmp")]
+    import_files([], "cn-beijing", db_option=str(place), allow_mass_removal=True)  # writable
+
+
+def test_installing_the_catalog_itself_or_the_same_file_again_keeps_the_backup(
+    published: Path, place: Path, write_listing: Any, tmp_path: Path
+) -> None:
+    install(published, db_option=str(place))
+    source = tmp_path / "newer.db"
+    fill(str(source), write_listing)
+    newer = publish(tmp_path / "usb" / "newer.db", db=str(source)).path
+    install(newer, db_option=str(place))
+    backup = place.with_name("catalog.db.previous").read_bytes()
+    with pytest.raises(UsageError, match="is the catalog in place"):
+        install(place, db_option=str(place), verify=False)
+    again = install(newer, db_option=str(place))
+    assert again.unchanged and again.backup is None
+    assert place.with_name("catalog.db.previous").read_bytes() == backup
+
+
+def test_a_symbolic_link_to_the_catalog_keeps_naming_it(published: Path, tmp_path: Path) -> None:
+    real = tmp_path / "real" / "catalog.db"
+    real.parent.mkdir()
+    link = tmp_path / "here.db"
+    link.symlink_to(real)
+    done = install(published, db_option=str(link))
+    assert link.is_symlink() and done.database == str(real)
+    assert real.read_bytes() == published.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["time", "table", "view"])
+def test_a_file_whose_contents_are_not_a_catalogs_is_refused_in_one_line(
+    published: Path, place: Path, damage: str
+) -> None:
+    """A run time that is no time, or a table gone with alembic_version kept, ended in a
+    traceback; a view gone was installed."""
+    statement = {
+        "time": "UPDATE sync_run SET finished_at = 'garbage'",
+        "table": "DROP TABLE image_scope",
+        "view": "DROP VIEW v_image",
+    }[damage]
+    conn = sqlite3.connect(published)
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+    reseal(published)
+    with pytest.raises(DatabaseError) as caught:
+        install(published, db_option=str(place))
+    assert str(caught.value).startswith(f"{published} is ")
+    assert not place.exists()

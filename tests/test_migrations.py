@@ -16,6 +16,7 @@ from sqlalchemy import event, inspect
 from catalog.config import SCHEMA_REVISION, known_revision, parse_target
 from catalog.errors import DatabaseError
 from catalog.store import db
+from catalog.store.models import VIEWS
 from catalog.sync.run import import_files
 from tests.conftest import api_image
 from tests.dbkit import CatalogDb
@@ -90,6 +91,8 @@ def test_models_match_migrations(catalog_db: CatalogDb) -> None:
     engine = db.make_engine(target)
     try:
         assert db.schema_differences(engine) == []
+        with engine.connect() as conn:  # every view the migrations make, and no other
+            assert sorted(inspect(conn).get_view_names()) == sorted(VIEWS)
     finally:
         engine.dispose()
 

@@ -44,7 +44,18 @@ def test_a_mirrored_uri_replaces_the_host_and_keeps_the_path(
 
 
 @pytest.mark.parametrize(
-    "prefix", ["https://registry.local", "mirror", "", "r.local/pai:tag", "r .local", "r.local//x"]
+    "prefix",
+    [
+        "https://registry.local",
+        "mirror",
+        "",
+        "r.local/pai:tag",
+        "r .local",
+        "r.local//x",
+        "r.local/PAI",
+        "r.local:99999",
+        "r.local:0",
+    ],
 )
 def test_a_prefix_that_is_no_registry_is_refused(prefix: str) -> None:
     with pytest.raises(UsageError, match="is not a mirror registry; write it like"):
@@ -134,10 +145,14 @@ def test_a_plan_prints_as_skopeo_lines_a_sync_file_or_json(db: str) -> None:
     yaml = run("pytorch", "--region", "cn-hangzhou", "--format", "skopeo-sync").stdout
     assert yaml.startswith(
         "# skopeo sync --src yaml --dest docker THIS_FILE r.local/pai\n"
-        "dsw-registry.cn-hangzhou.cr.aliyuncs.com:\n  images:\n    pai/pytorch:\n"
+        '"dsw-registry.cn-hangzhou.cr.aliyuncs.com":\n  images:\n    "pai/pytorch":\n'
     )
     assert f'      - "{TAG.split(":")[1]}"\n' in yaml
     pairs = json.loads(run("--format", "json").stdout)
     assert pairs and all(p["target"] == mirrored(p["source"], "r.local") for p in pairs)
-    wrong = run("--mirror", "x.local")
-    assert wrong.exit_code == 2
+    assert "--mirror PREFIX" not in run("--help").stdout
+    empty = run("pytorch", "--region", "cn-hangzhou", "--scope", "inference", "--format",
+                "skopeo-sync", "--accelerator", "xpu")  # fmt: skip
+    assert empty.exit_code != 0 and empty.stdout == ""
+    one = run("--namespace", "pai", "--format", "skopeo-sync")
+    assert one.exit_code == 0 and one.stdout.startswith("# skopeo sync --src yaml --dest docker")

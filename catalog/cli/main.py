@@ -21,6 +21,7 @@ from catalog.cli.options import (
     filter_options,
     format_option,
     format_option_with,
+    mirror_option,
     network_option,
     stop_on_sigterm,
     stopped,
@@ -104,6 +105,7 @@ class _Days(click.FloatRange):
 @click.argument("version", default="latest")
 @filter_options
 @network_option
+@mirror_option
 @click.option("--json", "as_json", is_flag=True, help="Print the whole ImageInfo as JSON.")
 @click.option(
     "--format",
@@ -175,6 +177,7 @@ def resolve(
 @click.option("--version", "version", help="A version, prefix or range to match.")
 @filter_options
 @network_option
+@mirror_option
 @click.option("--include-removed", is_flag=True, help="Also list images no longer in the API.")
 @format_option
 @click.pass_obj
@@ -248,6 +251,7 @@ def versions(db: str | None, /, framework: str, fmt: str | None, **filters: Any)
 @click.argument("uri_or_id")
 @click.option("--region", help="Region id, when the image is in several.")
 @network_option
+@mirror_option
 @format_option_with("table")
 @click.pass_obj
 @errors

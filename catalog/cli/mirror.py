@@ -30,6 +30,7 @@ def mirror_group() -> None:
 @click.option("--latest", type=click.IntRange(1), help="Only each framework's N highest versions.")
 @click.option("--since", type=click.IntRange(0), metavar="RUN",
               help="Only images a run after RUN added or changed (pai-catalog runs).")  # fmt: skip
+@click.option("--namespace", help="Only images of this namespace (pai, for pai/pytorch:...).")
 @network_option
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="skopeo", show_default=True,
               help="skopeo copy lines, a skopeo sync YAML source file, or JSON pairs.")  # fmt: skip
@@ -37,7 +38,7 @@ def mirror_group() -> None:
 @errors
 def plan_command(
     db: str | None, /, framework: str | None, prefix: str, latest: int | None,
-    since: int | None, network: str | None, mirror: str | None, fmt: str, **filters: Any,
+    since: int | None, namespace: str | None, network: str | None, fmt: str, **filters: Any,
 ) -> None:  # fmt: skip
     """Print what to copy so that a registry at PREFIX mirrors the images of FRAMEWORK (or
     every framework) that the filters select, every scope unless --scope narrows it: each
@@ -50,22 +51,42 @@ def plan_command(
     """
     from catalog.read.mirror import plan
 
-    if mirror is not None:
-        raise click.UsageError("mirror plan takes its mirror as --to PREFIX, not --mirror.")
     copies = plan(
         prefix, framework, image_scope=filters["scope"], accelerator_type=filters["accelerator"],
         region=filters["region"], python_version=filters["python_version"],
         cuda_version=filters["cuda_version"], os=filters["os_name"], as_of=filters["as_of"],
         latest=latest, since=since, endpoint=network, db=db,
     )  # fmt: skip
+    if namespace is not None:
+        copies = [c for c in copies if (c.namespace or "") == namespace.strip().strip("/")]
+    if not copies and fmt == "skopeo-sync":
+        raise click.ClickException("Nothing matches: no image to mirror, and no file to write.")
     if fmt == "json":
         json.dump([asdict(c) for c in copies], sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif fmt == "skopeo":
         for c in copies:
-            click.echo(f"skopeo copy --all docker://{c.source} docker://{c.target}")
+            click.echo(
+                f"skopeo copy --all docker://{_pinned(c.source)} docker://{_tagged(c.target)}"
+            )
     else:
         click.echo(_sync_yaml(copies, prefix.strip().rstrip("/")), nl=False)
+
+
+def _pinned(uri: str) -> str:
+    """A source skopeo accepts: name@digest when the URI has a digest (skopeo refuses a tag
+    and a digest together), else name:tag."""
+    if "@" not in uri:
+        return uri
+    name, _, digest = uri.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    return f"{name[:colon] if colon > slash else name}@{digest}"
+
+
+def _tagged(uri: str) -> str:
+    """A destination with its tag and no digest (a registry names what it stores by tag)."""
+    return uri.partition("@")[0] if ":" in uri.rpartition("/")[2].partition("@")[0] else uri
 
 
 def _sync_yaml(copies: list[Copy], prefix: str) -> str:
@@ -74,7 +95,7 @@ def _sync_yaml(copies: list[Copy], prefix: str) -> str:
     if len(namespaces) > 1:
         raise click.UsageError(
             f"The plan holds {len(namespaces)} namespaces ({', '.join(namespaces)}), and skopeo "
-            "sync puts every image of one file under one path; narrow it (--region, a framework) "
+            "sync puts every image of one file under one path; give --namespace (one file each), "
             "or use --format skopeo."
         )
     where = f"{prefix}/{namespaces[0]}" if namespaces and namespaces[0] else prefix
@@ -82,12 +103,13 @@ def _sync_yaml(copies: list[Copy], prefix: str) -> str:
     for c in copies:
         host = c.source.split("/", 1)[0]
         name = f"{c.namespace}/{c.repository}" if c.namespace else str(c.repository)
-        reference = c.tag or c.source.rpartition("@")[2]  # a digest, for a URI with no tag
+        # The tag, so that the mirror has the name --mirror answers; a digest only without one.
+        reference = c.tag or c.source.rpartition("@")[2]
         registries.setdefault(host, {}).setdefault(name, []).append(reference)
     lines = [f"# skopeo sync --src yaml --dest docker THIS_FILE {where}"]
     for host, repositories in registries.items():
-        lines += [f"{host}:", "  images:"]
+        lines += [f"{json.dumps(host)}:", "  images:"]  # quoted: a name may read as a number
         for name, tags in repositories.items():
-            lines.append(f"    {name}:")
+            lines.append(f"    {json.dumps(name)}:")
             lines += [f"      - {json.dumps(tag)}" for tag in tags]  # quoted: 2.1 is no number
     return "\n".join(lines) + "\n"

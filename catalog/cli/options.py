@@ -230,7 +230,6 @@ def network_option(func: F) -> F:
         kwargs["network"] = "vpc" if vpc else "public" if public else None
         return func(*args, **kwargs)
 
-    wrapper = mirror_option(wrapper)
     wrapper = click.option(
         "--public",
         is_flag=True,

@@ -228,7 +228,7 @@ def check(db: str | None, /) -> None:
 
 
 @db_group.command("install")
-@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.argument("file", required=False)
 @click.option("--no-verify", is_flag=True, help="Install without checking FILE.sha256.")
 @click.option("--allow-older", is_flag=True, help="Install a catalog older than the one in place.")
 @click.option("--rollback", is_flag=True, help="Put back the catalog the last install replaced.")
@@ -236,17 +236,18 @@ def check(db: str | None, /) -> None:
 @click.pass_obj
 @errors
 def install_command(
-    db: str | None, /, file: Path | None, no_verify: bool, allow_older: bool, rollback: bool,
+    db: str | None, /, file: str | None, no_verify: bool, allow_older: bool, rollback: bool,
     wait: bool,
 ) -> None:  # fmt: skip
     """Put a published catalog FILE in place of the catalog (or --db), the receiving end of
     publish on an air-gapped machine.
 
     FILE must match FILE.sha256 (publish writes both), pass SQLite's integrity check and be a
-    pai-catalog database; an older schema is upgraded on a copy, a newer one refused. A FILE
-    older than the catalog in place (a region's last successful sync) is refused unless
-    --allow-older. Readers see the old catalog or the new one; the old one is kept as
-    CATALOG.previous, which --rollback puts back.
+    pai-catalog database whose schema matches its revision; an older schema is upgraded on a
+    copy, a newer one refused. A FILE older than the catalog in place (a region's last
+    successful sync), or lacking one of its regions, is refused unless --allow-older; so is a
+    catalog in place that is not a pai-catalog database. Readers see the old catalog or the new
+    one; the old one is kept as CATALOG.previous, which --rollback puts back.
     """
     from catalog.parse import times
     from catalog.store import install
@@ -257,16 +258,16 @@ def install_command(
         done = install.rollback(db_option=db, wait=wait)
         click.echo(f"{done.database}: rolled back to {done.source} ({done.images} images)")
     else:
-        if file is None:
+        if file is None or not file.strip():
             raise click.UsageError("Give the published catalog FILE to install.")
-        if no_verify:
-            click.echo(
-                f"Warning: installing {file} without checking its checksum (--no-verify).",
-                err=True,
-            )
         done = install.install(
             file, db_option=db, verify=not no_verify, allow_older=allow_older, wait=wait
         )
+        if no_verify:
+            click.echo(f"Warning: installed {file} without checking its checksum.", err=True)
+        if done.unchanged:
+            click.echo(f"{done.database}: {done.source} is installed already; nothing changed")
+            return
         upgraded = f", upgraded from {done.upgraded_from}" if done.upgraded_from else ""
         kept = f"; the catalog it replaced is {done.backup}" if done.backup else ""
         click.echo(

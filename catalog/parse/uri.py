@@ -22,6 +22,7 @@ class ImageRef:
 
 
 _PATH_PART_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", re.IGNORECASE)
+_LOWER_PART_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")  # a repository path
 _HOST_RE = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?", re.IGNORECASE)
 _TAG_RE = re.compile(r"\w[\w.-]{0,127}")
 _DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-f]{32,}", re.IGNORECASE)
@@ -114,19 +115,24 @@ def check_region(region: str) -> str:
 
 
 def check_mirror(prefix: str) -> str:
-    """A mirror registry as given: ``host[:port][/path...]``, without a scheme or a final /."""
+    """A mirror registry as given: ``host[:port][/path...]``, without a scheme or a final /;
+    the path in lower case, as repository names are."""
     text = prefix.strip().rstrip("/")
     host, _, path = text.partition("/")
     named = "." in host or ":" in host or host == "localhost"
-    if (
-        "://" in text
-        or not named
-        or not _HOST_RE.fullmatch(host)
-        or (path and not all(_PATH_PART_RE.fullmatch(part) for part in path.split("/")))
-    ):
+    port = host.rpartition(":")[2] if ":" in host else "1"
+    sound = (
+        "://" not in text
+        and named
+        and _HOST_RE.fullmatch(host) is not None
+        and port.isdigit()
+        and 0 < int(port) < 65536
+        and (not path or all(_LOWER_PART_RE.fullmatch(part) for part in path.split("/")))
+    )
+    if not sound:
         raise UsageError(
             f"{prefix!r} is not a mirror registry; write it like registry.example.com:5000 or "
-            "registry.example.com/pai-mirror (no https://, no tag)."
+            "registry.example.com/pai-mirror (no https://, no tag, a path in lower case)."
         )
     return text
 

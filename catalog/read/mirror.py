@@ -71,6 +71,8 @@ def plan(
         if image.image_uri is None or image.mirror_uri is None:
             continue  # no URI to copy from
         ref = parse_uri(image.image_uri)
+        if not ref.host:
+            continue  # a URI with no registry host: nowhere known to copy it from
         copy = Copy(
             image.image_uri, image.mirror_uri, image.image_id, image.region,
             image.framework_name, image.framework_version, ref.namespace, ref.repository, ref.tag,

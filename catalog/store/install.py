@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,12 +14,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from catalog.config import SCHEMA_REVISION, DbTarget, known_revision, parse_target, resolve_target
-from catalog.errors import DatabaseError, UsageError
+from catalog.errors import DatabaseError, InputError, SafetyError, UsageError
 from catalog.parse import times
 from catalog.read import connection
 from catalog.store import db, locks
 
 BACKUP = ".previous"  # catalog.db.previous: the catalog the last install replaced
+_TEMPORARY = (".install.", ".previous.")  # in the names of the files an install writes first
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,7 @@ class Installed:
     images: int
     changes: tuple[RegionChange, ...]
     backup: str | None  # where the catalog it replaced is kept
+    unchanged: bool = False  # the file was the catalog in place already: nothing was done
 
 
 def install(
@@ -59,45 +59,48 @@ def install(
     """Put the published catalog ``source`` in place of the catalog (or ``db_option``).
 
     The file must match its ``.sha256`` (unless ``verify`` is false), pass SQLite's integrity
-    check and be a pai-catalog database; one at an older schema revision is upgraded on the
-    copy, one at a newer revision refused. It may not be older than the catalog in place in any
-    region (its last successful sync), unless ``allow_older``. A reader sees the old catalog or
-    the new one, never a mix; the old one is kept beside it as ``<name>.previous``.
+    check and be a pai-catalog database whose schema matches the models; one at an older
+    revision is upgraded on the copy, one at a newer revision refused. It may not be older than
+    the catalog in place in any region (its last successful sync), nor lack one of its regions,
+    unless ``allow_older``. A reader sees the old catalog or the new one, never a mix; the old
+    one is kept beside it as ``<name>.previous``.
     """
+    if not str(source).strip():
+        raise UsageError("Give the published catalog FILE to install.")
     path = Path(source).expanduser().absolute()
-    if not str(source).strip() or not path.is_file():
-        raise UsageError(f"{path} is not a file; give the published catalog to install.")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file; give the published catalog to install.")
     target, where = _file_target(db_option)
-    if verify:
-        _verify_checksum(path)
+    expected = _expected_checksum(path) if verify else None
     db.check_writable(target)
     db.make_folder(where)
-    with (
-        locks.write_lock(target, wait=wait, holder="db install"),
-        _copy_beside(path, where) as copy,
-    ):
-        revision = _check(copy, path)
-        if revision != SCHEMA_REVISION:
-            engine = db.make_engine(parse_target(str(copy)))
-            try:
-                db.upgrade(engine, parse_target(str(copy)))
-            finally:
-                engine.dispose()
-            _rollback_journal(copy)
-        changes = _changes(where, copy)
-        older = [c for c in changes if _is_older(c)]
-        if older and not allow_older:
-            shown = ", ".join(
-                f"{c.region} (last synced {times.iso(c.last_sync_after) or 'never'} here, "
-                f"{times.iso(c.last_sync_before)} in place)"
-                for c in older[:5]
-            )
-            raise UsageError(
-                f"{path} is older than {where} in {shown}; nothing was installed. "
-                "Pass --allow-older to install it anyway."
-            )
-        images = _count(copy)
-        backup = _replace(where, copy)
+    with locks.write_lock(target, wait=wait, holder="db install"):
+        _clean(where)
+        if where.exists() and os.path.samefile(path, where):
+            raise UsageError(f"{path} is the catalog in place; give a published copy to install.")
+        with _copy_beside(path, where) as (copy, digest):
+            if expected is not None and digest != expected:
+                raise InputError(
+                    f"{path} does not match its checksum in {path.name}.sha256: the copy is "
+                    "damaged or not the file published; nothing was installed."
+                )
+            if where.is_file() and where.stat().st_size and _digest(where) == digest:
+                return Installed(
+                    str(where), str(path), SCHEMA_REVISION, None, _count(where), (), None, True
+                )
+            revision = _check(copy, path)
+            if revision != SCHEMA_REVISION:
+                _upgrade(copy)
+            _check_models(copy, path)
+            changes = _changes(where, copy, path)
+            older = [c for c in changes if _is_older(c)]
+            if older and not allow_older:
+                raise SafetyError(
+                    f"{path} is older than {where}: {_older(older)}; nothing was installed. "
+                    "Pass --allow-older to install it anyway."
+                )
+            images = _count(copy)
+            backup = _replace(where, copy)
     connection.forget(target)
     return Installed(
         database=str(where),
@@ -116,23 +119,25 @@ def rollback(*, db_option: str | None = None, wait: bool = False) -> Installed:
     target, where = _file_target(db_option)
     backup = where.with_name(where.name + BACKUP)
     if not backup.is_file():
-        raise UsageError(f"There is no {backup.name} beside {where}: nothing to roll back to.")
+        raise InputError(f"There is no {backup.name} beside {where}: nothing to roll back to.")
     db.check_writable(target)
     with locks.write_lock(target, wait=wait, holder="db install"):
+        _clean(where)
         revision = _check(backup, backup)
         if revision != SCHEMA_REVISION:
             raise DatabaseError(
                 f"{backup} is at schema revision {revision}; this pai-catalog reads "
                 f"{SCHEMA_REVISION}: install it again instead of rolling back to it."
             )
-        changes = _changes(where, backup)
+        changes = _changes(where, backup, backup)
         _settle(where)
-        spare = _spare_name(where)
-        if where.exists():
-            os.link(where, spare)
-        os.replace(backup, where)
-        if spare.exists():
-            os.replace(spare, backup)
+        spare = _temporary(where, "previous")
+        with _removed_unless_kept(spare):
+            if where.exists():
+                _copy_file(where, spare)
+            os.replace(backup, where)
+            if spare.exists():
+                os.replace(spare, backup)
         _sync_folder(where.parent)
     connection.forget(target)
     return Installed(
@@ -147,58 +152,96 @@ def rollback(*, db_option: str | None = None, wait: bool = False) -> Installed:
 
 
 def _file_target(db_option: str | None) -> tuple[DbTarget, Path]:
+    """The catalog to install into, and its file: a symbolic link's target, so that the link
+    goes on naming the catalog."""
     target = resolve_target(db_option, write=True)
     if target.path is None:
         raise UsageError(
             "db install puts a published file in place of a file catalog; a PostgreSQL "
             "catalog is filled by sync or import instead."
         )
-    return target, target.path
+    return target, target.path.resolve() if target.path.is_symlink() else target.path
 
 
-def _verify_checksum(path: Path) -> None:
+def _expected_checksum(path: Path) -> str:
     sidecar = path.with_name(path.name + ".sha256")
     try:
-        line = sidecar.read_text(encoding="utf-8").strip()
+        words = sidecar.read_text(encoding="utf-8").split()
     except (OSError, UnicodeDecodeError):
-        raise UsageError(
+        raise InputError(
             f"No checksum {sidecar.name} beside {path}: copy it with the catalog (publish "
             "writes it), or pass --no-verify to install without checking."
         ) from None
-    expected = line.split()[0].lower() if line.split() else ""
+    return words[0].lower() if words else ""
+
+
+def _temporary(where: Path, kind: str) -> Path:
+    return where.with_name(f".{where.name}.{kind}.{os.getpid()}.tmp")
+
+
+def _clean(where: Path) -> None:
+    """Remove what a killed install left beside the catalog; the write lock is held, so no
+    install is under way."""
+    for leftover in where.parent.glob(f".{where.name}.*.tmp"):
+        if any(kind in leftover.name for kind in _TEMPORARY):
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                leftover.with_name(leftover.name + suffix).unlink(missing_ok=True)
+
+
+@contextmanager
+def _removed_unless_kept(path: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+@contextmanager
+def _copy_beside(path: Path, where: Path) -> Iterator[tuple[Path, str]]:
+    """A private copy of ``path`` in ``where``'s folder (so that a rename puts it in place),
+    and the SHA-256 of what was copied; removed unless it was put in place."""
+    copy = _temporary(where, "install")
+    with _removed_unless_kept(copy):
+        try:
+            digest = _copy_file(path, copy)
+        except OSError as exc:
+            raise DatabaseError(
+                f"Cannot install {path} as {where}: {exc.strerror or exc}."
+            ) from None
+        yield copy, digest
+
+
+def _copy_file(source: Path, out: Path) -> str:
+    """Copy ``source`` to ``out`` (0644, on disk), hashing the bytes copied."""
+    digest = hashlib.sha256()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with open(source, "rb") as reading, os.fdopen(fd, "wb") as writing:
+        while chunk := reading.read(1 << 20):
+            digest.update(chunk)
+            writing.write(chunk)
+        writing.flush()
+        os.fsync(writing.fileno())
+    return digest.hexdigest()
+
+
+def _digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
-    if digest.hexdigest() != expected:
-        raise UsageError(
-            f"{path} does not match its checksum in {sidecar.name}: the copy is damaged or "
-            "not the file published; nothing was installed."
-        )
+    return digest.hexdigest()
 
 
-@contextmanager
-def _copy_beside(path: Path, target: Path) -> Iterator[Path]:
-    """A private copy of ``path`` in ``target``'s folder (so that a rename puts it in place),
-    removed unless it was put in place."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.install.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    copy = Path(name)
-    try:
-        shutil.copyfile(path, copy)
-        copy.chmod(0o644)
-        yield copy
-    except OSError as exc:
-        raise DatabaseError(f"Cannot install {path} as {target}: {exc.strerror or exc}.") from None
-    finally:
-        for suffix in ("", "-journal", "-wal", "-shm"):
-            copy.with_name(copy.name + suffix).unlink(missing_ok=True)
+def _open(path: Path) -> sqlite3.Connection:
+    """A file no one writes while the lock is held, read without a -wal or -shm beside it."""
+    return sqlite3.connect(f"file:{quote(str(path))}?immutable=1", uri=True)
 
 
-def _check(copy: Path, shown: Path) -> str:
+def _check(path: Path, shown: Path) -> str:
     """The schema revision of a sound pai-catalog file this code can read or upgrade."""
     try:
-        conn = sqlite3.connect(f"file:{quote(str(copy))}?mode=ro", uri=True)
+        conn = _open(path)
         try:
             problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
             if problems != ["ok"]:
@@ -213,19 +256,46 @@ def _check(copy: Path, shown: Path) -> str:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise DatabaseError.corrupt(str(shown), str(exc)) from None
-    revision = str(rows[0][0]) if len(rows) == 1 else ""
+    if len(rows) != 1:
+        raise DatabaseError.corrupt(str(shown), f"{len(rows)} schema revisions")
+    revision = str(rows[0][0])
     if not known_revision(revision):
-        raise DatabaseError.newer_revision(str(shown), revision or "none")
+        raise DatabaseError.newer_revision(str(shown), revision)
     return revision
 
 
-def _rollback_journal(path: Path) -> None:
-    """A migrated copy back in the journal mode a published file has (no -wal beside it)."""
-    conn = sqlite3.connect(path)
+def _upgrade(copy: Path) -> None:
+    """Migrate the copy to this code's schema, then give it back a published file's journal
+    mode (no -wal beside it)."""
+    target = parse_target(str(copy))
+    engine = db.make_engine(target)
+    try:
+        db.upgrade(engine, target)
+    finally:
+        engine.dispose()
+    conn = sqlite3.connect(copy)
     try:
         conn.execute("PRAGMA journal_mode = DELETE")
     finally:
         conn.close()
+
+
+def _check_models(copy: Path, shown: Path) -> None:
+    """Refuse a file whose tables or views are not what its revision says (dropped, altered)."""
+    from sqlalchemy import exc as sa_exc
+
+    engine = db.make_engine(parse_target(str(copy)))
+    try:
+        differences = db.schema_differences(engine)
+    except (DatabaseError, sa_exc.SQLAlchemyError) as exc:
+        raise DatabaseError.corrupt(str(shown), str(exc).rsplit(": ", 1)[-1].rstrip(".")) from None
+    finally:
+        engine.dispose()
+    if differences:
+        shown_first = "; ".join(str(d) for d in differences[:3])
+        raise DatabaseError.not_a_catalog(
+            str(shown), f"its schema differs from the models: {shown_first}", empty=False
+        )
 
 
 _REGION_STATE = """SELECT r.region,
@@ -235,29 +305,31 @@ FROM (SELECT DISTINCT region FROM sync_run) r"""
 _CURRENT = "SELECT region, image_id FROM image_version WHERE valid_to IS NULL"
 
 
-def _state(path: Path) -> tuple[dict[str, datetime | None], dict[str, set[str]]]:
-    conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+def _state(path: Path, shown: Path) -> tuple[dict[str, datetime | None], dict[str, set[str]]]:
     try:
-        last = {region: times.parse(when) for region, when in conn.execute(_REGION_STATE)}
-        current: dict[str, set[str]] = {}
-        for region, image_id in conn.execute(_CURRENT):
-            current.setdefault(region, set()).add(image_id)
-    finally:
-        conn.close()
-    return last, current
+        conn = _open(path)
+        try:
+            rows = conn.execute(_REGION_STATE).fetchall()
+            current: dict[str, set[str]] = {}
+            for region, image_id in conn.execute(_CURRENT):
+                current.setdefault(region, set()).add(image_id)
+        finally:
+            conn.close()
+        return {region: times.parse(when) for region, when in rows}, current
+    except (sqlite3.Error, ValueError) as exc:
+        raise DatabaseError.corrupt(str(shown), str(exc)) from None
 
 
-def _changes(old: Path, new: Path) -> list[RegionChange]:
-    """Per region, what installing ``new`` over ``old`` adds and removes."""
+def _changes(old: Path, new: Path, shown: Path) -> list[RegionChange]:
+    """Per region, what installing ``new`` over ``old`` adds and removes. A catalog in place
+    that is not a sound pai-catalog database is not replaced: it may be another program's."""
     before_last: dict[str, datetime | None] = {}
     before: dict[str, set[str]] = {}
     if old.exists() and old.stat().st_size > 0:
-        try:  # a catalog in place that cannot be read is replaced, and kept as the backup
-            _check(old, old)
-            before_last, before = _state(old)
-        except (DatabaseError, sqlite3.Error):
-            pass
-    after_last, after = _state(new)
+        _settle(old)
+        _check(old, old)
+        before_last, before = _state(old, old)
+    after_last, after = _state(new, shown)
     return [
         RegionChange(
             region,
@@ -271,11 +343,22 @@ def _changes(old: Path, new: Path) -> list[RegionChange]:
 
 
 def _is_older(change: RegionChange) -> bool:
-    """The new file holds this region as of an earlier sync than the catalog in place (or not
-    at all)."""
+    """The new file holds this region as of an earlier sync than the catalog in place, or not
+    at all."""
     if change.last_sync_before is None:
         return False
     return change.last_sync_after is None or change.last_sync_after < change.last_sync_before
+
+
+def _older(changes: list[RegionChange]) -> str:
+    said = [
+        f"it does not hold {c.region}"
+        if c.last_sync_after is None
+        else f"{c.region} was last synced {times.iso(c.last_sync_after)} in it, "
+        f"{times.iso(c.last_sync_before)} in place"
+        for c in changes[:5]
+    ]
+    return "; ".join(said) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
 
 
 def _moved(change: RegionChange) -> bool:
@@ -283,11 +366,10 @@ def _moved(change: RegionChange) -> bool:
 
 
 def _count(path: Path) -> int:
-    conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+    conn = _open(path)
     try:
-        return int(
-            conn.execute("SELECT count(*) FROM image_version WHERE valid_to IS NULL").fetchone()[0]
-        )
+        found = conn.execute("SELECT count(*) FROM image_version WHERE valid_to IS NULL")
+        return int(found.fetchone()[0])
     finally:
         conn.close()
 
@@ -307,6 +389,8 @@ def _settle(path: Path) -> None:
     conn = sqlite3.connect(path, timeout=db.BUSY_TIMEOUT_MS / 1000)
     try:
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error as exc:
+        raise DatabaseError.corrupt(str(path), str(exc)) from None
     finally:
         conn.close()
     if busy:
@@ -316,25 +400,19 @@ def _settle(path: Path) -> None:
         )
 
 
-def _spare_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.previous.tmp")
-
-
-def _replace(target: Path, copy: Path) -> Path | None:
-    """Rename ``copy`` over ``target`` (atomic: a reader opens the old file or the new one),
-    after keeping ``target`` as the single backup; where the backup is."""
-    _settle(target)
-    backup = target.with_name(target.name + BACKUP)
-    kept = target.exists() and target.stat().st_size > 0
+def _replace(where: Path, copy: Path) -> Path | None:
+    """Rename ``copy`` over ``where`` (atomic: a reader opens the old file or the new one),
+    after copying ``where`` to the single backup; where the backup is. No step leaves the
+    catalog with a second name, which writers refuse."""
+    backup = where.with_name(where.name + BACKUP)
+    kept = where.exists() and where.stat().st_size > 0
     if kept:
-        spare = _spare_name(target)
-        spare.unlink(missing_ok=True)
-        os.link(target, spare)  # the old catalog keeps a name while the new one takes its own
-        os.replace(spare, backup)
-    with open(copy, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(copy, target)
-    _sync_folder(target.parent)
+        spare = _temporary(where, "previous")
+        with _removed_unless_kept(spare):
+            _copy_file(where, spare)
+            os.replace(spare, backup)
+    os.replace(copy, where)
+    _sync_folder(where.parent)
     return backup if kept else None
 
 
