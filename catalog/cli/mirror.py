@@ -47,7 +47,8 @@ def plan_command(
 
     With --format skopeo-sync, run the YAML with `skopeo sync --src yaml --dest docker FILE
     PREFIX/NAMESPACE` (its first line says so); skopeo sync puts a file's images under one
-    path, so such a plan holds one namespace (--format skopeo has no such limit).
+    path, so such a plan holds one namespace (--namespace picks it; --format skopeo has no
+    such limit).
     """
     from catalog.read.mirror import plan
 

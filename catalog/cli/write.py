@@ -165,7 +165,8 @@ def _progress_line(region: str, done: int, planned: int) -> None:
 
 @click.group("db")
 def db_group() -> None:
-    """Create, upgrade and check the database schema."""
+    """The catalog's database: create, upgrade or check its schema, read it again, install a
+    published copy, forget a region."""
 
 
 @db_group.command()
