@@ -123,3 +123,13 @@ def did_you_mean(name: str, known: list[str]) -> str:
 
     close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1)
     return f" Did you mean {next(k for k in known if k.lower() == close[0])!r}?" if close else ""
+
+
+def quoted(value: object, limit: int = 120) -> str:
+    """``repr(value)`` for a message, its middle cut when longer than ``limit`` characters: a
+    megabyte argument must not make a megabyte error."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    half = (limit - 5) // 2
+    return f"{text[:half]} ... {text[-half:]} ({len(text)} characters)"

@@ -241,8 +241,10 @@ def test_failed_first_import_leaves_no_database(tmp_path: Path) -> None:
 
 def test_unknown_revision_to_upgrade_to(empty_db: CatalogDb) -> None:
     result = run("--db", empty_db.target, "db", "upgrade", "--revision", "nonsense")
-    assert result.exit_code == 1
-    assert result.output.startswith(f"Error: Cannot upgrade {empty_db.display} to 'nonsense': ")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        "Error: Unknown revision 'nonsense'; give head, or an id from 0001 to 0009."
+    )
 
 
 def test_database_from_a_newer_version(catalog_db: CatalogDb, write_listing: Any) -> None:

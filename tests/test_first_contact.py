@@ -775,3 +775,27 @@ def test_a_truncated_catalog_is_corrupt_to_readers_and_writers(db: str, tmp_path
         f"Error: {broken} is corrupt or not an SQLite database (database disk image is "
         "malformed); restore it from a copy or point --db at another file."
     }
+
+
+def test_a_huge_argument_makes_no_huge_error(db: str) -> None:
+    """A 1,000,000-character framework name gave an error as long."""
+    import catalog
+
+    with pytest.raises(catalog.UnsupportedError) as caught:
+        catalog.retrieve("x" * 1_000_000, region="cn-hangzhou", db=db)
+    assert len(str(caught.value)) < 1000 and "(1000002 characters)" in str(caught.value)
+
+
+@pytest.mark.parametrize("revision", ["bogus", "0099", ""])
+def test_db_upgrade_refuses_a_revision_it_does_not_know_as_a_usage_error(
+    sqlite_path: Path, revision: str
+) -> None:
+    """--revision bogus exited 1 in Alembic's words while --revision '' was a usage error."""
+    before = sqlite_path.read_bytes()
+    done = invoke("--db", str(sqlite_path), "db", "upgrade", "--revision", revision)
+    assert done.exit_code == 2
+    assert done.stderr.splitlines()[-1] in (
+        f"Error: Unknown revision {revision!r}; give head, or an id from 0001 to 0009.",
+        "Error: Give a revision: head, or an id such as 0007.",
+    )
+    assert sqlite_path.read_bytes() == before

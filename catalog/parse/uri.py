@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from catalog.errors import UsageError
+from catalog.errors import UsageError, quoted
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,8 @@ def check_region(region: str) -> str:
     if not _REGION_RE.match(value):
         several = " (several are separated by spaces)" if "," in value else ""
         raise UsageError(
-            f"{region!r} is not a region id; write it like cn-hangzhou or ap-southeast-1{several}."
+            f"{quoted(region)} is not a region id; write it like cn-hangzhou or "
+            f"ap-southeast-1{several}."
         )
     return value
 
@@ -131,8 +132,9 @@ def check_mirror(prefix: str) -> str:
     )
     if not sound:
         raise UsageError(
-            f"{prefix!r} is not a mirror registry; write it like registry.example.com:5000 or "
-            "registry.example.com/pai-mirror (no https://, no tag, a path in lower case)."
+            f"{quoted(prefix)} is not a mirror registry; write it like "
+            "registry.example.com:5000 or registry.example.com/pai-mirror (no https://, no tag, "
+            "a path in lower case)."
         )
     return text
 

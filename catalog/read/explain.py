@@ -14,6 +14,7 @@ from catalog.errors import (
     NotFoundError,
     UnsupportedError,
     did_you_mean,
+    quoted,
 )
 from catalog.parse import times, versions
 from catalog.read import statements
@@ -71,21 +72,21 @@ def unknown_name(db: Reader, f: Filters, framework_name: str | None) -> CatalogE
             # As of a time, the catalog may just not have held it yet: nothing found, then.
             kind = NotFoundError if f.as_of is not None else UnsupportedError
             return kind(
-                f"Unknown framework {framework_name!r}.{did_you_mean(framework_name, known)} "
+                f"Unknown framework {quoted(framework_name)}.{did_you_mean(framework_name, known)} "
                 f"Known frameworks: {', '.join(known) or 'none'} ({catalog_age(db)})."
             )
     if f.region is not None:
         regions = _distinct(db, "region")
         if f.region not in regions:
             return NotFoundError(
-                f"No image in region {f.region!r}.{did_you_mean(f.region, regions)} Regions in "
-                f"the catalog: {', '.join(regions) or 'none'} ({catalog_age(db)})."
+                f"No image in region {quoted(f.region)}.{did_you_mean(f.region, regions)} "
+                f"Regions in the catalog: {', '.join(regions) or 'none'} ({catalog_age(db)})."
             )
     if f.accelerator is not None:
         accelerators = _distinct(db, "accelerator")
         if f.accelerator not in accelerators:
             return UnsupportedError(
-                f"Unknown accelerator {f.accelerator!r}; the catalog knows "
+                f"Unknown accelerator {quoted(f.accelerator)}; the catalog knows "
                 f"{', '.join(accelerators) or 'none'} ({catalog_age(db)})."
             )
     return None

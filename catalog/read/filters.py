@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from catalog.errors import UsageError
+from catalog.errors import UsageError, quoted
 from catalog.parse import SCOPES, versions
 
 
@@ -55,12 +55,12 @@ def require_text(name: str, value: object) -> None:
             if isinstance(value, (int, float)) and name.endswith("_version")
             else ""
         )
-        raise UsageError(f"{name} must be text, not {value!r}{hint}.")
+        raise UsageError(f"{name} must be text, not {quoted(value)}{hint}.")
     if value is not None and not value.isascii():
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise UsageError(f"{name} is not UTF-8 text: {value!r}.") from None
+            raise UsageError(f"{name} is not UTF-8 text: {quoted(value)}.") from None
 
 
 ANY = "any"  # --accelerator any, --scope any: images with none match too

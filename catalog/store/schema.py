@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import exc as sa_exc
 
-from catalog.config import SCHEMA_REVISION, DbTarget, resolve_target
-from catalog.errors import DatabaseError, UsageError
+from catalog.config import SCHEMA_REVISION, DbTarget, known_revision, resolve_target
+from catalog.errors import DatabaseError, UsageError, quoted
 from catalog.store.db import (
     check_writable,
     create_file,
@@ -47,6 +47,11 @@ def upgrade_catalog(
     when there is something to do."""
     if not revision.strip():
         raise UsageError("Give a revision: head, or an id such as 0007.")
+    if revision != "head" and not known_revision(revision):
+        raise UsageError(
+            f"Unknown revision {quoted(revision)}; give head, or an id from 0001 to "
+            f"{SCHEMA_REVISION}."
+        )
     target = resolve_target(option, write=True)
     check_writable(target)
     before = _revision_of(target)
