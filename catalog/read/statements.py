@@ -164,6 +164,10 @@ REVISION = "SELECT version_num FROM alembic_version"
 TABLES = "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
 FIRST_SYNC = "SELECT min(started_at) FROM sync_run WHERE status = 'ok'"
 LAST_SYNC = "SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"
+LAST_SYNCS = """SELECT region, max(CASE WHEN status = 'ok' THEN finished_at END) AS last_sync
+FROM sync_run GROUP BY region"""
+CURRENT_IMAGES = "SELECT region, image_id FROM image_version WHERE valid_to IS NULL"
+CURRENT_COUNT = "SELECT count(*) FROM image_version WHERE valid_to IS NULL"
 _RUN_COLUMNS = """id, region, source, status, started_at, finished_at, pages, requests, retries,
     seen, added, changed, removed, restored, error, detail"""
 # Conditions a run listing may combine.

@@ -16,8 +16,9 @@ from urllib.parse import quote
 from catalog.config import SCHEMA_REVISION, DbTarget, known_revision, parse_target, resolve_target
 from catalog.errors import DatabaseError, InputError, SafetyError, UsageError
 from catalog.parse import times
-from catalog.read import connection
+from catalog.read import connection, statements
 from catalog.store import db, locks
+from catalog.store.publish import sha256_of
 
 BACKUP = ".previous"  # catalog.db.previous: the catalog the last install replaced
 _TEMPORARY = (".install.", ".previous.")  # in the names of the files an install writes first
@@ -84,7 +85,7 @@ def install(
                     f"{path} does not match its checksum in {path.name}.sha256: the copy is "
                     "damaged or not the file published; nothing was installed."
                 )
-            if where.is_file() and where.stat().st_size and _digest(where) == digest:
+            if where.is_file() and where.stat().st_size and sha256_of(where) == digest:
                 return Installed(
                     str(where), str(path), SCHEMA_REVISION, None, _count(where), (), None, True
                 )
@@ -92,6 +93,7 @@ def install(
             if revision != SCHEMA_REVISION:
                 _upgrade(copy)
             _check_models(copy, path)
+            _settle(where)
             changes = _changes(where, copy, path)
             older = [c for c in changes if _is_older(c)]
             if older and not allow_older:
@@ -129,16 +131,16 @@ def rollback(*, db_option: str | None = None, wait: bool = False) -> Installed:
                 f"{backup} is at schema revision {revision}; this pai-catalog reads "
                 f"{SCHEMA_REVISION}: install it again instead of rolling back to it."
             )
-        changes = _changes(where, backup, backup)
         _settle(where)
-        spare = _temporary(where, "previous")
-        with _removed_unless_kept(spare):
-            if where.exists():
-                _copy_file(where, spare)
-            os.replace(backup, where)
-            if spare.exists():
-                os.replace(spare, backup)
-        _sync_folder(where.parent)
+        changes = _changes(where, backup, backup)
+        coming = _temporary(where, "install")
+        os.replace(backup, coming)  # so that _replace can keep the catalog in place as the backup
+        try:
+            _replace(where, coming)
+        except BaseException:
+            if coming.exists():
+                os.replace(coming, backup)  # the backup as it was
+            raise
     connection.forget(target)
     return Installed(
         database=str(where),
@@ -225,14 +227,6 @@ def _copy_file(source: Path, out: Path) -> str:
     return digest.hexdigest()
 
 
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _open(path: Path) -> sqlite3.Connection:
     """A file no one writes while the lock is held, read without a -wal or -shm beside it."""
     return sqlite3.connect(f"file:{quote(str(path))}?immutable=1", uri=True)
@@ -298,20 +292,13 @@ def _check_models(copy: Path, shown: Path) -> None:
         )
 
 
-_REGION_STATE = """SELECT r.region,
-    (SELECT max(s.finished_at) FROM sync_run s WHERE s.region = r.region AND s.status = 'ok')
-    AS last_sync
-FROM (SELECT DISTINCT region FROM sync_run) r"""
-_CURRENT = "SELECT region, image_id FROM image_version WHERE valid_to IS NULL"
-
-
 def _state(path: Path, shown: Path) -> tuple[dict[str, datetime | None], dict[str, set[str]]]:
     try:
         conn = _open(path)
         try:
-            rows = conn.execute(_REGION_STATE).fetchall()
+            rows = conn.execute(statements.LAST_SYNCS).fetchall()
             current: dict[str, set[str]] = {}
-            for region, image_id in conn.execute(_CURRENT):
+            for region, image_id in conn.execute(statements.CURRENT_IMAGES):
                 current.setdefault(region, set()).add(image_id)
         finally:
             conn.close()
@@ -326,7 +313,6 @@ def _changes(old: Path, new: Path, shown: Path) -> list[RegionChange]:
     before_last: dict[str, datetime | None] = {}
     before: dict[str, set[str]] = {}
     if old.exists() and old.stat().st_size > 0:
-        _settle(old)
         _check(old, old)
         before_last, before = _state(old, old)
     after_last, after = _state(new, shown)
@@ -368,8 +354,7 @@ def _moved(change: RegionChange) -> bool:
 def _count(path: Path) -> int:
     conn = _open(path)
     try:
-        found = conn.execute("SELECT count(*) FROM image_version WHERE valid_to IS NULL")
-        return int(found.fetchone()[0])
+        return int(conn.execute(statements.CURRENT_COUNT).fetchone()[0])
     finally:
         conn.close()
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from catalog.config import DbTarget, parse_target, resolve_target
 from catalog.errors import DatabaseError, UsageError, first_line
-from catalog.read import connection
+from catalog.read import connection, statements
 
 BATCH = 5000  # rows read and written at a time: memory stays flat however large the catalog
 
@@ -71,7 +71,7 @@ def publish(out: Path, *, db: str | None = None) -> Published:
                 conn.close()
         images, revision = _checked(temp)
         temp.chmod(0o644)  # mkstemp's 0600 would hide the published file from other users
-        digest = _sha256(temp)
+        digest = sha256_of(temp)
         temp.with_name(temp.name + ".sha256").write_text(f"{digest}  {out.name}\n", "utf-8")
         sidecar.unlink(missing_ok=True)  # never an old checksum beside a new file
         os.replace(temp, out)
@@ -167,14 +167,15 @@ def _checked(path: Path) -> tuple[int, str]:
             raise DatabaseError(
                 f"The copy failed its integrity check ({problems[0]}); nothing was written."
             )
-        images = conn.execute("SELECT count(*) FROM image_version WHERE valid_to IS NULL")
-        revision = conn.execute("SELECT version_num FROM alembic_version")
+        images = conn.execute(statements.CURRENT_COUNT)
+        revision = conn.execute(statements.REVISION)
         return int(images.fetchone()[0]), str(revision.fetchone()[0])
     finally:
         conn.close()
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256, once it is on disk."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())  # the renamed file must be on disk before it is announced
