@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from catalog.cli.options import errors, filter_options, network_option
+from catalog.parse.uri import parse_uri
 
 if TYPE_CHECKING:
     from catalog.read.mirror import Copy
@@ -77,17 +78,14 @@ def plan_command(
 def _pinned(uri: str) -> str:
     """A source skopeo accepts: name@digest when the URI has a digest (skopeo refuses a tag
     and a digest together), else name:tag."""
-    if "@" not in uri:
-        return uri
-    name, _, digest = uri.partition("@")
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    return f"{name[:colon] if colon > slash else name}@{digest}"
+    name, at, digest = uri.partition("@")
+    tag = parse_uri(uri).tag
+    return f"{name.removesuffix(f':{tag}') if tag else name}@{digest}" if at else uri
 
 
 def _tagged(uri: str) -> str:
     """A destination with its tag and no digest (a registry names what it stores by tag)."""
-    return uri.partition("@")[0] if ":" in uri.rpartition("/")[2].partition("@")[0] else uri
+    return uri.partition("@")[0] if parse_uri(uri).tag else uri
 
 
 def _sync_yaml(copies: list[Copy], prefix: str) -> str:

@@ -22,6 +22,7 @@ from catalog.config import (
 from catalog.errors import DatabaseError, UsageError, first_line
 from catalog.parse import times
 from catalog.read import statements
+from catalog.read.filters import encodes
 
 ENV_MAX_AGE = "PAI_CATALOG_MAX_AGE"
 DEFAULT_MAX_AGE = 7.0  # days
@@ -74,7 +75,7 @@ class Reader:
         except UnicodeDecodeError:
             raise DatabaseError.not_text(self.target.display) from None
         except UnicodeEncodeError:  # a value from bytes that are not UTF-8 (a terminal's, say)
-            shown = [v for v in params.values() if isinstance(v, str) and not _encodes(v)]
+            shown = [v for v in params.values() if isinstance(v, str) and not encodes(v)]
             raise UsageError(f"{shown[0] if shown else sql!r} is not UTF-8 text.") from None
 
     def _server_rows(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -174,14 +175,6 @@ def _open_engine(target: DbTarget) -> Any:
         return create_engine(target.url)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
         raise DatabaseError(f"Cannot open {target.display}: {exc}") from None
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _sqlite_error(exc: sqlite3.DatabaseError, target: DbTarget) -> DatabaseError:

@@ -56,11 +56,19 @@ def require_text(name: str, value: object) -> None:
             else ""
         )
         raise UsageError(f"{name} must be text, not {quoted(value)}{hint}.")
-    if value is not None and not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UsageError(f"{name} is not UTF-8 text: {quoted(value)}.") from None
+    if value is not None and not encodes(value):
+        raise UsageError(f"{name} is not UTF-8 text: {quoted(value)}.")
+
+
+def encodes(text: str) -> bool:
+    """Whether ``text`` is UTF-8 text: no lone surrogate (the trace of undecodable bytes)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 ANY = "any"  # --accelerator any, --scope any: images with none match too
