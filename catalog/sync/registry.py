@@ -1,0 +1,208 @@
+"""What a tag points at: the manifest digest a registry answers for an image URI (OCI
+distribution API, ``HEAD /v2/<name>/manifests/<reference>``), with the platforms of a
+multi-platform index. A bearer-token challenge is followed anonymously, or with the credentials
+Docker keeps for that registry (``~/.docker/config.json``); none of them reaches a message."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from catalog.errors import CatalogError
+from catalog.parse.uri import parse_uri
+
+INDEXES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+MANIFESTS = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+_ACCEPT = ", ".join((*INDEXES, *MANIFESTS))
+_LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}  # plain HTTP, as docker allows for them
+_FIELD = re.compile(r'(\w+)="([^"]*)"')
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+class RegistryError(CatalogError):
+    """A registry did not say what an image's tag points at."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a tag points at: its digest, the manifest's media type, and for an index the
+    platforms it holds (os/architecture[/variant]); for a single image, none."""
+
+    digest: str
+    media_type: str
+    platforms: tuple[str, ...] = ()
+
+
+def docker_credentials(home: Path | None = None) -> dict[str, tuple[str, str]]:
+    """Registry host -> (user, password) that Docker keeps in its config file (``auths``);
+    none from a file that cannot be read."""
+    path = (home or Path.home()) / ".docker" / "config.json"
+    try:
+        auths = json.loads(path.read_text(encoding="utf-8")).get("auths", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    found = {}
+    for host, entry in auths.items() if isinstance(auths, dict) else ():
+        try:
+            pair = base64.b64decode(entry["auth"], validate=True).decode("utf-8")
+        except (KeyError, TypeError, ValueError):
+            continue
+        user, colon, password = pair.partition(":")
+        if not user or not colon:
+            continue
+        bare = str(host).removeprefix("https://").removeprefix("http://").split("/")[0]
+        found[bare] = (user, password)
+    return found
+
+
+class RegistryClient:
+    """Asks registries for manifests: retries 429, 5xx and network errors with backoff (a
+    Retry-After honoured), and keeps each bearer token for the requests of its scope."""
+
+    def __init__(
+        self,
+        credentials: Mapping[str, tuple[str, str]] | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._credentials = dict(credentials or {})
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff = backoff
+        self._sleep = sleep
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._session = requests.Session()
+        self._session.trust_env = False  # no .netrc header in place of ours, no proxy guess
+
+    def close(self) -> None:
+        self._session.close()
+
+    def manifest(self, uri: str) -> Manifest:
+        """The manifest ``uri``'s tag (or digest) points at."""
+        ref = parse_uri(uri)
+        if ref.error or not ref.host or not ref.repository:
+            raise RegistryError(f"{uri} names no image in a registry ({ref.error or 'no host'}).")
+        name = f"{ref.namespace}/{ref.repository}" if ref.namespace else ref.repository
+        scheme = "http" if ref.host.rsplit(":", 1)[0] in _LOOPBACK else "https"
+        url = f"{scheme}://{ref.host}/v2/{name}/manifests/{ref.digest or ref.tag or 'latest'}"
+        scope = f"repository:{name}:pull"
+        answer = self._request("HEAD", url, ref.host, scope)
+        digest = answer.headers.get("Docker-Content-Digest", "")
+        media_type = answer.headers.get("Content-Type", "").split(";")[0].strip()
+        platforms: tuple[str, ...] = ()
+        if media_type in INDEXES or not _DIGEST.fullmatch(digest):
+            body = self._request("GET", url, ref.host, scope)
+            media_type = body.headers.get("Content-Type", media_type).split(";")[0].strip()
+            if not _DIGEST.fullmatch(digest):  # a registry that sends no digest: the body's
+                digest = "sha256:" + hashlib.sha256(body.content).hexdigest()
+            if media_type in INDEXES:
+                platforms = _platforms(body, uri)
+        return Manifest(digest, media_type, platforms)
+
+    def _request(self, method: str, url: str, host: str, scope: str) -> requests.Response:
+        attempt, challenged = 0, False
+        while True:
+            headers = {"Accept": _ACCEPT, **self._authorization(host, scope)}
+            try:
+                answer = self._session.request(method, url, headers=headers, timeout=self._timeout)
+            except requests.RequestException as exc:
+                if attempt < self._retries:
+                    attempt += 1
+                    self._sleep(self._backoff * 2 ** (attempt - 1))
+                    continue
+                raise RegistryError(f"{host} did not answer ({type(exc).__name__}).") from None
+            if answer.status_code == 401 and not challenged:
+                challenged = True
+                if self._follow(answer, host, scope):
+                    continue
+            if (answer.status_code == 429 or answer.status_code >= 500) and attempt < self._retries:
+                attempt += 1
+                self._sleep(min(_retry_after(answer) or self._backoff * 2 ** (attempt - 1), 30.0))
+                continue
+            if answer.status_code != 200:
+                what = (
+                    "no such image" if answer.status_code == 404 else f"HTTP {answer.status_code}"
+                )
+                raise RegistryError(f"{host} answered {what} for {url.split('/v2/', 1)[1]}.")
+            return answer
+
+    def _authorization(self, host: str, scope: str) -> dict[str, str]:
+        token = self._tokens.get((host, scope))
+        if token is not None:
+            return {"Authorization": f"Bearer {token}"}
+        if (host, "basic") in self._tokens and host in self._credentials:
+            user, password = self._credentials[host]
+            pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            return {"Authorization": f"Basic {pair}"}
+        return {}
+
+    def _follow(self, answer: requests.Response, host: str, scope: str) -> bool:
+        """Answer a 401's challenge once: fetch a bearer token from its realm (anonymously, or
+        with Docker's credentials for the host), or use basic credentials; False when there is
+        nothing to try."""
+        kind, _, rest = answer.headers.get("WWW-Authenticate", "").partition(" ")
+        if kind.lower() == "basic":
+            if host not in self._credentials:
+                return False
+            self._tokens[(host, "basic")] = ""
+            return True
+        fields = dict(_FIELD.findall(rest))
+        realm = fields.get("realm", "")
+        if kind.lower() != "bearer" or not realm.startswith(("https://", "http://")):
+            return False
+        params = {"service": fields.get("service", ""), "scope": fields.get("scope", scope)}
+        try:
+            found = self._session.get(
+                realm, params=params, auth=self._credentials.get(host), timeout=self._timeout
+            )
+            body: Any = found.json()
+        except (requests.RequestException, ValueError):
+            return False
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if found.status_code != 200 or not isinstance(token, str) or not token:
+            return False
+        self._tokens[(host, scope)] = token
+        return True
+
+
+def _platforms(answer: requests.Response, uri: str) -> tuple[str, ...]:
+    try:
+        listed: Any = answer.json().get("manifests", [])
+    except (ValueError, AttributeError):
+        raise RegistryError(f"The index {uri} points at is not JSON.") from None
+    found: list[str] = []
+    for entry in listed if isinstance(listed, list) else ():
+        platform = entry.get("platform") if isinstance(entry, dict) else None
+        if not isinstance(platform, dict):
+            continue
+        text = "/".join(
+            str(platform[key]) for key in ("os", "architecture", "variant") if platform.get(key)
+        )
+        if text and text != "unknown/unknown" and text not in found:  # not attestations
+            found.append(text)
+    return tuple(found)
+
+
+def _retry_after(answer: requests.Response) -> float | None:
+    try:
+        return max(0.0, float(answer.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
