@@ -17,7 +17,11 @@ __version__ = "0.1.0"
 ENV_DB = "PAI_CATALOG_DB"
 # The schema this code reads and writes: the newest of migrations/versions/, whose ids count up
 # from 0001 (a test holds the two equal).
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
+# Runs that ask registries what tags point at (source 'digests') list no images: "the last
+# sync" of a region never means one of them. LISTING is the SQL condition on sync_run.
+DIGEST_SOURCE = "digests"
+LISTING = f"source <> '{DIGEST_SOURCE}'"
 ENV_REGION = "PAI_CATALOG_REGION"
 ENV_MIRROR = "PAI_CATALOG_MIRROR"
 # Where the request came from, so that messages name the spelling the caller used: the CLI
@@ -247,7 +251,7 @@ def _unsynced(path: Path) -> str | None:
             return "is empty"
         if "sync_run" not in tables:
             return None
-        runs = conn.execute("SELECT status FROM sync_run WHERE status = 'ok' LIMIT 1").fetchall()
+        runs = conn.execute(f"SELECT status FROM sync_run WHERE status = 'ok' AND {LISTING} LIMIT 1").fetchall()
     except sqlite3.Error:
         return None
     finally:

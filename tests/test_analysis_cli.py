@@ -99,7 +99,7 @@ def test_publish_and_read_the_copy(db: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert result.output == (
-        f"{out}: 16 images, schema revision 0009, {out.stat().st_size} bytes, sha256 {digest}\n"
+        f"{out}: 16 images, schema revision 0010, {out.stat().st_size} bytes, sha256 {digest}\n"
     )
     assert (out.parent / "catalog.db.sha256").read_text() == f"{digest}  catalog.db\n"
     copy = run(str(out), "resolve", "deepspeed", "--accelerator", "gpu", "--region", "cn-beijing")
@@ -113,13 +113,13 @@ def test_info(db: str) -> None:
     assert result.exit_code == 0, result.output
     found = json.loads(result.output)  # one record: an object
     assert (found["revision"], found["images"], found["last_sync"]) == (
-        "0009", 16, "2026-01-01T00:00:00Z",
+        "0010", 16, "2026-01-01T00:00:00Z",
     )  # fmt: skip
     assert [r["region"] for r in found["regions"]] == ["cn-beijing", "cn-hangzhou"]
     table = run(db, "info", "--format", "table")
-    assert "revision  : 0009" in table.output and "cn-hangzhou" in table.output
+    assert "revision  : 0010" in table.output and "cn-hangzhou" in table.output
     piped = run(db, "info")  # not a terminal: nl, as --help says (it printed the table)
-    assert json.loads(piped.stdout)["revision"] == "0009"
+    assert json.loads(piped.stdout)["revision"] == "0010"
 
 
 def test_resolve_warns_when_the_catalog_is_old(db: str) -> None:

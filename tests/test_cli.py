@@ -175,7 +175,7 @@ def test_database_at_another_revision(catalog_db: CatalogDb) -> None:
     result = run("--db", catalog_db.target, "resolve", "pytorch")
     assert result.exit_code == 1
     assert (
-        "is at schema revision 0001, this pai-catalog reads 0009; run 'pai-catalog db upgrade'"
+        "is at schema revision 0001, this pai-catalog reads 0010; run 'pai-catalog db upgrade'"
         in result.output
     )
 
@@ -183,16 +183,16 @@ def test_database_at_another_revision(catalog_db: CatalogDb) -> None:
 def test_db_commands(empty_db: CatalogDb) -> None:
     path = empty_db.display
     result = run("--db", empty_db.target, "db", "upgrade")
-    assert result.output == f"{path}: upgraded from an empty database to revision 0009\n"
+    assert result.output == f"{path}: upgraded from an empty database to revision 0010\n"
     assert run("--db", empty_db.target, "db", "upgrade").output == (
-        f"{path}: already at revision 0009\n"
+        f"{path}: already at revision 0010\n"
     )
     assert run("--db", empty_db.target, "db", "current").output == (
-        f"{path}: revision 0009 (at head)\n"
+        f"{path}: revision 0010 (at head)\n"
     )
     result = run("--db", empty_db.target, "db", "check")
     assert result.exit_code == 0
-    assert result.output == f"{path}: revision 0009, schema matches the models\n"
+    assert result.output == f"{path}: revision 0010, schema matches the models\n"
 
 
 def test_db_check_fails_on_drift(catalog_db: CatalogDb) -> None:
@@ -243,7 +243,7 @@ def test_unknown_revision_to_upgrade_to(empty_db: CatalogDb) -> None:
     result = run("--db", empty_db.target, "db", "upgrade", "--revision", "nonsense")
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
-        "Error: Unknown revision 'nonsense'; give head, or an id from 0001 to 0009."
+        "Error: Unknown revision 'nonsense'; give head, or an id from 0001 to 0010."
     )
 
 

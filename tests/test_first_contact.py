@@ -795,7 +795,7 @@ def test_db_upgrade_refuses_a_revision_it_does_not_know_as_a_usage_error(
     done = invoke("--db", str(sqlite_path), "db", "upgrade", "--revision", revision)
     assert done.exit_code == 2
     assert done.stderr.splitlines()[-1] in (
-        f"Error: Unknown revision {revision!r}; give head, or an id from 0001 to 0009.",
+        f"Error: Unknown revision {revision!r}; give head, or an id from 0001 to 0010.",
         "Error: Give a revision: head, or an id such as 0007.",
     )
     assert sqlite_path.read_bytes() == before

@@ -154,7 +154,7 @@ def test_bad_region_is_a_usage_error(catalog_db: CatalogDb, write_listing: Any) 
 
 def test_import_creates_the_database(empty_db: CatalogDb, write_listing: Any) -> None:
     import_files([write_listing(base_images())], REGION, db_option=empty_db.target)
-    assert empty_db.rows("SELECT version_num FROM alembic_version") == [("0009",)]
+    assert empty_db.rows("SELECT version_num FROM alembic_version") == [("0010",)]
     assert empty_db.scalar("SELECT count(*) FROM v_image") == 3
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog.config import resolve_target
+from catalog.config import DIGEST_SOURCE, resolve_target
 from catalog.errors import AmbiguousError, NotFoundError, UsageError, did_you_mean
 from catalog.parse import PUBLIC_NAMES, times
 from catalog.parse.records import API_FIELDS
@@ -112,9 +112,12 @@ def _known_region(handle: Reader, region: str) -> None:
         )
 
 
-def _select_runs(handle: Reader, limit: int | None = None, **where: Any) -> list[Run]:
-    """Runs newest first, narrowed by the conditions whose values are not None."""
-    return [_run(row) for row in handle.rows(*statements.runs(limit, **where))]
+def _select_runs(
+    handle: Reader, limit: int | None = None, *, listings: bool = False, **where: Any
+) -> list[Run]:
+    """Runs newest first, narrowed by the conditions whose values are not None (and to runs
+    that listed images, with ``listings``)."""
+    return [_run(row) for row in handle.rows(*statements.runs(limit, listings=listings, **where))]
 
 
 def runs(
@@ -146,6 +149,11 @@ def _successful(handle: Reader, run_id: int) -> Run:
         error = found[0].error or "no reason recorded"
         reason = error.split("; ")[0].split(". ")[0].rstrip(".")[:120]
         raise UsageError(f"Run {run_id} failed ({reason}); diff compares successful runs: {_HINT}.")
+    if found[0].source == DIGEST_SOURCE:
+        raise UsageError(
+            f"Run {run_id} asked registries for digests and listed no images; diff compares "
+            f"listings: {_HINT}."
+        )
     if found[0].status != "ok":
         raise UsageError(
             f"Run {run_id} is {found[0].status}; diff compares successful runs: {_HINT}."
@@ -156,7 +164,7 @@ def _successful(handle: Reader, run_id: int) -> Run:
 def _default_pairs(handle: Reader, region: str | None) -> list[tuple[Run, Run]]:
     """Each region's last two successful runs; a region with fewer is skipped unless asked for."""
     if region is not None:
-        last = _select_runs(handle, 2, region=region, status="ok")
+        last = _select_runs(handle, 2, region=region, status="ok", listings=True)
         if len(last) < 2:
             if not last:
                 _known_region(handle, region)
@@ -164,7 +172,7 @@ def _default_pairs(handle: Reader, region: str | None) -> list[tuple[Run, Run]]:
             raise NotFoundError(f"{region} has {count}; diff needs two: {_HINT}.")
         return [(last[1], last[0])]
     names = [row["region"] for row in handle.rows(statements.RUN_REGIONS)]
-    pairs = [_select_runs(handle, 2, region=name, status="ok") for name in sorted(names)]
+    pairs = [_select_runs(handle, 2, region=name, status="ok", listings=True) for name in sorted(names)]
     return [(last[1], last[0]) for last in pairs if len(last) == 2]
 
 
@@ -175,7 +183,7 @@ def _pair(
         a, b = _successful(handle, run_a), _successful(handle, run_b)
     elif run_b is not None:
         b = _successful(handle, run_b)
-        earlier = _select_runs(handle, 1, region=b.region, status="ok", before=b.run_id)
+        earlier = _select_runs(handle, 1, region=b.region, status="ok", listings=True, before=b.run_id)
         if not earlier:
             raise NotFoundError(
                 f"Run {b.run_id} is the first successful run of {b.region}; "
@@ -184,7 +192,7 @@ def _pair(
         a = earlier[0]
     elif run_a is not None:
         a = _successful(handle, run_a)
-        later = _select_runs(handle, 1, region=a.region, status="ok", after=a.run_id)
+        later = _select_runs(handle, 1, region=a.region, status="ok", listings=True, after=a.run_id)
         if not later:
             raise NotFoundError(
                 f"Run {a.run_id} is the latest successful run of {a.region}; "

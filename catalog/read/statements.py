@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from catalog.config import LISTING
 from catalog.parse import PUBLIC_NAMES
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def export(f: Filters) -> Statement:
     )
 
 
-REGIONS = """SELECT r.region,
+REGIONS = f"""SELECT r.region,
     (SELECT count(*) FROM image_version v WHERE v.region = r.region AND v.valid_to IS NULL)
     AS images,
     (SELECT count(*) FROM image i WHERE i.region = r.region AND i.removed_run_id IS NOT NULL)
@@ -154,18 +155,20 @@ REGIONS = """SELECT r.region,
         AND v.accelerator IS NULL) AS no_accelerator,
     (SELECT count(*) FROM image_version v WHERE v.region = r.region AND v.valid_to IS NULL
         AND NOT EXISTS (SELECT 1 FROM image_scope s WHERE s.version_id = v.id)) AS no_scope,
-    (SELECT max(s.finished_at) FROM sync_run s WHERE s.region = r.region AND s.status = 'ok')
+    (SELECT max(s.finished_at) FROM sync_run s WHERE s.region = r.region AND s.status = 'ok'
+        AND s.{LISTING})
     AS last_sync,
-    (SELECT s.status FROM sync_run s WHERE s.region = r.region ORDER BY s.id DESC LIMIT 1)
+    (SELECT s.status FROM sync_run s WHERE s.region = r.region AND s.{LISTING}
+        ORDER BY s.id DESC LIMIT 1)
     AS last_status
 FROM (SELECT DISTINCT region FROM sync_run) r ORDER BY r.region"""
 RUN_REGIONS = "SELECT DISTINCT region FROM sync_run"
 REVISION = "SELECT version_num FROM alembic_version"
 TABLES = "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-FIRST_SYNC = "SELECT min(started_at) FROM sync_run WHERE status = 'ok'"
-LAST_SYNC = "SELECT max(finished_at) FROM sync_run WHERE status = 'ok'"
-LAST_SYNCS = """SELECT region, max(CASE WHEN status = 'ok' THEN finished_at END) AS last_sync
-FROM sync_run GROUP BY region"""
+FIRST_SYNC = f"SELECT min(started_at) FROM sync_run WHERE status = 'ok' AND {LISTING}"
+LAST_SYNC = f"SELECT max(finished_at) FROM sync_run WHERE status = 'ok' AND {LISTING}"
+LAST_SYNCS = f"""SELECT region, max(CASE WHEN status = 'ok' THEN finished_at END) AS last_sync
+FROM sync_run WHERE {LISTING} GROUP BY region"""
 CURRENT_IMAGES = "SELECT region, image_id FROM image_version WHERE valid_to IS NULL"
 CURRENT_COUNT = "SELECT count(*) FROM image_version WHERE valid_to IS NULL"
 _RUN_COLUMNS = """id, region, source, status, started_at, finished_at, pages, requests, retries,
@@ -180,10 +183,11 @@ _RUN_WHERE = {
 }
 
 
-def runs(limit: int | None = None, **conditions: Any) -> Statement:
-    """Runs newest first, narrowed by the conditions whose values are not None."""
+def runs(limit: int | None = None, *, listings: bool = False, **conditions: Any) -> Statement:
+    """Runs newest first, narrowed by the conditions whose values are not None; with
+    ``listings``, only runs that listed images (no registry checks)."""
     params = {name: value for name, value in conditions.items() if value is not None}
-    sql = f"SELECT {_RUN_COLUMNS} FROM sync_run WHERE 1 = 1"
+    sql = f"SELECT {_RUN_COLUMNS} FROM sync_run WHERE {LISTING if listings else '1 = 1'}"
     sql += "".join(f" AND {_RUN_WHERE[name]}" for name in params) + " ORDER BY id DESC"
     if limit is not None:
         sql += " LIMIT :limit"

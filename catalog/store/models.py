@@ -71,7 +71,7 @@ class SyncRun(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     region: Mapped[str] = mapped_column(_ordered(64))
-    source: Mapped[str] = mapped_column(_text(16))  # "sync" or "import"
+    source: Mapped[str] = mapped_column(_text(16))  # "sync", "import" or "digests"
     detail: Mapped[str | None] = mapped_column(Text)  # endpoint or file names
     started_at: Mapped[datetime] = mapped_column(_time())
     finished_at: Mapped[datetime | None] = mapped_column(_time())
@@ -203,6 +203,23 @@ class ImageEvent(Base):
     kind: Mapped[str] = mapped_column(_text(16))
     changed_fields: Mapped[str | None] = mapped_column(Text)  # JSON list of field names
 
+
+
+class ImageManifest(Base):
+    """What an image URI's tag pointed at, as its registry answered: one row per digest the
+    URI was seen to point at, the newest (highest id) current (migration 0010)."""
+
+    __tablename__ = "image_manifest"
+    __table_args__ = (Index("ix_image_manifest_uri_id", "uri", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uri: Mapped[str] = mapped_column(_ordered())
+    digest: Mapped[str] = mapped_column(_text(80))  # sha256:<64 hex>
+    media_type: Mapped[str | None] = mapped_column(Text)
+    platforms: Mapped[str | None] = mapped_column(Text)  # comma-joined os/architecture[/variant]
+    seen_at: Mapped[datetime] = mapped_column(_time())  # first answered
+    checked_at: Mapped[datetime] = mapped_column(_time())  # last answered
+    run_id: Mapped[int] = mapped_column(ForeignKey("sync_run.id"))  # the run that first saw it
 
 # Serves resolve's ORDER BY, so "latest" stops at the first matching row (migrations 0005-6);
 # only images tying on version and time are sorted by URI.

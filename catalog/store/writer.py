@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy import exc as sa_exc
 
-from catalog.config import utcnow
+from catalog.config import DIGEST_SOURCE, utcnow
 from catalog.errors import CatalogError, DatabaseError, InputError, SafetyError
 from catalog.parse import PUBLIC_NAMES
 from catalog.parse.records import ApiImage
@@ -131,7 +131,10 @@ def _changed_fields(state: _State, image: ApiImage) -> list[str]:
 
 def _last_ok_run(conn: Connection, region: str, before: int) -> int | None:
     query = select(run_t.c.id).where(
-        run_t.c.region == region, run_t.c.status == "ok", run_t.c.id < before
+        run_t.c.region == region,
+        run_t.c.status == "ok",
+        run_t.c.source != DIGEST_SOURCE,
+        run_t.c.id < before,
     )
     return conn.execute(query.order_by(run_t.c.id.desc()).limit(1)).scalar()
 
