@@ -22,6 +22,8 @@ SCHEMA_REVISION = "0010"
 # sync" of a region never means one of them. LISTING is the SQL condition on sync_run.
 DIGEST_SOURCE = "digests"
 LISTING = f"source <> '{DIGEST_SOURCE}'"
+# The changed_fields of the event a digests run writes when a URI's tag moved to another digest.
+MOVED_FIELDS = '["manifest_digest"]'
 ENV_REGION = "PAI_CATALOG_REGION"
 ENV_MIRROR = "PAI_CATALOG_MIRROR"
 # Where the request came from, so that messages name the spelling the caller used: the CLI
@@ -251,7 +253,9 @@ def _unsynced(path: Path) -> str | None:
             return "is empty"
         if "sync_run" not in tables:
             return None
-        runs = conn.execute(f"SELECT status FROM sync_run WHERE status = 'ok' AND {LISTING} LIMIT 1").fetchall()
+        runs = conn.execute(
+            f"SELECT status FROM sync_run WHERE status = 'ok' AND {LISTING} LIMIT 1"
+        ).fetchall()
     except sqlite3.Error:
         return None
     finally:

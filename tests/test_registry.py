@@ -95,14 +95,21 @@ def push_image(host: str, name: str, tag: str, arch: str = "amd64") -> tuple[str
     return digest, {"mediaType": OCI_MANIFEST, "digest": digest, "size": size}
 
 
-def test_a_single_image_gives_its_digest(registry: str) -> None:
+def test_a_single_image_gives_its_digest_and_its_configs_platform(registry: str) -> None:
     digest, _ = push_image(registry, "pai/pytorch", "2.1-gpu")
     client = RegistryClient()
     try:
         found = client.manifest(f"{registry}/pai/pytorch:2.1-gpu")
+        again = client.manifest(f"{registry}/pai/pytorch:2.1-gpu", known=digest)
+        other = client.manifest(f"{registry}/pai/pytorch:2.1-gpu", known="sha256:" + "0" * 64)
     finally:
         client.close()
-    assert (found.digest, found.media_type, found.platforms) == (digest, OCI_MANIFEST, ())
+    assert (found.digest, found.media_type, found.platforms) == (
+        digest, OCI_MANIFEST, ("linux/amd64",)
+    )  # fmt: skip
+    # A recheck that finds the digest it knew reads nothing more; another digest is read.
+    assert (again.digest, again.platforms) == (digest, None)
+    assert other == found
 
 
 def test_an_index_gives_its_digest_and_platforms_and_a_moved_tag_a_new_digest(
@@ -126,7 +133,7 @@ def test_an_index_gives_its_digest_and_platforms_and_a_moved_tag_a_new_digest(
         assert found.platforms == ("linux/amd64", "linux/arm64/v8")
         moved, _ = push_image(registry, "pai/tensorflow", "2.16", "amd64")
         again = client.manifest(f"{registry}/pai/tensorflow:2.16")
-        assert again.digest == moved != first and again.platforms == ()
+        assert again.digest == moved != first and again.platforms == ("linux/amd64",)
         assert client.manifest(f"{registry}/pai/tensorflow@{first}").platforms == found.platforms
     finally:
         client.close()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from catalog.cli.options import errors, filter_options, network_option
-from catalog.parse.uri import parse_uri
+from catalog.parse.uri import parse_uri, pinned
 
 if TYPE_CHECKING:
     from catalog.read.mirror import Copy
@@ -78,9 +78,7 @@ def plan_command(
 def _pinned(uri: str) -> str:
     """A source skopeo accepts: name@digest when the URI has a digest (skopeo refuses a tag
     and a digest together), else name:tag."""
-    name, at, digest = uri.partition("@")
-    tag = parse_uri(uri).tag
-    return f"{name.removesuffix(f':{tag}') if tag else name}@{digest}" if at else uri
+    return pinned(uri, uri.partition("@")[2]) if "@" in uri else uri
 
 
 def _tagged(uri: str) -> str:

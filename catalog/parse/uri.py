@@ -139,6 +139,14 @@ def check_mirror(prefix: str) -> str:
     return text
 
 
+def pinned(uri: str, digest: str) -> str:
+    """``uri`` naming ``digest`` instead of its tag (name@sha256:...): docker and skopeo pull
+    a name with a digest, and refuse a tag and a digest together."""
+    name = uri.partition("@")[0]
+    tag = parse_uri(name).tag
+    return f"{name.removesuffix(f':{tag}') if tag else name}@{digest}"
+
+
 def mirrored(uri: str, prefix: str) -> str:
     """``uri`` as a cluster behind the mirror ``prefix`` pulls it: the registry host replaced by
     the prefix, the path (namespace/repository:tag, and @digest) kept."""

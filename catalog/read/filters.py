@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -30,6 +31,7 @@ class Filters:
     os: str | None = None
     include_removed: bool = False
     as_of: datetime | None = None
+    platform: str | None = None  # os/architecture[/variant], where the registry said
 
 
 def _norm_python(value: str | None) -> str | None:
@@ -181,3 +183,20 @@ def requested_build(request: versions.VersionRequest) -> str | None:
 def build_of(text: str | None) -> str | None:
     parsed = versions.parse_version(text)
     return parsed.build.lower() if parsed is not None and parsed.build else None
+
+
+_PLATFORM_RE = re.compile(r"[a-z0-9.-]{1,32}/[a-z0-9.-]{1,32}(/[a-z0-9.-]{1,32})?")
+
+
+def check_platform(platform: object) -> str | None:
+    """A platform as os/architecture[/variant] (linux/arm64, linux/arm64/v8), lower-cased."""
+    if platform is None:
+        return None
+    require_text("platform", platform)
+    value = str(platform).strip().lower()
+    if not _PLATFORM_RE.fullmatch(value):
+        raise UsageError(
+            f"{platform!r} is not a platform; write it as os/architecture[/variant], such as "
+            "linux/amd64 or linux/arm64/v8."
+        )
+    return value

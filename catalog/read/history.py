@@ -172,7 +172,9 @@ def _default_pairs(handle: Reader, region: str | None) -> list[tuple[Run, Run]]:
             raise NotFoundError(f"{region} has {count}; diff needs two: {_HINT}.")
         return [(last[1], last[0])]
     names = [row["region"] for row in handle.rows(statements.RUN_REGIONS)]
-    pairs = [_select_runs(handle, 2, region=name, status="ok", listings=True) for name in sorted(names)]
+    pairs = [
+        _select_runs(handle, 2, region=name, status="ok", listings=True) for name in sorted(names)
+    ]
     return [(last[1], last[0]) for last in pairs if len(last) == 2]
 
 
@@ -183,7 +185,9 @@ def _pair(
         a, b = _successful(handle, run_a), _successful(handle, run_b)
     elif run_b is not None:
         b = _successful(handle, run_b)
-        earlier = _select_runs(handle, 1, region=b.region, status="ok", listings=True, before=b.run_id)
+        earlier = _select_runs(
+            handle, 1, region=b.region, status="ok", listings=True, before=b.run_id
+        )
         if not earlier:
             raise NotFoundError(
                 f"Run {b.run_id} is the first successful run of {b.region}; "

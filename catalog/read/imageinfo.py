@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from catalog.config import ENV_MIRROR
-from catalog.errors import UsageError
+from catalog.errors import NotFoundError, UsageError
 from catalog.parse import SCOPES, times
-from catalog.parse.uri import NETWORKS, check_mirror, mirrored, on_network
+from catalog.parse.uri import NETWORKS, check_mirror, mirrored, on_network, pinned
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ class ImageInfo:
     created: str | None = None
     removed: bool = False
     mirror_uri: str | None = None  # with a mirror: the URI a cluster behind it pulls
+    # What the URI's tag points at, as its registry last answered (pai-catalog digests).
+    manifest_digest: str | None = None
+    manifest_media_type: str | None = None
+    platforms: tuple[str, ...] = ()  # os/architecture[/variant]; () where the registry did not say
+    manifest_seen_at: str | None = None  # when the tag was first seen to point at this digest
+    manifest_checked_at: str | None = None  # when the registry last said so
 
 
 class Labels(dict[str, "str | None"]):
@@ -81,6 +87,11 @@ def image_info(row: Mapping[str, Any], scope: str | None, labels: bool) -> Image
         parse_status=row["parse_status"],
         created=times.iso(row["gmt_create_time"]),
         removed=row["valid_to"] is not None,
+        manifest_digest=row["manifest_digest"],
+        manifest_media_type=row["manifest_media_type"],
+        platforms=tuple(row["manifest_platforms"].split(",")) if row["manifest_platforms"] else (),
+        manifest_seen_at=times.iso(row["manifest_seen_at"]),
+        manifest_checked_at=times.iso(row["manifest_checked_at"]),
     )
 
 
@@ -101,10 +112,20 @@ def mirror_of(mirror: str | None) -> str | None:
     return check_mirror(chosen) if chosen.strip() else None
 
 
-def pulled_from(info: ImageInfo, network: str | None, mirror: str | None) -> ImageInfo:
+def pulled_from(
+    info: ImageInfo, network: str | None, mirror: str | None, pin: bool = False
+) -> ImageInfo:
     """The image with its URI in the host form pullable from ``network``, and with the URI it
-    has behind ``mirror``; stored URIs stay as the API gave them."""
-    if info.image_uri is None or (network is None and mirror is None):
+    has behind ``mirror``; with ``pin``, both name the manifest digest instead of the tag.
+    Stored URIs stay as the API gave them."""
+    if info.image_uri is None or (network is None and mirror is None and not pin):
         return info
     uri = info.image_uri if network is None else on_network(info.image_uri, network)
+    if pin:
+        if info.manifest_digest is None:
+            raise NotFoundError(
+                f"No digest is known for {info.image_uri}; run 'pai-catalog digests' to ask "
+                "its registry, or answer without pinning."
+            )
+        uri = pinned(uri, info.manifest_digest)
     return replace(info, image_uri=uri, mirror_uri=mirrored(uri, mirror) if mirror else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date, datetime
 from os import PathLike, fspath
 from typing import Any
@@ -11,6 +12,7 @@ from catalog.account import BoundRegion, default_region
 from catalog.config import resolve_target, spelled
 from catalog.errors import (
     AmbiguousError,
+    CatalogError,
     NotFoundError,
     UsageError,
 )
@@ -22,6 +24,7 @@ from catalog.read.explain import before_history, check_one_region, explain_missi
 from catalog.read.filters import (
     Filters,
     build_of,
+    check_platform,
     make_filters,
     requested_build,
     require_text,
@@ -96,6 +99,8 @@ def retrieve(
     as_of: datetime | str | None = None,
     endpoint: str | None = None,
     mirror: str | None = None,
+    platform: str | None = None,
+    pin: bool = False,
     db: str | None = None,
 ) -> ImageInfo:
     """The best image for a framework and version request, like the PAI SDK's ``retrieve``,
@@ -107,12 +112,16 @@ def retrieve(
     RuntimeError) when nothing matches and AmbiguousError (a RuntimeError) when the request
     needs a region. Answers are remembered per database until another connection commits to
     it, so a service resolving in a loop does not repeat the query.
+
+    ``platform`` (linux/arm64) keeps only images their registry said run on it (pai-catalog
+    digests asks); ``pin`` answers ``name@sha256:...``, the digest the tag pointed at when last
+    asked, and raises NotFoundError when none is known.
     """
     texts = {
         "framework_name": framework_name, "framework_version": framework_version,
         "accelerator_type": accelerator_type, "image_scope": image_scope, "region": region,
         "python_version": python_version, "cuda_version": cuda_version, "os": os,
-        "endpoint": endpoint, "mirror": mirror,
+        "endpoint": endpoint, "mirror": mirror, "platform": platform,
     }  # fmt: skip
     as_of, db = _checked(texts, as_of, db)
     handle = reader(resolve_target(db))
@@ -120,21 +129,21 @@ def retrieve(
     bound = default_region() if region is None else None
     key = (
         handle.target.url, framework_name, framework_version, accelerator_type, image_scope,
-        region, bound, python_version, cuda_version, os, as_of,
+        region, bound, python_version, cuda_version, os, as_of, platform,
     )  # fmt: skip
     network, mirror = network_of(endpoint), mirror_of(mirror)
     remembered = _ANSWERS.get(key)
     if remembered is not None and generation is not None and remembered[0] == generation:
-        return pulled_from(remembered[1], network, mirror)
+        return pulled_from(remembered[1], network, mirror, bool(pin))
     info = _retrieve(
         handle, framework_name, framework_version, accelerator_type, image_scope,
-        region, bound, python_version, cuda_version, os, as_of,
+        region, bound, python_version, cuda_version, os, as_of, check_platform(platform),
     )  # fmt: skip
     if generation is not None:
         if len(_ANSWERS) >= MAX_REMEMBERED:
             _ANSWERS.pop(next(iter(_ANSWERS)))
         _ANSWERS[key] = (generation, info)
-    return pulled_from(info, network, mirror)
+    return pulled_from(info, network, mirror, bool(pin))
 
 
 def _bound_region(region: str | None) -> str | None:
@@ -158,6 +167,7 @@ def _retrieve(
     cuda_version: str | None,
     os: str | None,
     as_of: datetime | str | None,
+    platform: str | None,
 ) -> ImageInfo:
     require_text("framework_name", framework_name)
     if not framework_name or not framework_name.strip():
@@ -166,7 +176,7 @@ def _retrieve(
     try:
         return _best(
             handle, framework_name, request, accelerator_type, image_scope,
-            bound.region if bound else region, python_version, cuda_version, os, as_of,
+            bound.region if bound else region, python_version, cuda_version, os, as_of, platform,
         )  # fmt: skip
     except NotFoundError as exc:
         if bound is None:
@@ -188,6 +198,7 @@ def _best(
     cuda_version: str | None,
     os: str | None,
     as_of: datetime | str | None,
+    platform: str | None,
 ) -> ImageInfo:
     f = make_filters(
         framework_name,
@@ -200,6 +211,7 @@ def _best(
         False,
         as_of,
     )
+    f = replace(f, platform=platform)
     clause, params = version_clause(request)
     # An image whose URI does not parse cannot be pulled: never an answer.
     clause += " AND v.parse_status <> 'unrecognized'"
@@ -217,9 +229,50 @@ def _best(
     if wanted_build:
         # Asking for 2.1.0-accl prefers that variant among the images of equal version.
         rows = sorted(rows, key=lambda r: build_of(r["framework_version"]) != wanted_build)
+    if not rows and f.platform is not None:
+        raise _not_on_platform(handle, f, framework_name, request, clause, params)
     if not rows:
         raise explain_missing(handle, f, framework_name, request)
     return image_info(rows[0], f.scope, labels=True)
+
+
+def _not_on_platform(
+    handle: Reader,
+    f: Filters,
+    framework_name: str,
+    request: versions.VersionRequest,
+    clause: str,
+    params: dict[str, Any],
+) -> CatalogError:
+    """Why nothing runs on the platform asked for: nothing matches at all, or the images that
+    match are known to run elsewhere, or their platforms are not known yet."""
+    anywhere = replace(f, platform=None)
+    rows = [
+        row
+        for row in _select(handle, anywhere, clause, params)
+        if request.kind != "range" or request.matches(row["framework_version"])
+    ]
+    if not rows:
+        return explain_missing(handle, anywhere, framework_name, request)
+    unknown = sum(1 for row in rows if not row["manifest_platforms"])
+    elsewhere = sorted(
+        {
+            p
+            for row in rows
+            if row["manifest_platforms"]
+            for p in row["manifest_platforms"].split(",")
+        }
+    )
+    said = f" ({len(rows) - unknown} run on {', '.join(elsewhere)})" if elsewhere else ""
+    hint = (
+        f"; {unknown} have no known platforms: 'pai-catalog digests' asks their registries"
+        if unknown
+        else ""
+    )
+    return NotFoundError(
+        f"None of the {len(rows)} images matching {framework_name} {request.text} is known to run "
+        f"on {f.platform}{said}{hint}."
+    )
 
 
 def _request(framework_version: str | None) -> versions.VersionRequest:
@@ -275,6 +328,7 @@ def list_images(
     labels: bool = True,
     endpoint: str | None = None,
     mirror: str | None = None,
+    platform: str | None = None,
     db: str | None = None,
 ) -> list[ImageInfo]:
     """Every image matching the filters, by framework, then highest version first.
@@ -282,12 +336,13 @@ def list_images(
     The first three arguments are the PAI SDK's ``list_images``: ``session`` is ignored, and
     the scope is training unless given (``image_scope=None`` lists every scope, as the CLI's
     ``list`` does without ``--scope``). ``labels=False`` leaves each image's labels empty, a
-    little faster for long listings that do not need them."""
+    little faster for long listings that do not need them. ``platform`` (linux/arm64) keeps
+    only images their registry said run on it."""
     texts = {
         "framework_name": framework_name, "framework_version": framework_version,
         "accelerator_type": accelerator_type, "image_scope": image_scope, "region": region,
         "python_version": python_version, "cuda_version": cuda_version, "os": os,
-        "endpoint": endpoint, "mirror": mirror,
+        "endpoint": endpoint, "mirror": mirror, "platform": platform,
     }  # fmt: skip
     as_of, db = _checked(texts, as_of, db)
     f = make_filters(
@@ -301,6 +356,7 @@ def list_images(
         include_removed,
         as_of,
     )
+    f = replace(f, platform=check_platform(platform))
     handle = reader(resolve_target(db))
     request = _request(framework_version)
     clause, params = ("", {}) if request.kind == "latest" else version_clause(request)

@@ -87,7 +87,7 @@ def _written_since(run: Any, db: str | None) -> set[tuple[str, str]]:
     handle = reader(resolve_target(db))
     if run and not handle.rows(statements.RUN_EXISTS, {"run": run}):
         raise NotFoundError(f"No run {run}; pai-catalog runs lists them.")
-    return {(row["image_id"], row["region"]) for row in handle.rows(statements.SINCE, {"run": run})}
+    return {(row["image_id"], row["region"]) for row in handle.rows(*statements.since(run))}
 
 
 def _latest(found: list[Any], count: int) -> list[Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from catalog.config import LISTING
+from catalog.config import LISTING, MOVED_FIELDS
 from catalog.parse import PUBLIC_NAMES
 
 if TYPE_CHECKING:
@@ -26,7 +26,22 @@ _ANSWER_COLUMNS = (
     "id", *IMAGE_COLUMNS[: IMAGE_COLUMNS.index("gmt_create_time") + 1], "version_key",
     "version_class", "valid_to",
 )  # fmt: skip
-_ANSWER = ", ".join(f"v.{column}" for column in _ANSWER_COLUMNS)
+# What the URI's tag pointed at (image_manifest's newest row for it; at an --as-of time, the
+# newest seen by then), called as ImageInfo names it.
+_MANIFEST_COLUMNS = (
+    "m.digest AS manifest_digest, m.media_type AS manifest_media_type, "
+    "m.platforms AS manifest_platforms, m.seen_at AS manifest_seen_at, "
+    "m.checked_at AS manifest_checked_at"
+)
+_ANSWER = ", ".join(f"v.{column}" for column in _ANSWER_COLUMNS) + f", {_MANIFEST_COLUMNS}"
+
+
+def _manifest(f: Filters, alias: str) -> str:
+    """The id of the manifest row the URI of ``v`` points at (at ``f.as_of``, if given)."""
+    then = " AND n.seen_at <= :as_of" if f.as_of is not None else ""
+    return f"{alias}.id = (SELECT max(n.id) FROM image_manifest n WHERE n.uri = v.uri{then})"
+
+
 _EXPORT = ", ".join(
     ["v.id AS version_id"]
     + [f"v.{c} AS {PUBLIC_NAMES[c]}" if c in PUBLIC_NAMES else f"v.{c}" for c in IMAGE_COLUMNS]
@@ -76,6 +91,17 @@ def where(f: Filters) -> tuple[str, str, dict[str, Any]]:
         clauses.append("v.is_latest")
     else:
         clauses.append("v.valid_to IS NULL")
+    if f.platform is not None:
+        # linux/arm64 is linux/arm64 or any of its variants; linux/arm64/v8 only itself.
+        clauses.append(
+            "EXISTS (SELECT 1 FROM image_manifest p WHERE "
+            f"{_manifest(f, 'p')} AND (',' || p.platforms || ',' LIKE :platform "
+            "OR ',' || p.platforms || ',' LIKE :platform_variant))"
+        )
+        params["platform"] = f"%,{f.platform},%"
+        params["platform_variant"] = (
+            f"%,{f.platform}/%" if f.platform.count("/") == 1 else params["platform"]
+        )
     join = ""
     if f.scope is not None:
         join = "JOIN image_scope s ON s.version_id = v.id AND s.scope = :scope"
@@ -96,7 +122,11 @@ def answers(
     """The image versions ``f`` selects (narrowed by ``extra``), ranked by ``order``."""
     join, condition, base = where(f)
     columns = f"{_ANSWER}, {_LABELS_JSON[dialect]}" if labels else _ANSWER
-    sql = f"SELECT {columns} FROM image_version v {join} WHERE {condition} {extra} ORDER BY {order}"
+    manifest = f"LEFT JOIN image_manifest m ON {_manifest(f, 'm')}"
+    sql = (
+        f"SELECT {columns} FROM image_version v {join} {manifest} WHERE {condition} {extra} "
+        f"ORDER BY {order}"
+    )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return sql, {**base, **params} if params else base
@@ -231,7 +261,14 @@ def events_of(needle: str, vpc: str, public: str) -> Statement:
 
 
 RUN_EXISTS = "SELECT 1 FROM sync_run WHERE id = :run"
-# The image versions current now that a run after :run wrote: added, changed or restored since.
-SINCE = (
-    "SELECT image_id, region FROM image_version WHERE valid_to IS NULL AND valid_from_run_id > :run"
-)
+
+
+def since(run: int) -> Statement:
+    """The image versions current now that a run after ``run`` wrote (added, changed or
+    restored), and those whose URI's tag moved to another digest since."""
+    return (
+        "SELECT image_id, region FROM image_version WHERE valid_to IS NULL AND "
+        "(valid_from_run_id > :run OR image_pk IN (SELECT e.image_pk FROM image_event e "
+        "WHERE e.run_id > :run AND e.changed_fields = :moved))",
+        {"run": run, "moved": MOVED_FIELDS},
+    )

@@ -204,7 +204,6 @@ class ImageEvent(Base):
     changed_fields: Mapped[str | None] = mapped_column(Text)  # JSON list of field names
 
 
-
 class ImageManifest(Base):
     """What an image URI's tag pointed at, as its registry answered: one row per digest the
     URI was seen to point at, the newest (highest id) current (migration 0010)."""
@@ -220,6 +219,7 @@ class ImageManifest(Base):
     seen_at: Mapped[datetime] = mapped_column(_time())  # first answered
     checked_at: Mapped[datetime] = mapped_column(_time())  # last answered
     run_id: Mapped[int] = mapped_column(ForeignKey("sync_run.id"))  # the run that first saw it
+
 
 # Serves resolve's ORDER BY, so "latest" stops at the first matching row (migrations 0005-6);
 # only images tying on version and time are sorted by URI.

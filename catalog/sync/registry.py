@@ -32,6 +32,7 @@ _ACCEPT = ", ".join((*INDEXES, *MANIFESTS))
 _LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}  # plain HTTP, as docker allows for them
 _FIELD = re.compile(r'(\w+)="([^"]*)"')
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_PLATFORM = re.compile(r"[a-z0-9_.-]{1,32}(/[a-z0-9_.-]{1,32}){1,2}")
 
 
 class RegistryError(CatalogError):
@@ -40,12 +41,13 @@ class RegistryError(CatalogError):
 
 @dataclass(frozen=True)
 class Manifest:
-    """What a tag points at: its digest, the manifest's media type, and for an index the
-    platforms it holds (os/architecture[/variant]); for a single image, none."""
+    """What a tag points at: its digest, the manifest's media type, and the platforms
+    (os/architecture[/variant]) an index holds or a single image's config names; ``platforms``
+    is None when they were not read (a recheck that found the digest it knew)."""
 
     digest: str
     media_type: str
-    platforms: tuple[str, ...] = ()
+    platforms: tuple[str, ...] | None = ()
 
 
 def docker_credentials(home: Path | None = None) -> dict[str, tuple[str, str]]:
@@ -95,27 +97,36 @@ class RegistryClient:
     def close(self) -> None:
         self._session.close()
 
-    def manifest(self, uri: str) -> Manifest:
-        """The manifest ``uri``'s tag (or digest) points at."""
+    def manifest(self, uri: str, *, known: str | None = None) -> Manifest:
+        """The manifest ``uri``'s tag (or digest) points at. When the registry still answers
+        the digest ``known``, only its HEAD is asked (platforms None); otherwise the manifest
+        is read for its platforms: an index's entries, or a single image's config blob."""
         ref = parse_uri(uri)
         if ref.error or not ref.host or not ref.repository:
             raise RegistryError(f"{uri} names no image in a registry ({ref.error or 'no host'}).")
         name = f"{ref.namespace}/{ref.repository}" if ref.namespace else ref.repository
         scheme = "http" if ref.host.rsplit(":", 1)[0] in _LOOPBACK else "https"
-        url = f"{scheme}://{ref.host}/v2/{name}/manifests/{ref.digest or ref.tag or 'latest'}"
+        base = f"{scheme}://{ref.host}/v2/{name}"
+        url = f"{base}/manifests/{ref.digest or ref.tag or 'latest'}"
         scope = f"repository:{name}:pull"
         answer = self._request("HEAD", url, ref.host, scope)
         digest = answer.headers.get("Docker-Content-Digest", "")
-        media_type = answer.headers.get("Content-Type", "").split(";")[0].strip()
-        platforms: tuple[str, ...] = ()
-        if media_type in INDEXES or not _DIGEST.fullmatch(digest):
-            body = self._request("GET", url, ref.host, scope)
-            media_type = body.headers.get("Content-Type", media_type).split(";")[0].strip()
-            if not _DIGEST.fullmatch(digest):  # a registry that sends no digest: the body's
-                digest = "sha256:" + hashlib.sha256(body.content).hexdigest()
-            if media_type in INDEXES:
-                platforms = _platforms(body, uri)
-        return Manifest(digest, media_type, platforms)
+        media_type = _media_type(answer, "")
+        if known is not None and digest == known:
+            return Manifest(digest, media_type, None)
+        body = self._request("GET", url, ref.host, scope)
+        media_type = _media_type(body, media_type)
+        if not _DIGEST.fullmatch(digest):  # a registry that sends no digest: the body's
+            digest = "sha256:" + hashlib.sha256(body.content).hexdigest()
+        document = _json(body, uri)
+        if media_type in INDEXES:
+            return Manifest(digest, media_type, _platforms(document))
+        config = document.get("config")
+        blob = config.get("digest") if isinstance(config, dict) else None
+        if not isinstance(blob, str) or not _DIGEST.fullmatch(blob):
+            return Manifest(digest, media_type, ())
+        found = _json(self._request("GET", f"{base}/blobs/{blob}", ref.host, scope), uri)
+        return Manifest(digest, media_type, _platforms({"manifests": [{"platform": found}]}))
 
     def _request(self, method: str, url: str, host: str, scope: str) -> requests.Response:
         attempt, challenged = 0, False
@@ -183,20 +194,32 @@ class RegistryClient:
         return True
 
 
-def _platforms(answer: requests.Response, uri: str) -> tuple[str, ...]:
+def _media_type(answer: requests.Response, default: str) -> str:
+    return answer.headers.get("Content-Type", default).split(";")[0].strip() or default
+
+
+def _json(answer: requests.Response, uri: str) -> dict[str, Any]:
     try:
-        listed: Any = answer.json().get("manifests", [])
-    except (ValueError, AttributeError):
-        raise RegistryError(f"The index {uri} points at is not JSON.") from None
+        document = answer.json()
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise RegistryError(f"The registry's answer for {uri} is not a JSON object.")
+    return document
+
+
+def _platforms(document: dict[str, Any]) -> tuple[str, ...]:
+    """os/architecture[/variant] of an index's entries (attestations left out)."""
+    listed = document.get("manifests", [])
     found: list[str] = []
     for entry in listed if isinstance(listed, list) else ():
         platform = entry.get("platform") if isinstance(entry, dict) else None
         if not isinstance(platform, dict):
             continue
-        text = "/".join(
-            str(platform[key]) for key in ("os", "architecture", "variant") if platform.get(key)
-        )
-        if text and text != "unknown/unknown" and text not in found:  # not attestations
+        parts = [platform.get(key) for key in ("os", "architecture", "variant")]
+        text = "/".join(str(part) for part in parts if isinstance(part, str) and part)
+        known = "unknown" not in text.split("/") and _PLATFORM.fullmatch(text)
+        if known and text not in found:
             found.append(text)
     return tuple(found)
 
