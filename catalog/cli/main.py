@@ -23,6 +23,7 @@ from catalog.cli.options import (
     format_option_with,
     mirror_option,
     network_option,
+    platform_option,
     stop_on_sigterm,
     stopped,
 )
@@ -104,8 +105,15 @@ class _Days(click.FloatRange):
 @click.argument("framework")
 @click.argument("version", default="latest")
 @filter_options
+@platform_option
 @network_option
 @mirror_option
+@click.option(
+    "--pin",
+    is_flag=True,
+    help="Answer name@sha256:... (and so behind --mirror), the digest the tag pointed at when "
+    "pai-catalog digests last asked; an error where none is known.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole ImageInfo as JSON.")
 @click.option(
     "--format",
@@ -133,6 +141,7 @@ def resolve(
     as_json: bool,
     fmt: str | None,
     max_age: float,
+    pin: bool,
     **filters: Any,
 ) -> None:
     """Print the image URI for FRAMEWORK at VERSION (latest, 2.1.0, 2.1, or a range like
@@ -159,6 +168,8 @@ def resolve(
         as_of=filters["as_of"],
         endpoint=filters["network"],
         mirror=filters["mirror"],
+        platform=filters["platform"],
+        pin=pin,
         db=db,
     )
     if as_json or fmt:
@@ -176,6 +187,7 @@ def resolve(
 @click.argument("framework", required=False)
 @click.option("--version", "version", help="A version, prefix or range to match.")
 @filter_options
+@platform_option
 @network_option
 @mirror_option
 @click.option("--include-removed", is_flag=True, help="Also list images no longer in the API.")
@@ -203,6 +215,7 @@ def list_command(
         labels=chosen in (Format.JSON, Format.NL),  # tables and CSV show no labels
         endpoint=filters["network"],
         mirror=filters["mirror"],
+        platform=filters["platform"],
         db=db,
     )
     columns = LIST_COLUMNS if chosen in (Format.TABLE, Format.CSV) else None
@@ -294,6 +307,7 @@ for command in (
     cli_history.info,
     cli_write.import_command,
     cli_write.sync_command,
+    cli_write.digests_command,
     cli_write.db_group,
     mirror_group,
 ):

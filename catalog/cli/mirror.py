@@ -50,6 +50,10 @@ def plan_command(
     PREFIX/NAMESPACE` (its first line says so); skopeo sync puts a file's images under one
     path, so such a plan holds one namespace (--namespace picks it; --format skopeo has no
     such limit).
+
+    Where pai-catalog digests learned what a tag points at, the copy is pinned: skopeo copies
+    that digest (and keeps it, --preserve-digests), so that resolve --mirror --pin answers an
+    image the mirror holds; the skopeo-sync file lists the digest beside the tag.
     """
     from catalog.read.mirror import plan
 
@@ -68,8 +72,9 @@ def plan_command(
         sys.stdout.write("\n")
     elif fmt == "skopeo":
         for c in copies:
+            keep = " --preserve-digests" if c.digest else ""  # what --pin answers must exist
             click.echo(
-                f"skopeo copy --all docker://{_pinned(c.source)} docker://{_tagged(c.target)}"
+                f"skopeo copy --all{keep} docker://{_pinned(c.source)} docker://{_tagged(c.target)}"
             )
     else:
         click.echo(_sync_yaml(copies, prefix.strip().rstrip("/")), nl=False)
@@ -100,10 +105,12 @@ def _sync_yaml(copies: list[Copy], prefix: str) -> str:
     for c in copies:
         host = c.source.split("/", 1)[0]
         name = f"{c.namespace}/{c.repository}" if c.namespace else str(c.repository)
-        # The tag, so that the mirror has the name --mirror answers; a digest only without one.
-        reference = c.tag or c.source.rpartition("@")[2]
-        registries.setdefault(host, {}).setdefault(name, []).append(reference)
-    lines = [f"# skopeo sync --src yaml --dest docker THIS_FILE {where}"]
+        # The tag, so that the mirror has the name --mirror answers, and the digest where known,
+        # so that it has what resolve --pin answers even if the tag moves before the copy.
+        references = registries.setdefault(host, {}).setdefault(name, [])
+        references += [ref for ref in (c.tag, c.digest) if ref and ref not in references]
+    keep = " --preserve-digests" if any(c.digest for c in copies) else ""
+    lines = [f"# skopeo sync --src yaml --dest docker{keep} THIS_FILE {where}"]
     for host, repositories in registries.items():
         lines += [f"{json.dumps(host)}:", "  images:"]  # quoted: a name may read as a number
         for name, tags in repositories.items():

@@ -219,6 +219,16 @@ def mirror_option(func: F) -> F:
     )(func)
 
 
+def platform_option(func: F) -> F:
+    """--platform OS/ARCH[/VARIANT]: only images their registry said run on it."""
+    return click.option(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="Only images whose registry said they run on this platform (linux/arm64 takes "
+        "any arm64 variant); pai-catalog digests asks.",
+    )(func)
+
+
 def network_option(func: F) -> F:
     """--vpc / --public: the registry host form the user can pull from, passed on as
     ``network`` ("vpc", "public" or None); both at once is a usage error."""

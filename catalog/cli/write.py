@@ -9,11 +9,23 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from catalog.cli.options import errors
+from catalog.cli.options import errors, filter_options
 from catalog.cli.output import Format, render
-from catalog.sync import BACKOFF, PAGE_SIZE, RETRIES, TIMEOUT, WORKERS
+from catalog.sync import (
+    BACKOFF,
+    DIGEST_LIMIT,
+    DIGEST_NETWORKS,
+    DIGEST_RETRIES,
+    DIGEST_TIMEOUT,
+    DIGEST_WORKERS,
+    PAGE_SIZE,
+    RETRIES,
+    TIMEOUT,
+    WORKERS,
+)
 
 if TYPE_CHECKING:
+    from catalog.sync.digests import DigestResult
     from catalog.sync.run import RegionResult
 
 
@@ -122,11 +134,21 @@ def import_command(db: str | None, /, files: tuple[Path, ...], region: str, **op
     "20% (and over 5) of a region's images.",
 )
 @click.option("--wait", is_flag=True, help="Wait for another writer instead of exiting.")
+@click.option(
+    "--digests",
+    "with_digests",
+    is_flag=True,
+    help="Then ask the registries what the tags of the synced regions' images without a "
+    "digest point at (pai-catalog digests, with its defaults); a registry that cannot be "
+    "reached is reported, never a failed sync.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.option("--quiet", "-q", is_flag=True, help="Print failures only.")
 @click.pass_obj
 @errors
-def sync_command(db: str | None, /, as_json: bool, quiet: bool, **opts: Any) -> None:
+def sync_command(
+    db: str | None, /, as_json: bool, quiet: bool, with_digests: bool, **opts: Any
+) -> None:
     """Crawl PAI's ListImages API into the catalog, one transaction per region.
 
     Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET
@@ -140,14 +162,160 @@ def sync_command(db: str | None, /, as_json: bool, quiet: bool, **opts: Any) -> 
     results = sync(sync_options(**opts), db_option=db, progress=progress)
     if progress is not None:
         click.echo("\r\033[K", nl=False, err=True)
+    found = None
+    synced = [result.region for result in results if result.ok]
+    if with_digests and synced:
+        from catalog.sync.digests import digests_for
+
+        found = digests_for(regions=synced, db_option=db)
     if as_json:
-        rows = [{**asdict(r), "seconds": round(r.seconds, 3)} for r in results]
+        rows: Any = [{**asdict(r), "seconds": round(r.seconds, 3)} for r in results]
+        if with_digests:
+            rows = {"regions": rows, "digests": _digest_rows(found)}
         render(rows, Format.JSON, sys.stdout)
     for result in results:
         if not as_json and (not quiet or not result.ok):
             click.echo(_summary(result), err=not result.ok)
+    if found is not None and not as_json:
+        _digest_report(found, quiet)
     if not all(result.ok for result in results):
         sys.exit(1)
+
+
+def _digest_rows(found: DigestResult | None) -> Any:
+    if found is None:
+        return None
+    return {
+        "runs": [
+            {**asdict(run), "failures": [list(f) for f in run.failures]} for run in found.runs
+        ],
+        "due": found.candidates,
+        "left": found.left,
+    }
+
+
+def _digest_report(found: DigestResult, quiet: bool) -> None:
+    """One line per region's digests run on stderr, then what could not be asked."""
+    for run in found.runs:
+        if not quiet or run.failures:
+            click.echo(
+                f"{run.region}: digests: {run.answered} of {run.asked} answered, {run.added} new, "
+                f"{run.moved} moved (run {run.run_id})",
+                err=True,
+            )
+    failures = found.failures
+    for uri, why in failures[:10]:
+        click.echo(f"  not answered: {uri}: {why}", err=True)
+    if len(failures) > 10:
+        click.echo(
+            f"  ... and {len(failures) - 10} more (pai-catalog runs shows each run)", err=True
+        )
+    if found.left:
+        click.echo(
+            f"{found.left} of {found.candidates} images due were left for the next run (--limit).",
+            err=True,
+        )
+    if not found.runs and not quiet:
+        click.echo(
+            "digests: nothing to ask; every selected image has a digest (--recheck asks again)",
+            err=True,
+        )
+
+
+@click.command("digests")
+@click.argument("framework", required=False)
+@click.option("--version", "version", help="A version, prefix or range to match.")
+@filter_options
+@click.option(
+    "--recheck",
+    is_flag=True,
+    help="Ask again for images that have a digest (those never asked first, then the longest "
+    "unchecked), to notice tags that moved.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=DIGEST_LIMIT,
+    show_default=True,
+    help="Images asked at most in this run; the rest wait for the next.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 32),
+    default=DIGEST_WORKERS,
+    show_default=True,
+    help="Registry requests at once.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=DIGEST_RETRIES,
+    show_default=True,
+    help="Retries per request after throttling (429), 5xx or network errors.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 600),
+    default=DIGEST_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for each answer.",
+)
+@click.option(
+    "--network",
+    type=click.Choice(DIGEST_NETWORKS),
+    default="public",
+    show_default=True,
+    help="Which registry host to ask: public (dsw-registry.REGION...), vpc "
+    "(dsw-registry-vpc.REGION..., from inside an Alibaba Cloud VPC), or the URI as listed.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option("--quiet", "-q", is_flag=True, help="Print failures only.")
+@click.pass_obj
+@errors
+def digests_command(
+    db: str | None, /, framework: str | None, version: str | None, as_json: bool, quiet: bool,
+    recheck: bool, limit: int, workers: int, retries: int, timeout: float, network: str,
+    **filters: Any,
+) -> None:  # fmt: skip
+    """Ask the registries what the tags of the selected images point at, and store it: the
+    manifest digest (which resolve --pin answers), its media type, and the platforms it runs on
+    (resolve --platform). Selects as list does: FRAMEWORK (or every framework), every scope
+    unless --scope narrows it; by default only images without a digest.
+
+    Each registry's bearer-token challenge is answered anonymously, or with the credentials
+    docker login keeps in ~/.docker/config.json for that registry. A tag that moved to another
+    digest is a changed event in history. Images a registry would not answer for are reported,
+    and what was answered is stored; exit status 1 if none was answered.
+    """
+    from catalog.sync.digests import DigestOptions, digests_for
+
+    if filters["as_of"] is not None:
+        raise click.UsageError(
+            "--as-of cannot be used here: registries say what tags point at now."
+        )
+    options = DigestOptions(
+        recheck=recheck, limit=limit, workers=workers, retries=retries, timeout=timeout,
+        network=network,
+    )  # fmt: skip
+    progress = _digest_progress if sys.stderr.isatty() and not (quiet or as_json) else None
+    found = digests_for(
+        framework, framework_version=version, image_scope=filters["scope"],
+        accelerator_type=filters["accelerator"], regions=[filters["region"]],
+        python_version=filters["python_version"], cuda_version=filters["cuda_version"],
+        os=filters["os_name"], options=options, db_option=db, progress=progress,
+    )  # fmt: skip
+    if progress is not None:
+        click.echo("\r\033[K", nl=False, err=True)
+    if as_json:
+        render(_digest_rows(found), Format.JSON, sys.stdout)
+    else:
+        _digest_report(found, quiet)
+    if found.runs and not any(run.answered for run in found.runs):
+        sys.exit(1)
+
+
+def _digest_progress(done: int, planned: int) -> None:
+    click.echo(f"\r\033[Kdigests: {done}/{planned}", nl=False, err=True)
 
 
 def _summary(result: RegionResult) -> str:

@@ -38,10 +38,10 @@ class ImageInfo:
     mirror_uri: str | None = None  # with a mirror: the URI a cluster behind it pulls
     # What the URI's tag points at, as its registry last answered (pai-catalog digests).
     manifest_digest: str | None = None
-    manifest_media_type: str | None = None
+    media_type: str | None = None  # of the manifest: an image's, or an index of platforms
     platforms: tuple[str, ...] = ()  # os/architecture[/variant]; () where the registry did not say
-    manifest_seen_at: str | None = None  # when the tag was first seen to point at this digest
-    manifest_checked_at: str | None = None  # when the registry last said so
+    digest_seen_at: str | None = None  # when the tag was first seen to point at this digest
+    digest_checked_at: str | None = None  # when its registry last said so
 
 
 class Labels(dict[str, "str | None"]):
@@ -88,10 +88,10 @@ def image_info(row: Mapping[str, Any], scope: str | None, labels: bool) -> Image
         created=times.iso(row["gmt_create_time"]),
         removed=row["valid_to"] is not None,
         manifest_digest=row["manifest_digest"],
-        manifest_media_type=row["manifest_media_type"],
+        media_type=row["manifest_media_type"],
         platforms=tuple(row["manifest_platforms"].split(",")) if row["manifest_platforms"] else (),
-        manifest_seen_at=times.iso(row["manifest_seen_at"]),
-        manifest_checked_at=times.iso(row["manifest_checked_at"]),
+        digest_seen_at=times.iso(row["manifest_seen_at"]),
+        digest_checked_at=times.iso(row["manifest_checked_at"]),
     )
 
 

@@ -19,7 +19,8 @@ from catalog.read.images import list_images
 @dataclass(frozen=True)
 class Copy:
     """One image to copy: from ``source`` (as the catalog lists it, or in the host form asked
-    for) to ``target`` behind the mirror."""
+    for; with ``@digest`` where pai-catalog digests learned what the tag points at, so that the
+    copy is of exactly that image) to ``target`` behind the mirror."""
 
     source: str
     target: str
@@ -30,6 +31,7 @@ class Copy:
     namespace: str | None
     repository: str | None
     tag: str | None
+    digest: str | None = None  # the manifest digest the copy is pinned to
 
 
 def plan(
@@ -73,9 +75,12 @@ def plan(
         ref = parse_uri(image.image_uri)
         if not ref.host:
             continue  # a URI with no registry host: nowhere known to copy it from
+        source, digest = image.image_uri, image.manifest_digest or ref.digest
+        if image.manifest_digest and not ref.digest:
+            source = f"{source}@{image.manifest_digest}"
         copy = Copy(
-            image.image_uri, image.mirror_uri, image.image_id, image.region,
-            image.framework_name, image.framework_version, ref.namespace, ref.repository, ref.tag,
+            source, image.mirror_uri, image.image_id, image.region, image.framework_name,
+            image.framework_version, ref.namespace, ref.repository, ref.tag, digest,
         )  # fmt: skip
         copies.setdefault(copy.target, copy)  # one image under several regions' hosts: one copy
     return list(copies.values())

@@ -1,0 +1,221 @@
+"""Ask image URIs' registries what their tags point at, and store it as digests runs.
+
+Which URIs: those a selection names (the list filters), each once; by default only those with
+no digest yet, with ``recheck`` every one, the longest unchecked first; at most ``limit`` per
+run. The registries are asked without the catalog's lock, a few at a time; the answers are
+stored under it in one transaction. A registry that cannot be reached costs only its own URIs:
+what was answered is stored, and what was not is reported (digests are enrichment, never a
+reason for a sync to fail)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import exc as sa_exc
+
+from catalog.config import resolve_target, utcnow
+from catalog.errors import CatalogError, UsageError
+from catalog.parse.uri import on_network
+from catalog.store import db, locks
+from catalog.store.manifests import Answer, DigestStats, known, store_answers
+from catalog.sync import (
+    DIGEST_BACKOFF,
+    DIGEST_LIMIT,
+    DIGEST_NETWORKS,
+    DIGEST_RETRIES,
+    DIGEST_TIMEOUT,
+    DIGEST_WORKERS,
+)
+from catalog.sync.registry import RegistryClient, docker_credentials
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DigestOptions:
+    """How to ask: which URIs, how many, how many at once, how patiently, by which host."""
+
+    recheck: bool = False
+    limit: int = DIGEST_LIMIT
+    workers: int = DIGEST_WORKERS
+    retries: int = DIGEST_RETRIES
+    backoff: float = DIGEST_BACKOFF
+    timeout: float = DIGEST_TIMEOUT
+    network: str = "public"  # the registry host form asked: public, vpc, or as-listed
+    home: Path | None = field(default=None, compare=False)  # where ~/.docker/config.json is
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limit, int) or self.limit < 1:
+            raise UsageError(f"The limit must be 1 or more URIs, not {self.limit!r}.")
+        if not isinstance(self.workers, int) or not 1 <= self.workers <= 32:
+            raise UsageError(f"workers must be from 1 to 32, not {self.workers!r}.")
+        if self.network not in DIGEST_NETWORKS:
+            raise UsageError(f"Unknown network {self.network!r}; use {', '.join(DIGEST_NETWORKS)}.")
+
+
+@dataclass(frozen=True)
+class DigestResult:
+    """What a digests job did: its runs (one per region), and what it left for later."""
+
+    runs: tuple[DigestStats, ...]
+    candidates: int  # URIs the selection named that were due
+    left: int  # of those, not asked because of the limit
+
+    @property
+    def failures(self) -> tuple[tuple[str, str], ...]:
+        return tuple(failure for run in self.runs for failure in run.failures)
+
+
+def digests(
+    selection: Sequence[tuple[str, str]],
+    options: DigestOptions = DigestOptions(),
+    *,
+    db_option: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> DigestResult:
+    """Ask the registries of ``selection`` ((region, URI) pairs, as a listing gives them) and
+    store what they answer."""
+    target = resolve_target(db_option, write=True)
+    regions_of: dict[str, list[str]] = {}
+    for region, uri in selection:
+        if uri:
+            regions_of.setdefault(uri, []).append(region)
+    engine = db.make_engine(target)
+    try:
+        before = known(engine, list(regions_of))
+    except sa_exc.SQLAlchemyError as exc:
+        raise db.translate(exc, target) from None
+    finally:
+        engine.dispose()
+    due = [uri for uri in regions_of if options.recheck or uri not in before]
+    if options.recheck:  # never asked first, then the longest unchecked
+        due.sort(key=lambda u: (u in before, before[u].checked_at if u in before else datetime.min))
+    asked = due[: options.limit]
+    started = utcnow()
+    answers, failures = _ask(asked, {u: k.digest for u, k in before.items()}, options, progress)
+    by_region: dict[str, list[str]] = {}
+    for uri in asked:
+        for region in dict.fromkeys(regions_of[uri]):
+            by_region.setdefault(region, []).append(uri)
+    runs: list[DigestStats] = []
+    if by_region:
+        hosts = sorted({_asked(uri, options.network).split("/")[0] for uri in asked})
+        detail = "registries: " + ", ".join(hosts[:5]) + (" ..." if len(hosts) > 5 else "")
+        # The answers are in hand: wait for another writer rather than lose them.
+        with (
+            locks.write_lock(target, list(by_region), wait=True, holder="digests") as held,
+            db.writable(target) as engine,
+        ):
+            runs = store_answers(
+                engine, by_region, answers, failures, started_at=started, detail=detail,
+                confirm=held.confirm,
+            )  # fmt: skip
+    return DigestResult(tuple(runs), len(due), len(due) - len(asked))
+
+
+def _asked(uri: str, network: str) -> str:
+    """The URI asked for: its registry host in the form ``network`` names."""
+    return uri if network == "as-listed" else on_network(uri, network)
+
+
+def _ask(
+    uris: Sequence[str],
+    digests_known: dict[str, str],
+    options: DigestOptions,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[Answer], dict[str, str]]:
+    credentials = docker_credentials(options.home)
+    local = threading.local()
+    clients: list[RegistryClient] = []
+    lock = threading.Lock()
+    done = [0]
+
+    def client() -> RegistryClient:
+        if not hasattr(local, "client"):
+            local.client = RegistryClient(
+                credentials, timeout=options.timeout, retries=options.retries,
+                backoff=options.backoff,
+            )  # fmt: skip
+            with lock:
+                clients.append(local.client)
+        return local.client  # type: ignore[no-any-return]
+
+    def one(uri: str) -> Answer | str:
+        try:
+            found = client().manifest(_asked(uri, options.network), known=digests_known.get(uri))
+        except CatalogError as exc:
+            log.info("%s: %s", uri, exc)
+            return str(exc)
+        finally:
+            with lock:
+                done[0] += 1
+                if progress is not None:
+                    progress(done[0], len(uris))
+        return Answer(uri, found.digest, found.media_type, found.platforms)
+
+    answers: list[Answer] = []
+    failures: dict[str, str] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=options.workers) as pool:
+            for uri, outcome in zip(uris, pool.map(one, uris), strict=True):
+                if isinstance(outcome, Answer):
+                    answers.append(outcome)
+                else:
+                    failures[uri] = outcome
+    finally:
+        for each in clients:
+            each.close()
+    return answers, failures
+
+
+def digests_for(
+    framework_name: str | None = None,
+    *,
+    framework_version: str | None = None,
+    image_scope: str | None = None,
+    accelerator_type: str | None = None,
+    regions: Sequence[str | None] = (None,),
+    python_version: str | None = None,
+    cuda_version: str | None = None,
+    os: str | None = None,
+    options: DigestOptions = DigestOptions(),
+    db_option: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> DigestResult:
+    """Ask for the digests of the live images these filters select (as ``list_images``
+    selects them, every scope unless ``image_scope`` narrows it) in the catalog that sync
+    writes (or ``db_option``), one region of ``regions`` at a time (None: the region the
+    environment binds, else every region)."""
+    from catalog.read.images import list_images
+
+    target = resolve_target(db_option, write=True)
+    if target.path is not None and not target.path.exists():
+        raise UsageError(
+            f"There is no catalog at {target.display} yet; digests add to a synced catalog: "
+            "run pai-catalog sync first."
+        )
+    where = str(target.path) if target.path is not None else target.url
+    selection = [
+        (image.region, image.image_uri)
+        for region in regions
+        for image in list_images(
+            framework_name,
+            image_scope=image_scope,
+            framework_version=framework_version,
+            accelerator_type=accelerator_type,
+            region=region,
+            python_version=python_version,
+            cuda_version=cuda_version,
+            os=os,
+            labels=False,
+            db=where,
+        )
+        if image.image_uri
+    ]
+    return digests(selection, options, db_option=where, progress=progress)
