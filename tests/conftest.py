@@ -14,6 +14,7 @@ import pytest
 
 from catalog.read import connection
 from tests.dbkit import CatalogDb, Databases, migrated_file
+from tests.registrykit import running_gate, running_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 # Reference data kept with the tests, with its provenance in fixtures/README.md.
@@ -173,3 +174,18 @@ def hang_guard() -> Callable[[float], AbstractContextManager[None]]:
     if not hasattr(signal, "setitimer"):
         pytest.skip("needs SIGALRM")
     return _hang_guard
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """host:port of a real registry on 127.0.0.1 (Debian's docker-registry), shared by the
+    tests, which push images under names of their own."""
+    with running_registry(tmp_path_factory.mktemp("registry")) as host:
+        yield host
+
+
+@pytest.fixture
+def gate(registry: str) -> Iterator[str]:
+    """host:port of a loopback gate in front of ``registry`` that issues bearer challenges."""
+    with running_gate(registry) as host:
+        yield host

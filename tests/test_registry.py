@@ -5,94 +5,20 @@ loopback endpoint in front of it that issues bearer-token challenges."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import shutil
-import socket
-import subprocess
-import threading
-import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
-import requests
 
 from catalog.sync.registry import RegistryClient, RegistryError, docker_credentials
-
-REGISTRY = shutil.which("docker-registry")
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-SECRET = "s3cret-Pa55-for-the-registry"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """host:port of a registry of our own on 127.0.0.1."""
-    if REGISTRY is None:
-        pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
-    root = tmp_path_factory.mktemp("registry")
-    port = free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
-    )
-    server = subprocess.Popen([REGISTRY, "serve", str(config)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        for _ in range(200):
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("the registry did not start")
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def push_blob(host: str, name: str, data: bytes) -> dict[str, Any]:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    started = requests.post(f"http://{host}/v2/{name}/blobs/uploads/", timeout=10)
-    location = started.headers["Location"]
-    joined = "&" if "?" in location else "?"
-    done = requests.put(f"{location}{joined}digest={digest}", data=data, timeout=10,
-                        headers={"Content-Type": "application/octet-stream"})  # fmt: skip
-    assert done.status_code == 201, done.text
-    return {"digest": digest, "size": len(data)}
-
-
-def push_manifest(host: str, name: str, tag: str, body: dict[str, Any], media_type: str) -> str:
-    raw = json.dumps(body).encode()
-    done = requests.put(f"http://{host}/v2/{name}/manifests/{tag}", data=raw, timeout=10,
-                        headers={"Content-Type": media_type})  # fmt: skip
-    assert done.status_code == 201, done.text
-    return str(done.headers["Docker-Content-Digest"])
-
-
-def push_image(host: str, name: str, tag: str, arch: str = "amd64") -> tuple[str, dict[str, Any]]:
-    config = json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers",
-                         "diff_ids": []}}).encode()  # fmt: skip
-    manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   **push_blob(host, name, config)},
-    }  # fmt: skip
-    digest = push_manifest(host, name, tag, manifest, OCI_MANIFEST)
-    size = len(json.dumps(manifest).encode())
-    return digest, {"mediaType": OCI_MANIFEST, "digest": digest, "size": size}
+from tests.registrykit import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    SECRET,
+    Gate,
+    push_image,
+    push_manifest,
+)
 
 
 def test_a_single_image_gives_its_digest_and_its_configs_platform(registry: str) -> None:
@@ -147,81 +73,6 @@ def test_an_image_the_registry_lacks_is_one_error(registry: str) -> None:
     finally:
         client.close()
     assert str(caught.value) == f"{registry} answered no such image for pai/nothing/manifests/1.0."
-
-
-class Gate(BaseHTTPRequestHandler):
-    """In front of the registry: a 401 with a bearer challenge until the token is shown; the
-    token endpoint gives it (to anyone, or only for the right basic credentials); the first
-    requests of a run may be answered 429."""
-
-    upstream = ""
-    need_password = False
-    throttle = 0
-    tokens_given = 0
-    seen_authorization: ClassVar[list[str]] = []
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _handle(self, head: bool) -> None:
-        gate = type(self)
-        port = self.server.server_address[1]
-        if self.path.startswith("/token"):
-            expected = "Basic " + base64.b64encode(f"me:{SECRET}".encode()).decode()
-            if gate.need_password and self.headers.get("Authorization") != expected:
-                self.send_response(401)
-                self.end_headers()
-                return
-            gate.tokens_given += 1
-            self._reply(200, json.dumps({"token": "T0KEN"}).encode(), {})
-            return
-        gate.seen_authorization.append(self.headers.get("Authorization", ""))
-        if self.headers.get("Authorization") != "Bearer T0KEN":
-            self.send_response(401)
-            realm = f'Bearer realm="http://127.0.0.1:{port}/token",service="gate"'
-            self.send_header("WWW-Authenticate", realm)
-            self.end_headers()
-            return
-        if gate.throttle:
-            gate.throttle -= 1
-            self.send_response(429)
-            self.send_header("Retry-After", "0.01")
-            self.end_headers()
-            return
-        method = "HEAD" if head else "GET"
-        found = requests.request(method, f"http://{gate.upstream}{self.path}", timeout=10,
-                                 headers={"Accept": self.headers.get("Accept", "")})  # fmt: skip
-        keep = ("Docker-Content-Digest", "Content-Type")
-        self._reply(found.status_code, b"" if head else found.content,
-                    {k: found.headers[k] for k in keep if k in found.headers})  # fmt: skip
-
-    def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        self._handle(head=False)
-
-    def do_HEAD(self) -> None:
-        self._handle(head=True)
-
-
-@pytest.fixture
-def gate(registry: str) -> Iterator[str]:
-    Gate.upstream, Gate.need_password, Gate.throttle, Gate.tokens_given = registry, False, 0, 0
-    Gate.seen_authorization = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Gate)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_bearer_challenge_is_followed_and_its_token_kept(registry: str, gate: str) -> None:

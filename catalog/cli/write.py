@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -169,10 +170,11 @@ def sync_command(
 
         found = digests_for(regions=synced, db_option=db)
     if as_json:
-        rows: Any = [{**asdict(r), "seconds": round(r.seconds, 3)} for r in results]
-        if with_digests:
-            rows = {"regions": rows, "digests": _digest_rows(found)}
-        render(rows, Format.JSON, sys.stdout)
+        rows = [{**asdict(r), "seconds": round(r.seconds, 3)} for r in results]
+        if with_digests:  # one JSON object: the regions' list, and what digests did
+            click.echo(json.dumps({"regions": rows, "digests": _digest_rows(found)}, indent=2))
+        else:
+            render(rows, Format.JSON, sys.stdout)
     for result in results:
         if not as_json and (not quiet or not result.ok):
             click.echo(_summary(result), err=not result.ok)
@@ -307,7 +309,7 @@ def digests_command(
     if progress is not None:
         click.echo("\r\033[K", nl=False, err=True)
     if as_json:
-        render(_digest_rows(found), Format.JSON, sys.stdout)
+        click.echo(json.dumps(_digest_rows(found), indent=2))
     else:
         _digest_report(found, quiet)
     if found.runs and not any(run.answered for run in found.runs):
