@@ -123,10 +123,13 @@ def test_platform_filters_on_what_registries_said(
         [pytorch(1, single_uri), pytorch(2, index_uri, "2.2.0"), pytorch(3, unasked, "2.3.0")],
     )  # fmt: skip
     assert cli(catalog_db, "digests", "--version", "<2.3").exit_code == 0
+    asked = ("linux/arm64", "LINUX/ARM64/v8", "linux/amd64", "linux/arm64/v7", "linux/s390x")
     on = {
-        platform: cli(catalog_db, "resolve", "pytorch", "--accelerator", "gpu", "--platform", platform)
-        for platform in ("linux/arm64", "LINUX/ARM64/v8", "linux/amd64", "linux/arm64/v7", "linux/s390x")
-    }  # fmt: skip
+        platform: cli(
+            catalog_db, "resolve", "pytorch", "--accelerator", "gpu", "--platform", platform
+        )
+        for platform in asked
+    }
     assert on["linux/arm64"].stdout == on["LINUX/ARM64/v8"].stdout == f"{index_uri}\n"
     assert on["linux/amd64"].stdout == f"{index_uri}\n"  # the highest that runs there
     for platform in ("linux/arm64/v7", "linux/s390x"):
