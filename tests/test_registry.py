@@ -5,12 +5,17 @@ loopback endpoint in front of it that issues bearer-token challenges."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
-from catalog.sync.registry import RegistryClient, RegistryError, docker_credentials
+from catalog.sync.registry import MAX_BODY, RegistryClient, RegistryError, docker_credentials
 from tests.registrykit import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -125,3 +130,123 @@ def test_a_docker_config_that_cannot_be_read_gives_no_credentials(
     config.parent.mkdir()
     config.write_text(content)
     assert docker_credentials(tmp_path) == {}
+
+
+class Hostile(BaseHTTPRequestHandler):
+    """A registry that answers what a test sets: a challenge whose realm is a plain-HTTP token
+    endpoint elsewhere, a manifest too large to hold, or a body that is not JSON."""
+
+    realm = ""
+    body = b""
+    content_type = OCI_MANIFEST
+    seen: ClassVar[list[str]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self, head: bool) -> None:
+        kind = type(self)
+        kind.seen.append(f"{self.path} {self.headers.get('Authorization', '')}")
+        if self.path.startswith("/token"):
+            body = json.dumps({"token": "T"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if kind.realm and self.headers.get("Authorization") != "Bearer T":
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", f'Bearer realm="{kind.realm}",service="h"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind.content_type)
+        self.send_header("Content-Length", str(len(kind.body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(kind.body)
+
+    def do_GET(self) -> None:
+        self._answer(head=False)
+
+    def do_HEAD(self) -> None:
+        self._answer(head=True)
+
+
+@pytest.fixture
+def hostile() -> Iterator[str]:
+    Hostile.realm, Hostile.body, Hostile.content_type, Hostile.seen = "", b"", OCI_MANIFEST, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_credentials_never_travel_to_a_plain_http_token_endpoint_elsewhere(
+    hostile: str,
+) -> None:
+    """127.0.0.2 stands for another host: it is not the registry's own machine name."""
+    elsewhere = ThreadingHTTPServer(("127.0.0.2", 0), Hostile)
+    thread = threading.Thread(target=elsewhere.serve_forever, daemon=True)
+    thread.start()
+    try:
+        Hostile.realm = f"http://127.0.0.2:{elsewhere.server_address[1]}/token"
+        Hostile.body = json.dumps({"schemaVersion": 2, "config": {}}).encode()
+        client = RegistryClient({hostile: ("me", SECRET)}, retries=0)
+        try:
+            found = client.manifest(f"{hostile}/pai/pytorch:2.1")
+        finally:
+            client.close()
+    finally:
+        elsewhere.shutdown()
+        elsewhere.server_close()
+    assert found.digest == "sha256:" + hashlib.sha256(Hostile.body).hexdigest()
+    tokens = [seen for seen in Hostile.seen if seen.startswith("/token")]
+    assert len(tokens) == 1 and tokens[0].endswith(" ")  # asked anonymously
+    pair = base64.b64encode(f"me:{SECRET}".encode()).decode()
+    assert all(pair not in seen for seen in Hostile.seen)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{" + b" " * (MAX_BODY + 1) + b"}", "is over 4 MiB."),
+        (b"<html>not json</html>", "is not a JSON object."),
+        (b"[1, 2]", "is not a JSON object."),
+    ],
+)
+def test_a_manifest_too_large_or_not_json_is_one_error(
+    hostile: str, body: bytes, message: str
+) -> None:
+    Hostile.body = body
+    client = RegistryClient(retries=0)
+    try:
+        with pytest.raises(RegistryError) as caught:
+            client.manifest(f"{hostile}/pai/pytorch:2.1")
+    finally:
+        client.close()
+    assert str(caught.value) == f"The registry's answer for {hostile}/pai/pytorch:2.1 {message}"
+
+
+def test_odd_platforms_in_an_index_are_left_out(hostile: str) -> None:
+    entry = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "1" * 64, "size": 1}
+    Hostile.content_type = OCI_INDEX
+    Hostile.body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {**entry, "platform": {"os": "linux", "architecture": "amd64"}},
+        {**entry, "platform": {"os": "linux", "architecture": "arm,64"}},
+        {**entry, "platform": {"os": "linux", "architecture": "x" * 40}},
+        {**entry, "platform": {"os": "linux", "architecture": "%"}},
+        {**entry, "platform": {"os": "linux", "architecture": 64}},
+        {**entry, "platform": "linux/amd64"},
+        {**entry, "platform": {"os": "unknown", "architecture": "unknown"}},
+    ]}).encode()  # fmt: skip
+    client = RegistryClient(retries=0)
+    try:
+        assert client.manifest(f"{hostile}/pai/pytorch:2.1").platforms == ("linux/amd64",)
+    finally:
+        client.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from catalog.errors import CatalogError
 from catalog.parse.uri import parse_uri
@@ -29,6 +30,7 @@ MANIFESTS = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 _ACCEPT = ", ".join((*INDEXES, *MANIFESTS))
+MAX_BODY = 4 * 2**20  # a manifest, index, image config or token answer larger than this is refused
 _LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}  # plain HTTP, as docker allows for them
 _FIELD = re.compile(r'(\w+)="([^"]*)"')
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -116,16 +118,18 @@ class RegistryClient:
             return Manifest(digest, media_type, None)
         body = self._request("GET", url, ref.host, scope)
         media_type = _media_type(body, media_type)
+        content = _content(body, uri)
         if not _DIGEST.fullmatch(digest):  # a registry that sends no digest: the body's
-            digest = "sha256:" + hashlib.sha256(body.content).hexdigest()
-        document = _json(body, uri)
+            digest = "sha256:" + hashlib.sha256(content).hexdigest()
+        document = _json(content, uri)
         if media_type in INDEXES:
             return Manifest(digest, media_type, _platforms(document))
         config = document.get("config")
         blob = config.get("digest") if isinstance(config, dict) else None
         if not isinstance(blob, str) or not _DIGEST.fullmatch(blob):
             return Manifest(digest, media_type, ())
-        found = _json(self._request("GET", f"{base}/blobs/{blob}", ref.host, scope), uri)
+        config_answer = self._request("GET", f"{base}/blobs/{blob}", ref.host, scope)
+        found = _json(_content(config_answer, uri), uri)
         return Manifest(digest, media_type, _platforms({"manifests": [{"platform": found}]}))
 
     def _request(self, method: str, url: str, host: str, scope: str) -> requests.Response:
@@ -133,13 +137,17 @@ class RegistryClient:
         while True:
             headers = {"Accept": _ACCEPT, **self._authorization(host, scope)}
             try:
-                answer = self._session.request(method, url, headers=headers, timeout=self._timeout)
+                answer = self._session.request(
+                    method, url, headers=headers, timeout=self._timeout, stream=True
+                )
             except requests.RequestException as exc:
                 if attempt < self._retries:
                     attempt += 1
                     self._sleep(self._backoff * 2 ** (attempt - 1))
                     continue
                 raise RegistryError(f"{host} did not answer ({type(exc).__name__}).") from None
+            if answer.status_code != 200 or method == "HEAD":
+                answer.close()  # nothing more to read: the connection goes back to the pool
             if answer.status_code == 401 and not challenged:
                 challenged = True
                 if self._follow(answer, host, scope):
@@ -180,12 +188,16 @@ class RegistryClient:
         if kind.lower() != "bearer" or not realm.startswith(("https://", "http://")):
             return False
         params = {"service": fields.get("service", ""), "scope": fields.get("scope", scope)}
+        # Credentials travel to a token endpoint over HTTPS only (or to one on this machine).
+        realm_host = realm.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+        safe = realm.startswith("https://") or realm_host in _LOOPBACK
         try:
             found = self._session.get(
-                realm, params=params, auth=self._credentials.get(host), timeout=self._timeout
-            )
-            body: Any = found.json()
-        except (requests.RequestException, ValueError):
+                realm, params=params, auth=self._credentials.get(host) if safe else None,
+                timeout=self._timeout, stream=True, allow_redirects=False,
+            )  # fmt: skip
+            body: Any = json.loads(_content(found, realm.split("?")[0]))
+        except (requests.RequestException, ValueError, RegistryError):
             return False
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if found.status_code != 200 or not isinstance(token, str) or not token:
@@ -198,9 +210,24 @@ def _media_type(answer: requests.Response, default: str) -> str:
     return answer.headers.get("Content-Type", default).split(";")[0].strip() or default
 
 
-def _json(answer: requests.Response, uri: str) -> dict[str, Any]:
+def _content(answer: requests.Response, uri: str) -> bytes:
+    """The answer's body, refused beyond MAX_BODY bytes."""
     try:
-        document = answer.json()
+        content: bytes = answer.raw.read(MAX_BODY + 1, decode_content=True)
+    except (OSError, urllib3.exceptions.HTTPError) as exc:
+        raise RegistryError(
+            f"The registry's answer for {uri} broke off ({type(exc).__name__})."
+        ) from None
+    finally:
+        answer.close()
+    if len(content) > MAX_BODY:
+        raise RegistryError(f"The registry's answer for {uri} is over {MAX_BODY // 2**20} MiB.")
+    return content
+
+
+def _json(content: bytes, uri: str) -> dict[str, Any]:
+    try:
+        document = json.loads(content)
     except ValueError:
         document = None
     if not isinstance(document, dict):
