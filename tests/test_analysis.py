@@ -278,6 +278,8 @@ def test_export_row_shape(history: str) -> None:
         "description": None,
         "accessibility": None,
         "size": None,
+        "manifest_digest": None,
+        "platforms": [],
         "state_since": "2026-01-01T00:00:00Z",
         "labels": {"system.official": "true"},
     }

@@ -106,6 +106,10 @@ def test_digests_store_digest_media_type_and_platforms_and_answer_pinned(
     shown = cli(catalog_db, "show", single_uri)
     assert f"manifest_digest  : {single}\n" in shown.output
     assert "platforms        : linux/amd64\n" in shown.output
+    exported = {row["image_uri"]: row for row in json.loads(cli(catalog_db, "export").stdout)}
+    assert (exported[index_uri]["manifest_digest"], exported[index_uri]["platforms"]) == (
+        index, ["linux/amd64", "linux/arm64/v8"]
+    )  # fmt: skip
     # v_image carries them too, and the listing's last run is still the import.
     assert catalog_db.rows(
         "SELECT manifest_digest, platforms, last_seen_run_id FROM v_image WHERE image_uri = :u",

@@ -86,6 +86,7 @@ def _images(result: SqlResult) -> Iterator[dict[str, Any]]:
 def _finished(image: dict[str, Any]) -> dict[str, Any]:
     del image["version_id"]
     image["scopes"] = image["scopes"].split(",") if image["scopes"] else []
+    image["platforms"] = image["platforms"].split(",") if image["platforms"] else []
     image["official"] = bool(image["official"])
     image["scope_inferred"] = bool(image["scope_inferred"])
     image["components"] = json.loads(image["components"]) if image["components"] else []

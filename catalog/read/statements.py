@@ -45,7 +45,8 @@ def _manifest(f: Filters, alias: str) -> str:
 _EXPORT = ", ".join(
     ["v.id AS version_id"]
     + [f"v.{c} AS {PUBLIC_NAMES[c]}" if c in PUBLIC_NAMES else f"v.{c}" for c in IMAGE_COLUMNS]
-    + ["v.valid_from AS state_since", "l.key AS label_key", "l.value AS label_value"]
+    + ["m.digest AS manifest_digest", "m.platforms AS platforms", "v.valid_from AS state_since"]
+    + ["l.key AS label_key", "l.value AS label_value"]
 )
 # Newest image first among equal versions; an image without a time after every dated one.
 ORDER = "v.version_class DESC, v.version_key DESC, v.gmt_create_time DESC NULLS LAST, v.uri ASC"
@@ -170,6 +171,7 @@ def export(f: Filters) -> Statement:
     _, condition, params = where(f)
     return (
         f"SELECT {_EXPORT} FROM image_version v "
+        f"LEFT JOIN image_manifest m ON {_manifest(f, 'm')} "
         f"LEFT JOIN image_label l ON l.version_id = v.id WHERE {condition} "
         "ORDER BY (v.uri IS NULL), v.uri, v.region, v.image_id, v.id, l.key",
         params,
