@@ -37,20 +37,22 @@ def _earlier(name: str) -> ModuleType:
 
 V_IMAGE_0009 = _earlier("0009_sdk_names").V_IMAGE
 # The last listing, not the last registry check; the URI's newest manifest row is current.
-V_IMAGE = V_IMAGE_0009.replace(
-    "r.region = v.region AND r.status = 'ok'",
-    "r.region = v.region AND r.status = 'ok' AND r.source <> 'digests'",
-).replace(
-    "    i.id AS image_pk\n",
-    "    i.id AS image_pk,\n"
-    "    m.digest AS manifest_digest,\n"
-    "    m.platforms\n",
-).replace(
-    "JOIN image i ON i.id = v.image_pk\n",
-    "JOIN image i ON i.id = v.image_pk\n"
-    "LEFT JOIN image_manifest m ON m.id = (\n"
-    "    SELECT max(n.id) FROM image_manifest n WHERE n.uri = v.uri\n"
-    ")\n",
+V_IMAGE = (
+    V_IMAGE_0009.replace(
+        "r.region = v.region AND r.status = 'ok'",
+        "r.region = v.region AND r.status = 'ok' AND r.source <> 'digests'",
+    )
+    .replace(
+        "    i.id AS image_pk\n",
+        "    i.id AS image_pk,\n    m.digest AS manifest_digest,\n    m.platforms\n",
+    )
+    .replace(
+        "JOIN image i ON i.id = v.image_pk\n",
+        "JOIN image i ON i.id = v.image_pk\n"
+        "LEFT JOIN image_manifest m ON m.id = (\n"
+        "    SELECT max(n.id) FROM image_manifest n WHERE n.uri = v.uri\n"
+        ")\n",
+    )
 )
 assert V_IMAGE.count("image_manifest") == 2 and "'digests'" in V_IMAGE
 
@@ -62,8 +64,9 @@ def upgrade() -> None:
         sa.Column(
             "uri", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=False
         ),
-        sa.Column("digest", sa.String(length=80).with_variant(sa.Text(), "postgresql"),
-                  nullable=False),  # fmt: skip
+        sa.Column(
+            "digest", sa.String(length=80).with_variant(sa.Text(), "postgresql"), nullable=False
+        ),
         sa.Column("media_type", sa.Text(), nullable=True),
         sa.Column("platforms", sa.Text(), nullable=True),
         sa.Column("seen_at", sa.DateTime(), nullable=False),
