@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -104,7 +105,10 @@ def test_credentials_from_dockers_config_reach_the_token_endpoint_and_nowhere_el
             anonymous.manifest(f"{gate}/pai/deepspeed:0.14")
     finally:
         anonymous.close()
-    assert str(caught.value) == f"{gate} answered HTTP 401 for pai/deepspeed/manifests/0.14."
+    assert str(caught.value) == (
+        f"{gate} answered HTTP 401 for pai/deepspeed/manifests/0.14 (no credentials for {gate}: "
+        f"docker login {gate} keeps them)."
+    )
     config = tmp_path / ".docker" / "config.json"
     config.parent.mkdir()
     pair = base64.b64encode(f"me:{SECRET}".encode()).decode()
@@ -139,6 +143,9 @@ class Hostile(BaseHTTPRequestHandler):
     realm = ""
     body = b""
     content_type = OCI_MANIFEST
+    digest_header = ""
+    drip = 0.0  # seconds between the body's bytes
+    redirect = ""
     seen: ClassVar[list[str]] = []
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -160,12 +167,27 @@ class Hostile(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if kind.redirect:
+            self.send_response(307)
+            self.send_header("Location", kind.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Type", kind.content_type)
         self.send_header("Content-Length", str(len(kind.body)))
+        if kind.digest_header:
+            self.send_header("Docker-Content-Digest", kind.digest_header)
         self.end_headers()
-        if not head:
+        if head:
+            return
+        if not kind.drip:
             self.wfile.write(kind.body)
+            return
+        for byte in kind.body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(kind.drip)
 
     def do_GET(self) -> None:
         self._answer(head=False)
@@ -177,6 +199,7 @@ class Hostile(BaseHTTPRequestHandler):
 @pytest.fixture
 def hostile() -> Iterator[str]:
     Hostile.realm, Hostile.body, Hostile.content_type, Hostile.seen = "", b"", OCI_MANIFEST, []
+    Hostile.digest_header, Hostile.drip, Hostile.redirect = "", 0.0, ""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -250,3 +273,65 @@ def test_odd_platforms_in_an_index_are_left_out(hostile: str) -> None:
         assert client.manifest(f"{hostile}/pai/pytorch:2.1").platforms == ("linux/amd64",)
     finally:
         client.close()
+
+
+def _refused(hostile: str, **client: Any) -> str:
+    found = RegistryClient(retries=0, **client)
+    try:
+        with pytest.raises(RegistryError) as caught:
+            found.manifest(f"{hostile}/pai/pytorch:2.1")
+    finally:
+        found.close()
+    return str(caught.value)
+
+
+INDEX_BODY = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode()
+
+
+def test_a_registry_sending_a_byte_at_a_time_is_bounded_by_the_timeout(hostile: str) -> None:
+    Hostile.body, Hostile.drip = INDEX_BODY, 0.02
+    started = time.monotonic()
+    message = _refused(hostile, timeout=0.3)
+    assert (
+        message == f"The registry's answer for {hostile}/pai/pytorch:2.1 took over 0.3 s to arrive."
+    )
+    assert time.monotonic() - started < 5
+
+
+def test_a_digest_the_manifest_does_not_have_is_refused(hostile: str) -> None:
+    Hostile.body, Hostile.content_type = INDEX_BODY, OCI_INDEX
+    Hostile.digest_header = "sha256:" + "0" * 64
+    assert _refused(hostile) == (
+        f"{hostile} answered a digest for {hostile}/pai/pytorch:2.1 that its manifest lacks."
+    )
+
+
+def test_the_bodys_media_type_wins_and_no_manifest_is_refused(hostile: str) -> None:
+    Hostile.body, Hostile.content_type = INDEX_BODY, "text/html"
+    client = RegistryClient(retries=0)
+    try:
+        assert client.manifest(f"{hostile}/pai/pytorch:2.1").media_type == OCI_INDEX
+    finally:
+        client.close()
+    Hostile.body, Hostile.content_type = json.dumps({"token": "x"}).encode(), "application/json"
+    assert (
+        _refused(hostile)
+        == f"{hostile} answered {hostile}/pai/pytorch:2.1 with no image manifest or index."
+    )
+
+
+def test_a_manifest_is_never_followed_to_another_address(hostile: str, registry: str) -> None:
+    Hostile.redirect = f"http://{registry}/v2/pai/pytorch/manifests/2.1-gpu"
+    assert _refused(hostile) == f"{hostile} answered HTTP 307 for pai/pytorch/manifests/2.1."
+
+
+def test_docker_config_names_the_folder_of_the_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    pair = base64.b64encode(b"me:pw").decode()
+    (folder / "config.json").write_text(json.dumps({"auths": {"r.local": {"auth": pair}}}))
+    assert docker_credentials(tmp_path) == {}
+    monkeypatch.setenv("DOCKER_CONFIG", str(folder))
+    assert docker_credentials(tmp_path) == {"r.local": ("me", "pw")}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -52,10 +53,17 @@ class Manifest:
     platforms: tuple[str, ...] | None = ()
 
 
+def docker_config(home: Path | None = None) -> Path:
+    """Docker's config file: in $DOCKER_CONFIG, else ~/.docker."""
+    folder = os.environ.get("DOCKER_CONFIG")
+    return (Path(folder) if folder else (home or Path.home()) / ".docker") / "config.json"
+
+
 def docker_credentials(home: Path | None = None) -> dict[str, tuple[str, str]]:
-    """Registry host -> (user, password) that Docker keeps in its config file (``auths``);
-    none from a file that cannot be read."""
-    path = (home or Path.home()) / ".docker" / "config.json"
+    """Registry host -> (user, password) that Docker keeps in its config file (``auths``, as
+    docker login writes them without a credential helper); none from a file that cannot be
+    read."""
+    path = docker_config(home)
     try:
         auths = json.loads(path.read_text(encoding="utf-8")).get("auths", {})
     except (OSError, ValueError, AttributeError):
@@ -113,33 +121,47 @@ class RegistryClient:
         scope = f"repository:{name}:pull"
         answer = self._request("HEAD", url, ref.host, scope)
         digest = answer.headers.get("Docker-Content-Digest", "")
-        media_type = _media_type(answer, "")
         if known is not None and digest == known:
-            return Manifest(digest, media_type, None)
+            return Manifest(digest, _media_type(answer.headers, known_type=True), None)
         body = self._request("GET", url, ref.host, scope)
-        media_type = _media_type(body, media_type)
-        content = _content(body, uri)
-        if not _DIGEST.fullmatch(digest):  # a registry that sends no digest: the body's
-            digest = "sha256:" + hashlib.sha256(content).hexdigest()
+        content = _content(body, uri, self._timeout)
+        found = "sha256:" + hashlib.sha256(content).hexdigest()
+        digest = body.headers.get("Docker-Content-Digest", digest)
+        if _DIGEST.fullmatch(digest) and digest != found and not ref.digest:
+            raise RegistryError(f"{ref.host} answered a digest for {uri} that its manifest lacks.")
+        if ref.digest and found != ref.digest:
+            raise RegistryError(f"{ref.host} answered a manifest for {uri} of another digest.")
         document = _json(content, uri)
+        media_type = _media_type(body.headers, document)
+        if media_type not in INDEXES and media_type not in MANIFESTS:
+            raise RegistryError(f"{ref.host} answered {uri} with no image manifest or index.")
         if media_type in INDEXES:
-            return Manifest(digest, media_type, _platforms(document))
+            return Manifest(found, media_type, _platforms(document))
         config = document.get("config")
         blob = config.get("digest") if isinstance(config, dict) else None
         if not isinstance(blob, str) or not _DIGEST.fullmatch(blob):
-            return Manifest(digest, media_type, ())
-        config_answer = self._request("GET", f"{base}/blobs/{blob}", ref.host, scope)
-        found = _json(_content(config_answer, uri), uri)
-        return Manifest(digest, media_type, _platforms({"manifests": [{"platform": found}]}))
+            return Manifest(found, media_type, ())
+        # A blob may live elsewhere (object storage): followed, and checked by its digest.
+        config_answer = self._request("GET", f"{base}/blobs/{blob}", ref.host, scope, True)
+        config_bytes = _content(config_answer, uri, self._timeout)
+        if "sha256:" + hashlib.sha256(config_bytes).hexdigest() != blob:
+            raise RegistryError(f"{ref.host} answered a config for {uri} of another digest.")
+        image = _json(config_bytes, uri)
+        return Manifest(found, media_type, _platforms({"manifests": [{"platform": image}]}))
 
-    def _request(self, method: str, url: str, host: str, scope: str) -> requests.Response:
+    def _request(
+        self, method: str, url: str, host: str, scope: str, redirects: bool = False
+    ) -> requests.Response:
+        """One request, retried; a manifest is asked for where the URI names, never followed
+        elsewhere."""
         attempt, challenged = 0, False
         while True:
             headers = {"Accept": _ACCEPT, **self._authorization(host, scope)}
             try:
                 answer = self._session.request(
-                    method, url, headers=headers, timeout=self._timeout, stream=True
-                )
+                    method, url, headers=headers, timeout=self._timeout, stream=True,
+                    allow_redirects=redirects,
+                )  # fmt: skip
             except requests.RequestException as exc:
                 if attempt < self._retries:
                     attempt += 1
@@ -160,7 +182,10 @@ class RegistryClient:
                 what = (
                     "no such image" if answer.status_code == 404 else f"HTTP {answer.status_code}"
                 )
-                raise RegistryError(f"{host} answered {what} for {url.split('/v2/', 1)[1]}.")
+                hint = ""
+                if answer.status_code == 401 and host not in self._credentials:
+                    hint = f" (no credentials for {host}: docker login {host} keeps them)"
+                raise RegistryError(f"{host} answered {what} for {url.split('/v2/', 1)[1]}{hint}.")
             return answer
 
     def _authorization(self, host: str, scope: str) -> dict[str, str]:
@@ -196,7 +221,7 @@ class RegistryClient:
                 realm, params=params, auth=self._credentials.get(host) if safe else None,
                 timeout=self._timeout, stream=True, allow_redirects=False,
             )  # fmt: skip
-            body: Any = json.loads(_content(found, realm.split("?")[0]))
+            body: Any = json.loads(_content(found, realm.split("?")[0], self._timeout))
         except (requests.RequestException, ValueError, RegistryError):
             return False
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
@@ -206,23 +231,46 @@ class RegistryClient:
         return True
 
 
-def _media_type(answer: requests.Response, default: str) -> str:
-    return answer.headers.get("Content-Type", default).split(";")[0].strip() or default
+def _media_type(headers: Mapping[str, str], document: Any = None, known_type: bool = False) -> str:
+    """The manifest's media type: the body's own mediaType where it names one we know, else
+    the Content-Type header's."""
+    named = document.get("mediaType") if isinstance(document, dict) else None
+    if named in INDEXES or named in MANIFESTS:
+        return str(named)
+    header = headers.get("Content-Type", "").split(";")[0].strip()
+    if known_type and header not in INDEXES and header not in MANIFESTS:
+        return ""
+    return header[:100]
 
 
-def _content(answer: requests.Response, uri: str) -> bytes:
-    """The answer's body, refused beyond MAX_BODY bytes."""
+def _content(answer: requests.Response, uri: str, timeout: float) -> bytes:
+    """The answer's body: refused beyond MAX_BODY bytes, or when it takes longer than
+    ``timeout`` seconds in all to arrive (a registry sending a byte at a time)."""
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
     try:
-        content: bytes = answer.raw.read(MAX_BODY + 1, decode_content=True)
+        while True:
+            chunk = answer.raw.read(2**16, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise RegistryError(
+                    f"The registry's answer for {uri} is over {MAX_BODY // 2**20} MiB."
+                )
+            if time.monotonic() > deadline:
+                raise RegistryError(
+                    f"The registry's answer for {uri} took over {timeout:g} s to arrive."
+                )
     except (OSError, urllib3.exceptions.HTTPError) as exc:
         raise RegistryError(
             f"The registry's answer for {uri} broke off ({type(exc).__name__})."
         ) from None
     finally:
         answer.close()
-    if len(content) > MAX_BODY:
-        raise RegistryError(f"The registry's answer for {uri} is over {MAX_BODY // 2**20} MiB.")
-    return content
+    return b"".join(chunks)
 
 
 def _json(content: bytes, uri: str) -> dict[str, Any]:
