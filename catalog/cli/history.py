@@ -38,7 +38,7 @@ RUN_ID_MAX = 2**63 - 1  # run ids and limits: a signed 64-bit integer in every b
 @click.pass_obj
 @errors
 def runs(db: str | None, /, fmt: str | None, **filters: Any) -> None:
-    """List sync and import runs, newest first, with their counts."""
+    """List sync, import and digests runs, newest first, with their counts."""
     from catalog.read import history
 
     render_rows(history.runs(db=db, **filters), fmt, RUN_COLUMNS)

@@ -185,7 +185,7 @@ def format_option_with(default: str) -> Callable[[F], F]:
 format_option = format_option_with("table on a terminal, nl otherwise")
 
 
-def filter_options(func: F) -> F:
+def _filters(as_of: bool) -> list[Callable[[F], F]]:
     options = [
         click.option(
             "--accelerator",
@@ -202,9 +202,25 @@ def filter_options(func: F) -> F:
         click.option("--python", "python_version", help="Python version: 3.10 or py310."),
         click.option("--cuda", "cuda_version", help="CUDA version: 12.1 or cu121."),
         click.option("--os", "os_name", help="OS, or its prefix: ubuntu22.04, ubuntu."),
-        click.option("--as-of", help="Answer as the catalog stood at this ISO 8601 date or time."),
     ]
-    for option in reversed(options):
+    if as_of:
+        options.append(
+            click.option(
+                "--as-of", help="Answer as the catalog stood at this ISO 8601 date or time."
+            )
+        )
+    return options
+
+
+def filter_options(func: F) -> F:
+    for option in reversed(_filters(as_of=True)):
+        func = option(func)
+    return func
+
+
+def live_filter_options(func: F) -> F:
+    """The filters of the images live now: no --as-of."""
+    for option in reversed(_filters(as_of=False)):
         func = option(func)
     return func
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from catalog.cli.options import errors, filter_options
+from catalog.cli.options import errors, live_filter_options
 from catalog.cli.output import Format, render
 from catalog.sync import (
     BACKOFF,
@@ -191,6 +191,7 @@ def _digest_rows(found: DigestResult | None) -> Any:
         "runs": [
             {**asdict(run), "failures": [list(f) for f in run.failures]} for run in found.runs
         ],
+        "selected": found.selected,
         "due": found.candidates,
         "left": found.left,
     }
@@ -218,16 +219,18 @@ def _digest_report(found: DigestResult, quiet: bool) -> None:
             err=True,
         )
     if not found.runs and not quiet:
-        click.echo(
-            "digests: nothing to ask; every selected image has a digest (--recheck asks again)",
-            err=True,
+        why = (
+            "every selected image has a digest (--recheck asks again)"
+            if found.selected
+            else "no live image matches the filters"
         )
+        click.echo(f"digests: nothing to ask; {why}", err=True)
 
 
 @click.command("digests")
 @click.argument("framework", required=False)
 @click.option("--version", "version", help="A version, prefix or range to match.")
-@filter_options
+@live_filter_options
 @click.option(
     "--recheck",
     is_flag=True,
@@ -291,10 +294,6 @@ def digests_command(
     """
     from catalog.sync.digests import DigestOptions, digests_for
 
-    if filters["as_of"] is not None:
-        raise click.UsageError(
-            "--as-of cannot be used here: registries say what tags point at now."
-        )
     options = DigestOptions(
         recheck=recheck, limit=limit, workers=workers, retries=retries, timeout=timeout,
         network=network,

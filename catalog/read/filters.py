@@ -185,7 +185,7 @@ def build_of(text: str | None) -> str | None:
     return parsed.build.lower() if parsed is not None and parsed.build else None
 
 
-_PLATFORM_RE = re.compile(r"[a-z0-9.-]{1,32}/[a-z0-9.-]{1,32}(/[a-z0-9.-]{1,32})?")
+_PLATFORM_RE = re.compile(r"[a-z0-9_.-]{1,32}/[a-z0-9_.-]{1,32}(/[a-z0-9_.-]{1,32})?")
 
 
 def check_platform(platform: object) -> str | None:

@@ -263,9 +263,12 @@ def _not_on_platform(
             for p in row["manifest_platforms"].split(",")
         }
     )
-    said = f" ({len(rows) - unknown} run on {', '.join(elsewhere)})" if elsewhere else ""
+    known = len(rows) - unknown
+    run = "runs" if known == 1 else "run"
+    said = f" ({known} {run} on {', '.join(elsewhere)})" if elsewhere else ""
+    have = "has" if unknown == 1 else "have"
     hint = (
-        f"; {unknown} have no known platforms: 'pai-catalog digests' asks their registries"
+        f"; {unknown} {have} no known platforms: 'pai-catalog digests' asks their registries"
         if unknown
         else ""
     )

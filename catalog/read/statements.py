@@ -96,12 +96,13 @@ def where(f: Filters) -> tuple[str, str, dict[str, Any]]:
         # linux/arm64 is linux/arm64 or any of its variants; linux/arm64/v8 only itself.
         clauses.append(
             "EXISTS (SELECT 1 FROM image_manifest p WHERE "
-            f"{_manifest(f, 'p')} AND (',' || p.platforms || ',' LIKE :platform "
-            "OR ',' || p.platforms || ',' LIKE :platform_variant))"
+            f"{_manifest(f, 'p')} AND (',' || p.platforms || ',' LIKE :platform ESCAPE '!' "
+            "OR ',' || p.platforms || ',' LIKE :platform_variant ESCAPE '!'))"
         )
-        params["platform"] = f"%,{f.platform},%"
+        literal = f.platform.replace("!", "!!").replace("_", "!_").replace("%", "!%")
+        params["platform"] = f"%,{literal},%"
         params["platform_variant"] = (
-            f"%,{f.platform}/%" if f.platform.count("/") == 1 else params["platform"]
+            f"%,{literal}/%" if f.platform.count("/") == 1 else params["platform"]
         )
     join = ""
     if f.scope is not None:

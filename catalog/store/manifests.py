@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from catalog.config import DIGEST_SOURCE, MOVED_FIELDS, utcnow
-from catalog.store.models import Base, ImageManifest
+from catalog.store.models import Base, ImageManifest, ImageManifestMiss
 from catalog.store.runs import RunInfo, run_t, start_run
 from catalog.store.writer import event_t, version_t
 
 manifest_t = Base.metadata.tables[ImageManifest.__tablename__]
+miss_t = Base.metadata.tables[ImageManifestMiss.__tablename__]
 CHUNK = 500  # URIs per IN (...)
 
 
@@ -77,6 +78,16 @@ def known(engine: Engine, uris: Sequence[str]) -> dict[str, Known]:
     return {uri: Known(row.digest, row.checked_at) for uri, row in rows.items()}
 
 
+def missed(engine: Engine, uris: Sequence[str]) -> dict[str, datetime]:
+    """When each of ``uris`` whose registry did not answer last failed."""
+    found: dict[str, datetime] = {}
+    with engine.connect() as conn:
+        for chunk in _chunks(list(dict.fromkeys(uris))):
+            query = select(miss_t.c.uri, miss_t.c.failed_at).where(miss_t.c.uri.in_(chunk))
+            found.update({uri: failed_at for uri, failed_at in conn.execute(query)})
+    return found
+
+
 def _platforms(answer: Answer) -> str | None:
     return ",".join(answer.platforms) if answer.platforms else None
 
@@ -132,9 +143,37 @@ def store_answers(
                 )
             )
             stats.append(DigestStats(run_id, region, len(asked), answered, added, moved, failed))
+        _misses(conn, list(by_uri), failures, stats, now)
         if confirm is not None:
             confirm()
     return stats
+
+
+def _misses(
+    conn: Connection,
+    answered: Sequence[str],
+    failures: Mapping[str, str],
+    stats: Sequence[DigestStats],
+    now: datetime,
+) -> None:
+    """Forget the misses of URIs now answered; count those of URIs that failed again."""
+    for chunk in _chunks(list(answered)):
+        conn.execute(delete(miss_t).where(miss_t.c.uri.in_(chunk)))
+    run_of = {uri: run.run_id for run in reversed(stats) for uri, _ in run.failures}
+    before: dict[str, int] = {}
+    for chunk in _chunks(list(failures)):
+        query = select(miss_t.c.uri, miss_t.c.failures).where(miss_t.c.uri.in_(chunk))
+        before.update({uri: count for uri, count in conn.execute(query)})
+    for uri, reason in failures.items():
+        if uri not in run_of:
+            continue
+        values = {"failed_at": now, "reason": reason[:500], "run_id": run_of[uri]}
+        if uri in before:
+            conn.execute(
+                update(miss_t).where(miss_t.c.uri == uri).values(failures=before[uri] + 1, **values)
+            )
+        else:
+            conn.execute(insert(miss_t).values(uri=uri, failures=1, **values))
 
 
 def _summary(failed: Sequence[tuple[str, str]]) -> str:

@@ -221,6 +221,19 @@ class ImageManifest(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("sync_run.id"))  # the run that first saw it
 
 
+class ImageManifestMiss(Base):
+    """A URI whose registry did not say what its tag points at, when it last failed and why;
+    the row goes when an answer comes (migration 0010)."""
+
+    __tablename__ = "image_manifest_miss"
+
+    uri: Mapped[str] = mapped_column(_ordered(), primary_key=True)
+    failed_at: Mapped[datetime] = mapped_column(_time())
+    failures: Mapped[int] = mapped_column(Integer)  # in a row
+    reason: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[int] = mapped_column(ForeignKey("sync_run.id"))  # the run that last failed
+
+
 # Serves resolve's ORDER BY, so "latest" stops at the first matching row (migrations 0005-6);
 # only images tying on version and time are sorted by URI.
 Index(

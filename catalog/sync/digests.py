@@ -23,7 +23,7 @@ from catalog.config import resolve_target, utcnow
 from catalog.errors import CatalogError, UsageError
 from catalog.parse.uri import on_network
 from catalog.store import db, locks
-from catalog.store.manifests import Answer, DigestStats, known, store_answers
+from catalog.store.manifests import Answer, DigestStats, known, missed, store_answers
 from catalog.sync import (
     DIGEST_BACKOFF,
     DIGEST_LIMIT,
@@ -32,9 +32,10 @@ from catalog.sync import (
     DIGEST_TIMEOUT,
     DIGEST_WORKERS,
 )
-from catalog.sync.registry import RegistryClient, docker_credentials
+from catalog.sync.registry import RegistryClient, UnreachableError, docker_credentials
 
 log = logging.getLogger(__name__)
+GIVE_UP = 3  # a registry that did not answer this many requests in a row is not asked again
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class DigestResult:
     """What a digests job did: its runs (one per region), and what it left for later."""
 
     runs: tuple[DigestStats, ...]
-    candidates: int  # URIs the selection named that were due
+    selected: int  # URIs the selection named
+    candidates: int  # of those, the ones due (without a digest, or all with recheck)
     left: int  # of those, not asked because of the limit
 
     @property
@@ -89,13 +91,22 @@ def digests(
     engine = db.make_engine(target)
     try:
         before = known(engine, list(regions_of))
+        failed = missed(engine, list(regions_of))
     except sa_exc.SQLAlchemyError as exc:
         raise db.translate(exc, target) from None
     finally:
         engine.dispose()
     due = [uri for uri in regions_of if options.recheck or uri not in before]
-    if options.recheck:  # never asked first, then the longest unchecked
-        due.sort(key=lambda u: (u in before, before[u].checked_at if u in before else datetime.min))
+
+    def last_asked(uri: str) -> datetime:
+        """Never asked first, then the longest since an answer or a failure: an image whose
+        registry keeps failing waits behind the others instead of taking every run's turn."""
+        times = [
+            when for when in (failed.get(uri), uri in before and before[uri].checked_at) if when
+        ]
+        return max(times, default=datetime.min)
+
+    due.sort(key=last_asked)  # stable: the listing's order among equals
     asked = due[: options.limit]
     started = utcnow()
     answers, failures = _ask(asked, {u: k.digest for u, k in before.items()}, options, progress)
@@ -116,7 +127,7 @@ def digests(
                 engine, by_region, answers, failures, started_at=started, detail=detail,
                 confirm=held.confirm,
             )  # fmt: skip
-    return DigestResult(tuple(runs), len(due), len(due) - len(asked))
+    return DigestResult(tuple(runs), len(regions_of), len(due), len(due) - len(asked))
 
 
 def _asked(uri: str, network: str) -> str:
@@ -135,6 +146,7 @@ def _ask(
     clients: list[RegistryClient] = []
     lock = threading.Lock()
     done = [0]
+    silent: dict[str, int] = {}  # registry host -> requests in a row it did not answer
 
     def client() -> RegistryClient:
         if not hasattr(local, "client"):
@@ -147,8 +159,18 @@ def _ask(
         return local.client  # type: ignore[no-any-return]
 
     def one(uri: str) -> Answer | str:
+        asked = _asked(uri, options.network)
+        host = asked.split("/")[0]
         try:
-            found = client().manifest(_asked(uri, options.network), known=digests_known.get(uri))
+            with lock:
+                if silent.get(host, 0) >= GIVE_UP:
+                    return f"{host} did not answer {GIVE_UP} requests in a row; not asked."
+            found = client().manifest(asked, known=digests_known.get(uri))
+        except UnreachableError as exc:
+            with lock:
+                silent[host] = silent.get(host, 0) + 1
+            log.info("%s: %s", uri, exc)
+            return str(exc)
         except CatalogError as exc:
             log.info("%s: %s", uri, exc)
             return str(exc)
@@ -157,6 +179,8 @@ def _ask(
                 done[0] += 1
                 if progress is not None:
                     progress(done[0], len(uris))
+        with lock:
+            silent[host] = 0
         return Answer(uri, found.digest, found.media_type, found.platforms)
 
     answers: list[Answer] = []
@@ -192,6 +216,7 @@ def digests_for(
     selects them, every scope unless ``image_scope`` narrows it) in the catalog that sync
     writes (or ``db_option``), one region of ``regions`` at a time (None: the region the
     environment binds, else every region)."""
+    from catalog.read.connection import forget
     from catalog.read.images import list_images
 
     target = resolve_target(db_option, write=True)
@@ -218,4 +243,7 @@ def digests_for(
         )
         if image.image_uri
     ]
+    # The selection's reader is closed, so that the writer's commit is checkpointed into the
+    # file when it closes, not left in a -wal beside it.
+    forget(resolve_target(where))
     return digests(selection, options, db_option=where, progress=progress)

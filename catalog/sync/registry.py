@@ -42,6 +42,10 @@ class RegistryError(CatalogError):
     """A registry did not say what an image's tag points at."""
 
 
+class UnreachableError(RegistryError):
+    """A registry did not answer at all (no connection, or no answer in time)."""
+
+
 @dataclass(frozen=True)
 class Manifest:
     """What a tag points at: its digest, the manifest's media type, and the platforms
@@ -167,7 +171,7 @@ class RegistryClient:
                     attempt += 1
                     self._sleep(self._backoff * 2 ** (attempt - 1))
                     continue
-                raise RegistryError(f"{host} did not answer ({type(exc).__name__}).") from None
+                raise UnreachableError(f"{host} did not answer ({type(exc).__name__}).") from None
             if answer.status_code != 200 or method == "HEAD":
                 answer.close()  # nothing more to read: the connection goes back to the pool
             if answer.status_code == 401 and not challenged:

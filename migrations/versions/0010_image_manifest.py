@@ -1,5 +1,6 @@
 """What each image URI's tag pointed at: the registry's manifest digest, media type and
-platforms, one row per digest a URI was seen to point at (image_manifest).
+platforms, one row per digest a URI was seen to point at (image_manifest); and the URIs whose
+registry did not answer, so that they wait behind the others (image_manifest_miss).
 
 Runs that ask registries are sync_run rows of source 'digests'; they list no images, so the
 region's last successful listing (v_image.last_seen_run_id) no longer counts them. v_image
@@ -78,6 +79,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_image_manifest")),
     )
     op.create_index("ix_image_manifest_uri_id", "image_manifest", ["uri", "id"])
+    op.create_table(
+        "image_manifest_miss",
+        sa.Column(
+            "uri", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=False
+        ),
+        sa.Column("failed_at", sa.DateTime(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["sync_run.id"], name=op.f("fk_image_manifest_miss_run_id_sync_run")
+        ),
+        sa.PrimaryKeyConstraint("uri", name=op.f("pk_image_manifest_miss")),
+    )
     op.execute("DROP VIEW v_image")
     op.execute(V_IMAGE)
 
@@ -85,5 +100,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP VIEW v_image")
     op.execute(V_IMAGE_0009)
+    op.drop_table("image_manifest_miss")
     op.drop_index("ix_image_manifest_uri_id", table_name="image_manifest")
     op.drop_table("image_manifest")
