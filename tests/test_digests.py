@@ -189,8 +189,10 @@ def test_a_moved_tag_is_a_changed_event_and_pins_follow_it(
         ("added", None, 1, "import"),
         ("changed", '["manifest_digest"]', 4, "digests"),
     ]
-    history = cli(catalog_db, "history", uri)
-    assert history.exit_code == 0 and "manifest_digest" in history.output
+    history = cli(catalog_db, "history", uri, "--format", "json")
+    assert [(e["changed_fields"], e["manifest_digest"]) for e in json.loads(history.stdout)] == [
+        ([], None), (["manifest_digest"], moved)
+    ]  # fmt: skip
     # mirror plan --since the run before the move plans the moved image, pinned.
     plan = cli(catalog_db, "mirror", "plan", "--to", "mirror.local:5000", "--since", "3")
     assert plan.stdout == (

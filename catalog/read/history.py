@@ -80,6 +80,7 @@ class Event:
     framework_name: str | None
     framework_version: str | None
     changed_fields: tuple[str, ...]
+    manifest_digest: str | None = None  # for a tag that moved: the digest it moved to
 
 
 def _run(row: Mapping[str, Any]) -> Run:
@@ -331,6 +332,7 @@ def image_history(
             times.iso(row["run_started_at"]) or "",
             **{name: row[name] for name in _IDENTITY},
             changed_fields=tuple(json.loads(row["changed_fields"] or "[]")),
+            manifest_digest=row["manifest_digest"],
         )
         for row in rows
     ]

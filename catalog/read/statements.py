@@ -255,8 +255,10 @@ def changed_labels(region: str, a: int, b: int) -> Statement:
 def events_of(needle: str, vpc: str, public: str) -> Statement:
     """Every event of the image with this URI (in either host form) or ImageId, oldest first."""
     return (
-        "SELECT event_id, kind, run_id, region, run_started_at, image_id, image_uri, "
-        "framework_name, framework_version, changed_fields FROM v_image_event WHERE image_pk IN "
+        "SELECT e.event_id, e.kind, e.run_id, e.region, e.run_started_at, e.image_id, "
+        "e.image_uri, e.framework_name, e.framework_version, e.changed_fields, "
+        "(SELECT m.digest FROM image_manifest m WHERE m.uri = e.image_uri "
+        "AND m.run_id = e.run_id) AS manifest_digest FROM v_image_event e WHERE e.image_pk IN "
         "(SELECT v.image_pk FROM image_version v "
         "WHERE v.uri IN (:needle, :vpc, :public) OR v.image_id = :needle) ORDER BY event_id",
         {"needle": needle, "vpc": vpc, "public": public},
