@@ -15,6 +15,7 @@ from catalog.config import DIGEST_SOURCE, utcnow
 from catalog.errors import CatalogError, DatabaseError, InputError, SafetyError
 from catalog.parse import PUBLIC_NAMES
 from catalog.parse.records import ApiImage
+from catalog.parse.text import visible
 from catalog.parse.uri import host_region
 from catalog.store import pages
 from catalog.store.bulk import BulkInserter
@@ -213,7 +214,10 @@ class ListingWriter:
         if exc is None or (isinstance(exc, CatalogError) and not isinstance(exc, SafetyError)):
             return
         if isinstance(exc, sa_exc.SQLAlchemyError):
-            reason = getattr(exc, "orig", None) or exc
+            # One line, whatever the driver quotes: a corrupt file's bytes are cut off (SQLite
+            # quotes the undecodable text), and any control character left is escaped.
+            said = str(getattr(exc, "orig", None) or exc).split(" with text '")[0]
+            reason = visible(said.strip())[:500]
             record_failure(self.engine, self.run, f"database error: {reason}", self.spent_run_id)
             what = f"Could not store the {self.run.region} listing"
             raise DatabaseError(f"{what}: {reason}.") from None
