@@ -290,7 +290,8 @@ def digests_command(
     Each registry's bearer-token challenge is answered anonymously, or with the credentials
     docker login keeps in ~/.docker/config.json for that registry. A tag that moved to another
     digest is a changed event in history. Images a registry would not answer for are reported,
-    and what was answered is stored; exit status 1 if none was answered.
+    and what was answered is stored; exit status 1 if no registry answered at all (a registry
+    saying it has no such image is an answer).
     """
     from catalog.sync.digests import DigestOptions, digests_for
 
@@ -311,7 +312,7 @@ def digests_command(
         click.echo(json.dumps(_digest_rows(found), indent=2))
     else:
         _digest_report(found, quiet)
-    if found.runs and not any(run.answered for run in found.runs):
+    if found.nothing_answered:
         sys.exit(1)
 
 

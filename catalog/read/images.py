@@ -366,6 +366,10 @@ def list_images(
     rows = _select(handle, f, clause, params, labels=labels, order=statements.LIST_ORDER)
     if request.kind == "range":
         rows = [r for r in rows if request.matches(r["framework_version"])]
+    if not rows and f.platform is not None:  # nothing known to run there: say why
+        raise _not_on_platform(
+            handle, f, framework_name or "any framework", request, clause, params
+        )
     if not rows and f.as_of is not None:
         early = before_history(handle, f)
         if early is not None:

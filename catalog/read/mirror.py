@@ -10,7 +10,7 @@ from typing import Any
 from catalog.config import resolve_target
 from catalog.errors import NotFoundError, UsageError
 from catalog.parse import versions
-from catalog.parse.uri import check_mirror, parse_uri
+from catalog.parse.uri import check_mirror, parse_uri, pinned
 from catalog.read import statements
 from catalog.read.connection import reader
 from catalog.read.images import list_images
@@ -19,8 +19,8 @@ from catalog.read.images import list_images
 @dataclass(frozen=True)
 class Copy:
     """One image to copy: from ``source`` (as the catalog lists it, or in the host form asked
-    for; with ``@digest`` where pai-catalog digests learned what the tag points at, so that the
-    copy is of exactly that image) to ``target`` behind the mirror."""
+    for; as name@digest where pai-catalog digests learned what the tag points at, so that the
+    copy is of exactly that image) to ``target`` behind the mirror, by its tag."""
 
     source: str
     target: str
@@ -76,8 +76,8 @@ def plan(
         if not ref.host:
             continue  # a URI with no registry host: nowhere known to copy it from
         source, digest = image.image_uri, image.manifest_digest or ref.digest
-        if image.manifest_digest and not ref.digest:
-            source = f"{source}@{image.manifest_digest}"
+        if digest:  # name@digest, as docker and skopeo take it (never a tag and a digest)
+            source = pinned(source, digest)
         copy = Copy(
             source, image.mirror_uri, image.image_id, image.region, image.framework_name,
             image.framework_version, ref.namespace, ref.repository, ref.tag, digest,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from catalog.config import LISTING, MOVED_FIELDS
+from catalog.config import DIGEST_SOURCE, LISTING, MOVED_FIELDS
 from catalog.parse import PUBLIC_NAMES
 
 if TYPE_CHECKING:
@@ -202,6 +202,9 @@ FIRST_SYNC = f"SELECT min(started_at) FROM sync_run WHERE status = 'ok' AND {LIS
 LAST_SYNC = f"SELECT max(finished_at) FROM sync_run WHERE status = 'ok' AND {LISTING}"
 LAST_SYNCS = f"""SELECT region, max(CASE WHEN status = 'ok' THEN finished_at END) AS last_sync
 FROM sync_run WHERE {LISTING} GROUP BY region"""
+# Each region's last successful digests run: when its pins were last checked.
+LAST_DIGESTS = f"""SELECT region, max(finished_at) AS last_digests FROM sync_run
+WHERE status = 'ok' AND source = '{DIGEST_SOURCE}' GROUP BY region"""
 CURRENT_IMAGES = "SELECT region, image_id FROM image_version WHERE valid_to IS NULL"
 CURRENT_COUNT = "SELECT count(*) FROM image_version WHERE valid_to IS NULL"
 _RUN_COLUMNS = """id, region, source, status, started_at, finished_at, pages, requests, retries,
@@ -257,11 +260,14 @@ def events_of(needle: str, vpc: str, public: str) -> Statement:
     return (
         "SELECT e.event_id, e.kind, e.run_id, e.region, e.run_started_at, e.image_id, "
         "e.image_uri, e.framework_name, e.framework_version, e.changed_fields, "
-        "(SELECT m.digest FROM image_manifest m WHERE m.uri = e.image_uri "
-        "AND m.run_id = e.run_id) AS manifest_digest FROM v_image_event e WHERE e.image_pk IN "
+        # A moved tag's event: the digest the URI was seen at by then (each region's run of
+        # one digests job starts at the same time; the manifest is dated by it).
+        "CASE WHEN e.changed_fields = :moved THEN (SELECT m.digest FROM image_manifest m "
+        "WHERE m.uri = e.image_uri AND m.seen_at <= e.run_started_at ORDER BY m.id DESC LIMIT 1) "
+        "END AS manifest_digest FROM v_image_event e WHERE e.image_pk IN "
         "(SELECT v.image_pk FROM image_version v "
         "WHERE v.uri IN (:needle, :vpc, :public) OR v.image_id = :needle) ORDER BY event_id",
-        {"needle": needle, "vpc": vpc, "public": public},
+        {"needle": needle, "vpc": vpc, "public": public, "moved": MOVED_FIELDS},
     )
 
 

@@ -33,6 +33,9 @@ class RegionChange:
     removed: int
     last_sync_before: datetime | None
     last_sync_after: datetime | None
+    # when the region's digests (what tags point at) were last checked, in place and in the file
+    last_digests_before: datetime | None = None
+    last_digests_after: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -292,17 +295,25 @@ def _check_models(copy: Path, shown: Path) -> None:
         )
 
 
-def _state(path: Path, shown: Path) -> tuple[dict[str, datetime | None], dict[str, set[str]]]:
+_Times = dict[str, datetime | None]
+
+
+def _state(path: Path, shown: Path) -> tuple[_Times, _Times, dict[str, set[str]]]:
     try:
         conn = _open(path)
         try:
             rows = conn.execute(statements.LAST_SYNCS).fetchall()
+            checked = conn.execute(statements.LAST_DIGESTS).fetchall()
             current: dict[str, set[str]] = {}
             for region, image_id in conn.execute(statements.CURRENT_IMAGES):
                 current.setdefault(region, set()).add(image_id)
         finally:
             conn.close()
-        return {region: times.parse(when) for region, when in rows}, current
+        return (
+            {region: times.parse(when) for region, when in rows},
+            {region: times.parse(when) for region, when in checked},
+            current,
+        )
     except (sqlite3.Error, ValueError) as exc:
         raise DatabaseError.corrupt(str(shown), str(exc)) from None
 
@@ -310,12 +321,13 @@ def _state(path: Path, shown: Path) -> tuple[dict[str, datetime | None], dict[st
 def _changes(old: Path, new: Path, shown: Path) -> list[RegionChange]:
     """Per region, what installing ``new`` over ``old`` adds and removes. A catalog in place
     that is not a sound pai-catalog database is not replaced: it may be another program's."""
-    before_last: dict[str, datetime | None] = {}
+    before_last: _Times = {}
+    before_checked: _Times = {}
     before: dict[str, set[str]] = {}
     if old.exists() and old.stat().st_size > 0:
         _check(old, old)
-        before_last, before = _state(old, old)
-    after_last, after = _state(new, shown)
+        before_last, before_checked, before = _state(old, old)
+    after_last, after_checked, after = _state(new, shown)
     return [
         RegionChange(
             region,
@@ -323,6 +335,8 @@ def _changes(old: Path, new: Path, shown: Path) -> list[RegionChange]:
             removed=len(before.get(region, set()) - after.get(region, set())),
             last_sync_before=before_last.get(region),
             last_sync_after=after_last.get(region),
+            last_digests_before=before_checked.get(region),
+            last_digests_after=after_checked.get(region),
         )
         for region in sorted({*before_last, *after_last, *before, *after})
     ]
@@ -333,7 +347,17 @@ def _is_older(change: RegionChange) -> bool:
     at all."""
     if change.last_sync_before is None:
         return False
-    return change.last_sync_after is None or change.last_sync_after < change.last_sync_before
+    if change.last_sync_after is None or change.last_sync_after < change.last_sync_before:
+        return True
+    # The same listing, with digests checked earlier: it would pin tags to what they were.
+    return change.last_sync_after == change.last_sync_before and _digests_older(change)
+
+
+def _digests_older(change: RegionChange) -> bool:
+    if change.last_digests_before is None:
+        return False
+    after = change.last_digests_after
+    return after is None or after < change.last_digests_before
 
 
 def _older(changes: list[RegionChange]) -> str:
@@ -342,6 +366,10 @@ def _older(changes: list[RegionChange]) -> str:
         if c.last_sync_after is None
         else f"{c.region} was last synced {times.iso(c.last_sync_after)} in it, "
         f"{times.iso(c.last_sync_before)} in place"
+        if c.last_sync_after != c.last_sync_before
+        else f"{c.region}'s digests were last checked "
+        f"{times.iso(c.last_digests_after) if c.last_digests_after else 'never'} in it, "
+        f"{times.iso(c.last_digests_before)} in place"
         for c in changes[:5]
     ]
     return "; ".join(said) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")

@@ -100,13 +100,17 @@ def store_answers(
     *,
     started_at: datetime,
     detail: str,
+    cost: Mapping[str, tuple[int, int]] | None = None,
     confirm: Callable[[], None] | None = None,
 ) -> list[DigestStats]:
     """Store one digests run for each region of ``regions`` (region -> the URIs asked for it),
     all in one transaction. A URI asked for several regions is stored once; its move is an
-    event in each region that lists it."""
+    event in each region that lists it. Digests are dated when the asking began
+    (``started_at``, the runs' start), as a listing's states are dated by their run's start;
+    ``cost`` gives each URI's (requests, retries)."""
     by_uri = {answer.uri: answer for answer in answers}
-    now = utcnow()
+    now = started_at
+    cost = cost or {}
     stats: list[DigestStats] = []
     with engine.begin() as conn:
         current = _current_rows(conn, list(by_uri))
@@ -136,6 +140,8 @@ def store_answers(
                     status=status,
                     finished_at=utcnow(),
                     seen=answered,
+                    requests=sum(cost.get(uri, (0, 0))[0] for uri in asked),
+                    retries=sum(cost.get(uri, (0, 0))[1] for uri in asked),
                     added=added,
                     changed=moved,
                     error=_summary(failed) if status == "failed" else None,

@@ -32,7 +32,12 @@ from catalog.sync import (
     DIGEST_TIMEOUT,
     DIGEST_WORKERS,
 )
-from catalog.sync.registry import RegistryClient, UnreachableError, docker_credentials
+from catalog.sync.registry import (
+    MissingError,
+    RegistryClient,
+    UnreachableError,
+    docker_credentials,
+)
 
 log = logging.getLogger(__name__)
 GIVE_UP = 3  # a registry that did not answer this many requests in a row is not asked again
@@ -69,9 +74,18 @@ class DigestResult:
     candidates: int  # of those, the ones due (without a digest, or all with recheck)
     left: int  # of those, not asked because of the limit
 
+    missing: int = 0  # of the failures, images their registry said it does not have
+
     @property
     def failures(self) -> tuple[tuple[str, str], ...]:
         return tuple(failure for run in self.runs for failure in run.failures)
+
+    @property
+    def nothing_answered(self) -> bool:
+        """No registry answered, and not merely that it lacks an image: unreachable,
+        refused or misconfigured (exit status 1)."""
+        answered = sum(run.answered for run in self.runs)
+        return bool(self.runs) and not answered and len(self.failures) > self.missing
 
 
 def digests(
@@ -109,7 +123,8 @@ def digests(
     due.sort(key=last_asked)  # stable: the listing's order among equals
     asked = due[: options.limit]
     started = utcnow()
-    answers, failures = _ask(asked, {u: k.digest for u, k in before.items()}, options, progress)
+    asked_result = _ask(asked, {u: k.digest for u, k in before.items()}, options, progress)
+    answers, failures = asked_result.answers, asked_result.failures
     by_region: dict[str, list[str]] = {}
     for uri in asked:
         for region in dict.fromkeys(regions_of[uri]):
@@ -125,9 +140,11 @@ def digests(
         ):
             runs = store_answers(
                 engine, by_region, answers, failures, started_at=started, detail=detail,
-                confirm=held.confirm,
+                cost=asked_result.cost, confirm=held.confirm,
             )  # fmt: skip
-    return DigestResult(tuple(runs), len(regions_of), len(due), len(due) - len(asked))
+    return DigestResult(
+        tuple(runs), len(regions_of), len(due), len(due) - len(asked), len(asked_result.missing)
+    )
 
 
 def _asked(uri: str, network: str) -> str:
@@ -135,18 +152,27 @@ def _asked(uri: str, network: str) -> str:
     return uri if network == "as-listed" else on_network(uri, network)
 
 
+@dataclass
+class _Asked:
+    answers: list[Answer] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)  # URIs whose registry has no such image
+    cost: dict[str, tuple[int, int]] = field(default_factory=dict)  # uri -> requests, retries
+
+
 def _ask(
     uris: Sequence[str],
     digests_known: dict[str, str],
     options: DigestOptions,
     progress: Callable[[int, int], None] | None,
-) -> tuple[list[Answer], dict[str, str]]:
+) -> _Asked:
     credentials = docker_credentials(options.home)
     local = threading.local()
     clients: list[RegistryClient] = []
     lock = threading.Lock()
     done = [0]
     silent: dict[str, int] = {}  # registry host -> requests in a row it did not answer
+    result = _Asked()
 
     def client() -> RegistryClient:
         if not hasattr(local, "client"):
@@ -161,21 +187,24 @@ def _ask(
     def one(uri: str) -> Answer | str:
         asked = _asked(uri, options.network)
         host = asked.split("/")[0]
+        with lock:
+            if silent.get(host, 0) >= GIVE_UP:
+                return f"{host} did not answer {GIVE_UP} requests in a row; not asked."
+        ask = client()
+        spent = (ask.requests, ask.retries)
         try:
-            with lock:
-                if silent.get(host, 0) >= GIVE_UP:
-                    return f"{host} did not answer {GIVE_UP} requests in a row; not asked."
-            found = client().manifest(asked, known=digests_known.get(uri))
-        except UnreachableError as exc:
-            with lock:
-                silent[host] = silent.get(host, 0) + 1
-            log.info("%s: %s", uri, exc)
-            return str(exc)
+            found = ask.manifest(asked, known=digests_known.get(uri))
         except CatalogError as exc:
             log.info("%s: %s", uri, exc)
+            with lock:
+                if isinstance(exc, UnreachableError):
+                    silent[host] = silent.get(host, 0) + 1
+                if isinstance(exc, MissingError):
+                    result.missing.add(uri)
             return str(exc)
         finally:
             with lock:
+                result.cost[uri] = (ask.requests - spent[0], ask.retries - spent[1])
                 done[0] += 1
                 if progress is not None:
                     progress(done[0], len(uris))
@@ -183,19 +212,23 @@ def _ask(
             silent[host] = 0
         return Answer(uri, found.digest, found.media_type, found.platforms)
 
-    answers: list[Answer] = []
-    failures: dict[str, str] = {}
+    pool = ThreadPoolExecutor(max_workers=options.workers)
     try:
-        with ThreadPoolExecutor(max_workers=options.workers) as pool:
-            for uri, outcome in zip(uris, pool.map(one, uris), strict=True):
-                if isinstance(outcome, Answer):
-                    answers.append(outcome)
-                else:
-                    failures[uri] = outcome
+        for uri, outcome in zip(uris, pool.map(one, uris), strict=True):
+            if isinstance(outcome, Answer):
+                result.answers.append(outcome)
+            else:
+                result.failures[uri] = outcome
+    except BaseException:
+        # Stopped (Ctrl-C, SIGTERM): no waiting for requests still under way.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown()
     finally:
         for each in clients:
             each.close()
-    return answers, failures
+    return result
 
 
 def digests_for(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -33,6 +34,7 @@ MANIFESTS = (
 _ACCEPT = ", ".join((*INDEXES, *MANIFESTS))
 MAX_BODY = 4 * 2**20  # a manifest, index, image config or token answer larger than this is refused
 _LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}  # plain HTTP, as docker allows for them
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}  # the same, as urlsplit names hosts
 _FIELD = re.compile(r'(\w+)="([^"]*)"')
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _PLATFORM = re.compile(r"[a-z0-9_.-]{1,32}(/[a-z0-9_.-]{1,32}){1,2}")
@@ -43,7 +45,12 @@ class RegistryError(CatalogError):
 
 
 class UnreachableError(RegistryError):
-    """A registry did not answer at all (no connection, or no answer in time)."""
+    """A registry did not answer at all (no connection, or no answer in time), or only that
+    it is busy or failing (429, 5xx) however often it was asked."""
+
+
+class MissingError(RegistryError):
+    """A registry answered that it has no such image (404)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,8 @@ class RegistryClient:
         self._backoff = backoff
         self._sleep = sleep
         self._tokens: dict[tuple[str, str], str] = {}
+        self.requests = 0  # HTTP requests made, retries included
+        self.retries = 0
         self._session = requests.Session()
         self._session.trust_env = False  # no .netrc header in place of ours, no proxy guess
 
@@ -161,6 +170,7 @@ class RegistryClient:
         attempt, challenged = 0, False
         while True:
             headers = {"Accept": _ACCEPT, **self._authorization(host, scope)}
+            self.requests += 1
             try:
                 answer = self._session.request(
                     method, url, headers=headers, timeout=self._timeout, stream=True,
@@ -169,6 +179,7 @@ class RegistryClient:
             except requests.RequestException as exc:
                 if attempt < self._retries:
                     attempt += 1
+                    self.retries += 1
                     self._sleep(self._backoff * 2 ** (attempt - 1))
                     continue
                 raise UnreachableError(f"{host} did not answer ({type(exc).__name__}).") from None
@@ -180,12 +191,19 @@ class RegistryClient:
                     continue
             if (answer.status_code == 429 or answer.status_code >= 500) and attempt < self._retries:
                 attempt += 1
+                self.retries += 1
                 self._sleep(min(_retry_after(answer) or self._backoff * 2 ** (attempt - 1), 30.0))
                 continue
-            if answer.status_code != 200:
-                what = (
-                    "no such image" if answer.status_code == 404 else f"HTTP {answer.status_code}"
+            if answer.status_code == 404:
+                raise MissingError(f"{host} answered no such image for {url.split('/v2/', 1)[1]}.")
+            if answer.status_code == 429 or answer.status_code >= 500:
+                asked = "once" if attempt == 0 else f"{attempt + 1} times"
+                raise UnreachableError(
+                    f"{host} answered HTTP {answer.status_code} for {url.split('/v2/', 1)[1]} "
+                    f"(asked {asked})."
                 )
+            if answer.status_code != 200:
+                what = f"HTTP {answer.status_code}"
                 hint = ""
                 if answer.status_code == 401 and host not in self._credentials:
                     hint = f" (no credentials for {host}: docker login {host} keeps them)"
@@ -214,12 +232,18 @@ class RegistryClient:
             return True
         fields = dict(_FIELD.findall(rest))
         realm = fields.get("realm", "")
-        if kind.lower() != "bearer" or not realm.startswith(("https://", "http://")):
+        try:
+            where = urlsplit(realm)
+            where.port  # noqa: B018 - a port that is no number raises here
+        except ValueError:
+            return False
+        if kind.lower() != "bearer" or where.scheme not in ("https", "http") or not where.hostname:
+            return False
+        if "@" in where.netloc or "\\" in realm:  # user info, or a host that parsers read apart
             return False
         params = {"service": fields.get("service", ""), "scope": fields.get("scope", scope)}
         # Credentials travel to a token endpoint over HTTPS only (or to one on this machine).
-        realm_host = realm.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
-        safe = realm.startswith("https://") or realm_host in _LOOPBACK
+        safe = where.scheme == "https" or where.hostname in _LOOPBACK_NAMES
         try:
             found = self._session.get(
                 realm, params=params, auth=self._credentials.get(host) if safe else None,
@@ -255,7 +279,8 @@ def _content(answer: requests.Response, uri: str, timeout: float) -> bytes:
     size = 0
     try:
         while True:
-            chunk = answer.raw.read(2**16, decode_content=True)
+            # read1: what has arrived (up to 64 KiB), so the deadline is checked as bytes come.
+            chunk = answer.raw.read1(2**16, decode_content=True)
             if not chunk:
                 break
             chunks.append(chunk)
