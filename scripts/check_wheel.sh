@@ -17,5 +17,8 @@ bin="$work/venv/bin/pai-catalog"
 PAI_CATALOG_DB="$work/new.db" "$bin" db upgrade
 PAI_CATALOG_DB="$work/new.db" "$bin" db current | grep -q "(at head)"
 PAI_CATALOG_DB="$work/new.db" "$bin" db check
+# The wheel carries docs/SCHEMA.md, which publish --datasette describes the schema from.
+PAI_CATALOG_DB="$work/new.db" "$bin" publish "$work/published.db" --datasette >/dev/null
+grep -q '"image_manifest"' "$work/published.metadata.json"
 "$work/venv/bin/python" -c "import catalog, sys; print(catalog.__file__); sys.exit('$src' in catalog.__file__)"
 echo "check_wheel: non-editable install OK"

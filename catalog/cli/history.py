@@ -158,20 +158,35 @@ def export(db: str | None, /, fmt: str, as_of: str | None, mirror: str | None) -
 
 @click.command()
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--datasette",
+    is_flag=True,
+    help="Also write Datasette metadata beside OUT (catalog.db: catalog.metadata.json).",
+)
 @click.pass_obj
 @errors
-def publish(db: str | None, /, out: Path) -> None:
+def publish(db: str | None, /, out: Path, datasette: bool) -> None:
     """Write a compact, checked copy of the catalog to OUT for machines with no network.
 
     Also writes OUT.sha256. The copy opens read-only, even on a read-only filesystem.
+    With --datasette, the metadata describes every table, view and column as docs/SCHEMA.md
+    does, offers facets, its example queries as canned queries, and says where the data came
+    from: datasette serve --immutable catalog.db -m catalog.metadata.json
     """
+    from catalog.read import datasette as metadata
     from catalog.store.publish import publish as publish_catalog
 
+    beside = metadata.metadata_path(out.expanduser().absolute()) if datasette else None
+    if beside is not None:
+        metadata.check_replaceable(beside)  # before the copy is written, not after
     done = publish_catalog(out, db=db)
     click.echo(
         f"{done.path}: {done.images} images, schema revision {done.revision}, "
         f"{done.bytes} bytes, sha256 {done.sha256}"
     )
+    if beside is not None:
+        written = metadata.write_metadata(beside, db=str(done.path))
+        click.echo(f"{written}: Datasette metadata for {done.path.name}")
 
 
 @click.command()

@@ -28,6 +28,7 @@ from catalog.cli.options import (
     stopped,
 )
 from catalog.cli.output import Format, render, render_one, visible
+from catalog.cli.timeline import timeline_command
 from catalog.config import __version__
 from catalog.parse import SCOPES
 from catalog.read import images
@@ -305,6 +306,7 @@ for command in (
     cli_history.export,
     cli_history.publish,
     cli_history.info,
+    timeline_command,
     cli_write.import_command,
     cli_write.sync_command,
     cli_write.digests_command,

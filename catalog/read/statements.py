@@ -283,3 +283,40 @@ def since(run: int) -> Statement:
         "WHERE e.run_id > :run AND e.changed_fields = :moved))",
         {"run": run, "moved": MOVED_FIELDS},
     )
+
+
+def _timeline_rows(f: Filters) -> tuple[str, dict[str, Any]]:
+    """(sql, params) of the image_version rows of a timeline: each image's newest state that
+    ``f`` selects (``f`` includes removed images), with a version."""
+    join, condition, params = where(f)
+    sql = f"FROM image_version v {join} WHERE {condition} AND v.framework_version IS NOT NULL"
+    return sql, params
+
+
+def timeline_images(f: Filters) -> Statement:
+    """The images of a timeline, each with its version, when any state of it was first
+    listed, and when its newest state ended (its removal; empty while it is listed)."""
+    rows, params = _timeline_rows(f)
+    return (
+        "SELECT v.image_pk, v.image_id, v.region, v.framework, v.framework_key, "
+        "v.framework_version AS text, v.valid_to AS removed_at, "
+        "(SELECT min(o.valid_from) FROM image_version o WHERE o.image_pk = v.image_pk) AS first "
+        f"{rows} ORDER BY v.image_pk",
+        params,
+    )
+
+
+def timeline_events(f: Filters) -> Statement:
+    """Every event of the images of a timeline, with the start of the run that saw it."""
+    rows, params = _timeline_rows(f)
+    return (
+        "SELECT e.image_pk, e.kind, e.changed_fields, r.started_at AS at FROM image_event e "
+        "JOIN sync_run r ON r.id = e.run_id "
+        f"WHERE e.image_pk IN (SELECT v.image_pk {rows}) ORDER BY e.id",
+        params,
+    )
+
+
+# Each region's last successful listing (a digests run lists nothing), as states date it.
+LAST_LISTINGS = f"""SELECT region, max(started_at) AS last_listing FROM sync_run
+WHERE status = 'ok' AND {LISTING} GROUP BY region"""
