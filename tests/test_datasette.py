@@ -51,12 +51,20 @@ def published(folder: Path, name: str = "catalog.db", source: Path = SHIPPED) ->
     return out
 
 
-def listed(path: Path, write_listing: Callable[..., Path], source: str, region: str) -> None:
-    """One successful run of ``source`` listing one image of ``region`` into the file."""
+def listed(
+    path: Path,
+    write_listing: Callable[..., Path],
+    source: str,
+    region: str,
+    endpoint: str = "https://aiworkspace.{region}.aliyuncs.com",
+) -> None:
+    """One successful run of ``source`` listing one image of ``region`` into the file (a sync
+    from ``endpoint``, by default Alibaba Cloud's)."""
     images = [{**TORCH, "ImageUri": TORCH["ImageUri"].replace("cn-hangzhou", region)}]
     engine = store_db.make_engine(parse_target(str(path)))
     try:
-        run = RunInfo(region, source, detail=f"{region}.json")
+        detail = endpoint.format(region=region) if source == "sync" else f"{region}.json"
+        run = RunInfo(region, source, detail=detail)
         apply_listing(engine, run, records.load_files([write_listing(images)]))
     finally:
         engine.dispose()
@@ -116,12 +124,18 @@ def test_a_synced_catalog_says_where_it_came_from(
     shipped = info(db=str(SHIPPED))
     listed(copy, write_listing, "sync", "us-east-1")
     meta = datasette_metadata(db=str(copy))
+    # The shipped regions are still the demonstration, and it says so beside the live one.
+    regions = sorted(r.region for r in shipped.regions)
+    more = f" and {len(regions) - 5} more" if len(regions) > 5 else ""
     assert meta["description"].startswith(
-        "Alibaba Cloud PAI's official container images, synced from PAI's live ListImages API "
-        f"(and from saved ListImages responses it imported). {shipped.images + 1} images in "
+        "Listings of Alibaba Cloud PAI's container images, by region; synced from PAI's live "
+        "ListImages API: us-east-1; the reconstructed demonstration that ships with "
+        "pai-image-catalog (from public documentation, not PAI's live list): "
+        f"{', '.join(regions[:5])}{more}. {shipped.images + 1} images in "
         f"{len(shipped.regions) + 1} regions, last listed "
     )
-    assert "demonstration" not in meta["description"]
+    assert meta["description"].endswith("The listings are Alibaba Cloud's; no licence is claimed.")
+    assert "license" not in meta
     assert meta["source_url"] == "https://api.aliyun.com/api/AIWorkspace/2021-02-04/ListImages"
     assert list(meta["databases"]) == ["copy"]
 
@@ -139,13 +153,20 @@ def test_imported_listings_are_not_taken_for_the_demonstration(
     connection.forget()
     description = datasette_metadata(db=str(sqlite_path))["description"]
     assert description.startswith(
-        "Alibaba Cloud PAI's official container images, imported from saved ListImages "
-        "responses (sync_run.detail names the files), not synced from PAI's live API. "
+        "Listings of Alibaba Cloud PAI's container images, by region; imported from saved "
+        "ListImages responses (sync_run.detail names the files): cn-hangzhou. "
         "38 images in 1 region, last listed "
     )
     listed(sqlite_path, write_listing, "sync", "cn-beijing")
     description = datasette_metadata(db=str(sqlite_path))["description"]
-    assert "synced from PAI's live ListImages API (and from saved" in description
+    assert "synced from PAI's live ListImages API: cn-beijing; imported from saved" in description
+    # A sync from anywhere but Alibaba Cloud (the fake API) is never called the live list.
+    listed(sqlite_path, write_listing, "sync", "us-west-1", "http://127.0.0.1:8123")
+    meta = datasette_metadata(db=str(sqlite_path))
+    assert (
+        "synced from an endpoint that is not Alibaba Cloud's (http://127.0.0.1:8123), not PAI's "
+        "live list: us-west-1;" in meta["description"]
+    )
 
 
 def test_publishing_again_gives_the_same_bytes(tmp_path: Path) -> None:
@@ -270,8 +291,25 @@ def test_datasette_serves_the_metadata_and_its_facets(served: tuple[str, Path]) 
     with sqlite3.connect(f"file:{out}?mode=ro", uri=True) as conn:
         counted = dict(conn.execute("SELECT region, count(*) FROM v_image GROUP BY region"))
     assert regions == counted
-    page = get(f"{base}/catalog/v_image", _sort="image_uri")
-    assert page.status_code != 200 and "Cannot sort table by image_uri" in page.text
+    page = get(f"{base}/catalog/v_image", _sort="description")
+    assert page.status_code != 200 and "Cannot sort table by description" in page.text
+    assert get(f"{base}/catalog/v_image.json", _sort="image_uri").status_code == 200
     assert get(f"{base}/catalog/v_image.json", _sort_desc="created").status_code == 200
     table = get(f"{base}/catalog/sync_run").text
     assert documented(DOC.read_text())["sync_run"].description in table
+
+
+def test_a_publish_stopped_midway_leaves_no_old_description_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = published(tmp_path)
+    meta = out.with_name("catalog.metadata.json")
+    assert meta.exists()
+
+    def stopped(*_: Any, **__: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("catalog.store.publish.publish", stopped)
+    result = invoke("--db", str(SHIPPED), "publish", str(out), "--datasette")
+    assert result.exit_code != 0
+    assert not meta.exists()  # the copy in place may be old or new: no description claims it

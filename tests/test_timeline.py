@@ -404,3 +404,68 @@ def decode_png(data: bytes) -> tuple[tuple[int, int], list[tuple[int, int, int]]
         pixels += [tuple(line[i : i + 3]) for i in range(0, stride, step)]  # type: ignore[misc]
         previous = line
     return (width, height), pixels
+
+
+def test_an_image_relabelled_to_another_version_or_chip_moves_bars_when_it_changed(
+    catalog_db: CatalogDb, write_listing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each state counts under its own version and accelerator: the history of then, as
+    export --as-of tells it, not the newest state's."""
+    runs = [
+        ("2026-02-01", [image("one", f"{BJ}/pytorch:a", "PyTorch", "2.1.0"),
+                        image("three", f"{BJ}/pytorch:c", "PyTorch", "2.5.0", "GPU")]),
+        ("2026-04-01", [image("one", f"{BJ}/pytorch:a", "PyTorch", "2.2.0"),
+                        image("three", f"{BJ}/pytorch:c", "PyTorch", "2.5.0", "CPU")]),
+    ]  # fmt: skip
+    for number, (day, images) in enumerate(runs, 1):
+        monkeypatch.setenv("PAI_CATALOG_BUILD_TIME", str(epoch(day)))
+        import_files([write_listing(images, name=f"relabel-{number}.json")], "cn-beijing",
+                     db_option=catalog_db.target, allow_mass_change=True)  # fmt: skip
+    found = {
+        (s.version, s.first_seen, s.removed_at) for s in timeline("pytorch", db=catalog_db.target)
+    }
+    assert found == {
+        ("2.2.0", z("2026-04-01"), None),
+        ("2.1.0", z("2026-02-01"), z("2026-04-01")),
+        ("2.5.0", z("2026-02-01"), None),  # one bar: every accelerator
+    }
+    gpu = timeline("pytorch", accelerator_type="gpu", db=catalog_db.target)
+    assert {(s.version, s.first_seen, s.removed_at) for s in gpu} == {
+        ("2.2.0", z("2026-04-01"), None),
+        ("2.1.0", z("2026-02-01"), z("2026-04-01")),
+        ("2.5.0", z("2026-02-01"), z("2026-04-01")),  # a GPU image until it was relabelled
+    }
+    cpu = timeline("pytorch", accelerator_type="cpu", db=catalog_db.target)
+    assert [(s.version, s.first_seen, s.removed_at) for s in cpu] == [
+        ("2.5.0", z("2026-04-01"), None)
+    ]
+
+
+def test_characters_xml_cannot_hold_and_very_long_versions_stay_readable() -> None:
+    long = "9." + "1" * 3000
+    spans = [
+        Span("PyTorch", "nightly\uffff\ufffe", "cn-hangzhou", z("2026-01-01"), None,
+             z("2026-01-02"), 1, 1, ("nightly",), (), ()),
+        Span("PyTorch", long, "cn-hangzhou", z("2026-01-01"), None, z("2026-01-02"), 1, 1,
+             (long,), (), ()),
+    ]  # fmt: skip
+    picture = svg(spans, "T")
+    root = ElementTree.fromstring(picture)  # well-formed: U+FFFE and U+FFFF are escapes
+    assert [bar[0] for bar in bars(root)] == ["nightly\\uffff\\ufffe", long]
+    assert int(float(root.get("width", "0"))) < 1500  # the label is cut, not the picture widened
+    page = html(spans, "T")
+    assert "\uffff" not in page and "\ufffe" not in page
+
+
+def test_an_interrupted_write_leaves_no_file_behind(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("catalog.cli.timeline.os.replace", interrupted)
+    out = tmp_path / "pictures" / "t.svg"
+    out.parent.mkdir()
+    stopped = CliRunner().invoke(main, ["--db", db, "timeline", "pytorch", "--out", str(out)])
+    assert stopped.exit_code != 0
+    assert list(out.parent.iterdir()) == []

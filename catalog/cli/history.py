@@ -179,6 +179,9 @@ def publish(db: str | None, /, out: Path, datasette: bool) -> None:
     beside = metadata.metadata_path(out.expanduser().absolute()) if datasette else None
     if beside is not None:
         metadata.check_replaceable(beside)  # before the copy is written, not after
+        # An older copy's metadata goes first: stopped midway, the new copy is never
+        # described by the old one.
+        beside.unlink(missing_ok=True)
     done = publish_catalog(out, db=db)
     click.echo(
         f"{done.path}: {done.images} images, schema revision {done.revision}, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,6 +112,9 @@ def _write(out: Path, text: str) -> None:
     except OSError as exc:
         part.unlink(missing_ok=True)
         raise click.ClickException(f"Cannot write {out}: {exc.strerror or exc}.") from None
+    except BaseException:  # Ctrl-C or SIGTERM: no half-written file left behind
+        part.unlink(missing_ok=True)
+        raise
 
 
 def _moment(text: str) -> datetime:
@@ -173,7 +177,7 @@ def svg(spans: list[Span], title: str, *, declaration: bool = True) -> str:
     """The picture, self-contained: no script, font file, link or style sheet; the same spans
     give the same bytes."""
     several = len({span.framework_name for span in spans}) > 1
-    names = [f"{s.framework_name} {s.version}" if several else s.version for s in spans]
+    names = [_short(f"{s.framework_name} {s.version}" if several else s.version) for s in spans]
     column = CHAR * (max(map(len, names)) + 2)
     left = PAD + column + CHAR * max(len(s.region) for s in spans) + 12
     start, stop, ticks = _axis(spans)
@@ -321,10 +325,27 @@ def _cell(value: Any) -> str:
 
 
 def _esc(text: str) -> str:
-    """Text for XML and HTML: a control character, which XML may not hold, as an escape."""
-    return _html_escape(visible(text), quote=False)
+    """Text for XML and HTML: a control character, or any other that XML may not hold
+    (U+FFFE, U+FFFF, a lone surrogate), as an escape."""
+    return _html_escape(_NOT_XML.sub(_code, visible(text)), quote=False)
 
 
 def _q(text: str) -> str:
     """An attribute's value, quoted, its control characters as escapes."""
-    return '"' + _html_escape(visible(text), quote=True) + '"'
+    return '"' + _html_escape(_NOT_XML.sub(_code, visible(text)), quote=True) + '"'
+
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _short(text: str, most: int = 40) -> str:
+    """A label of at most ``most`` characters, cut in the middle (the bar's title and the
+    data attributes keep it whole)."""
+    if len(text) <= most:
+        return text
+    keep = (most - 1) // 2
+    return f"{text[:keep]}…{text[-(most - 1 - keep) :]}"
+
+
+def _code(found: re.Match[str]) -> str:
+    return f"\\u{ord(found[0]):04x}"

@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from catalog.config import DIGEST_SOURCE, resolve_target, shipped_db_path
 from catalog.errors import CatalogError, DatabaseError, UsageError
@@ -43,11 +44,14 @@ SORTABLE: dict[str, tuple[str, ...]] = {
     "image_manifest": ("id", "seen_at", "checked_at"),
     "image_manifest_miss": ("failed_at", "failures", "run_id"),
     "v_image": (
-        "region", "framework_name", "version_key", "accelerator_type", "python_version",
+        "image_id", "image_name", "image_uri", "region", "framework_name", "version_key",
+        "accelerator_type", "python_version",
         "cuda_version", "created", "modified", "size", "state_since", "first_seen_run_id",
     ),
     "v_image_event": ("event_id", "run_id", "run_started_at", "kind", "region", "framework_name"),
-    "v_latest": ("framework_name", "region", "accelerator_type", "image_scope", "created"),
+    "v_latest": (
+        "framework_name", "region", "accelerator_type", "image_scope", "image_uri", "created",
+    ),
 }  # fmt: skip
 _SECTIONS = {"# Tables": "table", "# Views": "view", "# Example queries": "example"}
 _CELL = re.compile(r"(?<!\\)\|")
@@ -166,17 +170,37 @@ def examples(text: str) -> tuple[Example, ...]:
 
 
 def provenance(*, db: str | None = None) -> tuple[str, str, str | None]:
-    """(what the data is, its source, the source's address), from the catalog's runs.
+    """(what the data is, its source, the source's address), from each region's runs.
 
-    A catalog whose successful listings are exactly the shipped catalog's imports (same region,
-    files and start time) is the shipped demonstration or a published copy of it. Otherwise a
-    sync run means PAI's live API answered; imports alone mean saved responses did.
+    A region whose successful listings are exactly the shipped catalog's imports of it (same
+    files and start time) is the reconstructed demonstration; one synced from an endpoint of
+    Alibaba Cloud (*.aliyuncs.com) is PAI's live list; one synced from any other endpoint (the
+    fake API, a proxy) is said to be so, with the endpoint; imports alone are saved responses.
     """
     listed = _listings(db)
-    synced = any(source == "sync" for _, source, _, _ in listed)
     if not listed:
         return "An empty catalog: no region has been synced or imported.", "none yet", None
-    if not synced and listed == _shipped_listings():
+    shipped: dict[str, set[_Listing]] = {}
+    for item in _shipped_listings() or set():
+        shipped.setdefault(item[0], set()).add(item)
+    regions: dict[str, set[_Listing]] = {}
+    for item in listed:
+        regions.setdefault(item[0], set()).add(item)
+    kinds: dict[str, list[str]] = {}
+    endpoints: set[str] = set()
+    for region, runs in sorted(regions.items()):
+        syncs = [str(detail) for _, source, detail, _ in runs if source == "sync"]
+        if not syncs and runs == shipped.get(region):
+            kind = "demo"
+        elif any(_alibaba(detail) for detail in syncs):
+            kind = "live"
+        elif syncs:
+            kind = "elsewhere"
+            endpoints.update(syncs)
+        else:
+            kind = "imported"
+        kinds.setdefault(kind, []).append(region)
+    if set(kinds) == {"demo"}:
         return (
             "The reconstructed demonstration catalog that ships with pai-image-catalog: image "
             "URIs found in Alibaba Cloud's public documentation, with labels that say only what "
@@ -185,21 +209,32 @@ def provenance(*, db: str | None = None) -> tuple[str, str, str | None]:
             DEMO_SOURCE,
             None,
         )
-    if synced:
-        imported = any(source == "import" for _, source, _, _ in listed)
-        also = " (and from saved ListImages responses it imported)" if imported else ""
-        return (
-            f"Alibaba Cloud PAI's official container images, synced from PAI's live "
-            f"ListImages API{also}.",
-            LIVE_SOURCE,
-            LIVE_SOURCE_URL,
-        )
-    return (
-        "Alibaba Cloud PAI's official container images, imported from saved ListImages "
-        "responses (sync_run.detail names the files), not synced from PAI's live API.",
-        LIVE_SOURCE,
-        LIVE_SOURCE_URL,
-    )
+    said = {
+        "live": "synced from PAI's live ListImages API",
+        "elsewhere": "synced from an endpoint that is not Alibaba Cloud's "
+        f"({_some(sorted(endpoints))}), not PAI's live list",
+        "imported": "imported from saved ListImages responses (sync_run.detail names the files)",
+        "demo": "the reconstructed demonstration that ships with pai-image-catalog (from public "
+        "documentation, not PAI's live list)",
+    }
+    parts = [f"{said[kind]}: {_some(kinds[kind])}" for kind in said if kind in kinds]
+    what = "Listings of Alibaba Cloud PAI's container images, by region; " + "; ".join(parts) + "."
+    if "live" in kinds:
+        return what, LIVE_SOURCE, LIVE_SOURCE_URL
+    return what, "ListImages responses named in sync_run.detail", None
+
+
+def _alibaba(detail: str) -> bool:
+    try:
+        host = urlsplit(detail).hostname or ""
+    except ValueError:
+        return False
+    return host == "aliyuncs.com" or host.endswith(".aliyuncs.com")
+
+
+def _some(names: list[str]) -> str:
+    shown = ", ".join(names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 _Listing = tuple[str, str, str | None, str]
@@ -256,11 +291,13 @@ def datasette_metadata(*, db: str | None = None, name: str | None = None) -> dic
     metadata: dict[str, Any] = {
         "title": TITLE,
         "description": what,
-        "license": LICENSE,
-        "license_url": LICENSE_URL,
         "source": source,
         "databases": {database: {"tables": tables, "queries": queries}},
     }
+    if source == DEMO_SOURCE:  # the reconstruction is the project's own, under its licence
+        metadata.update(license=LICENSE, license_url=LICENSE_URL)
+    else:  # a listing is Alibaba Cloud's, not ours to license
+        metadata["description"] += " The listings are Alibaba Cloud's; no licence is claimed."
     if source_url is not None:
         metadata["source_url"] = source_url
     return metadata

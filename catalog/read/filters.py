@@ -32,6 +32,7 @@ class Filters:
     include_removed: bool = False
     as_of: datetime | None = None
     platform: str | None = None  # os/architecture[/variant], where the registry said
+    all_states: bool = False  # every state ever, current or not (a timeline)
 
 
 def _norm_python(value: str | None) -> str | None:

@@ -88,6 +88,8 @@ def where(f: Filters) -> tuple[str, str, dict[str, Any]]:
     if f.as_of is not None:
         clauses.append("v.valid_from <= :as_of AND (v.valid_to IS NULL OR v.valid_to > :as_of)")
         params["as_of"] = f.as_of
+    elif f.all_states:
+        pass  # every state an image ever had: a timeline's
     elif f.include_removed:
         clauses.append("v.is_latest")
     else:
@@ -108,7 +110,7 @@ def where(f: Filters) -> tuple[str, str, dict[str, Any]]:
     if f.scope is not None:
         join = "JOIN image_scope s ON s.version_id = v.id AND s.scope = :scope"
         params["scope"] = f.scope
-    return join, " AND ".join(clauses), params
+    return join, " AND ".join(clauses) or "1 = 1", params
 
 
 def answers(
@@ -286,33 +288,32 @@ def since(run: int) -> Statement:
 
 
 def _timeline_rows(f: Filters) -> tuple[str, dict[str, Any]]:
-    """(sql, params) of the image_version rows of a timeline: each image's newest state that
-    ``f`` selects (``f`` includes removed images), with a version."""
+    """(sql, params) of the image_version rows of a timeline: every state ``f`` selects
+    (``f.all_states``) that names a version."""
     join, condition, params = where(f)
     sql = f"FROM image_version v {join} WHERE {condition} AND v.framework_version IS NOT NULL"
     return sql, params
 
 
-def timeline_images(f: Filters) -> Statement:
-    """The images of a timeline, each with its version, when any state of it was first
-    listed, and when its newest state ended (its removal; empty while it is listed)."""
+def timeline_states(f: Filters) -> Statement:
+    """The states of a timeline: each with its image, version, and when it was valid (to
+    empty: still current)."""
     rows, params = _timeline_rows(f)
     return (
-        "SELECT v.image_pk, v.image_id, v.region, v.framework, v.framework_key, "
-        "v.framework_version AS text, v.valid_to AS removed_at, "
-        "(SELECT min(o.valid_from) FROM image_version o WHERE o.image_pk = v.image_pk) AS first "
-        f"{rows} ORDER BY v.image_pk",
+        "SELECT v.id, v.image_pk, v.image_id, v.region, v.framework, v.framework_key, "
+        "v.framework_version AS text, v.valid_from AS valid_from, v.valid_to AS valid_to "
+        f"{rows} ORDER BY v.image_pk, v.id",
         params,
     )
 
 
 def timeline_events(f: Filters) -> Statement:
-    """Every event of the images of a timeline, with the start of the run that saw it."""
+    """Every event of the states of a timeline, with the start of the run that saw it."""
     rows, params = _timeline_rows(f)
     return (
-        "SELECT e.image_pk, e.kind, e.changed_fields, r.started_at AS at FROM image_event e "
-        "JOIN sync_run r ON r.id = e.run_id "
-        f"WHERE e.image_pk IN (SELECT v.image_pk {rows}) ORDER BY e.id",
+        "SELECT e.version_id, e.image_pk, e.kind, e.changed_fields, r.started_at AS at "
+        "FROM image_event e JOIN sync_run r ON r.id = e.run_id "
+        f"WHERE e.version_id IN (SELECT v.id {rows}) ORDER BY e.id",
         params,
     )
 

@@ -78,12 +78,12 @@ def timeline(
         framework_name, accelerator_type, image_scope, region, None, None, None, True, None
     )
     handle = reader(resolve_target(db))
-    rows = handle.rows(*statements.timeline_images(f))
+    rows = handle.rows(*statements.timeline_states(replace(f, all_states=True)))
     if not rows:
         raise _nothing(handle, f, framework_name)
-    events: dict[int, list[dict[str, Any]]] = {}
-    for event in handle.rows(*statements.timeline_events(f)):
-        events.setdefault(int(event["image_pk"]), []).append(event)
+    events: dict[int, list[dict[str, Any]]] = {}  # by state
+    for event in handle.rows(*statements.timeline_events(replace(f, all_states=True))):
+        events.setdefault(int(event["version_id"]), []).append(event)
     last = {
         row["region"]: times.parse(row["last_listing"])
         for row in handle.rows(statements.LAST_LISTINGS)
@@ -91,7 +91,7 @@ def timeline(
     spans = []
     for framework_key in sorted({str(row["framework_key"]) for row in rows}):
         mine = [row for row in rows if row["framework_key"] == framework_key]
-        groups = version_groups(handle, replace(f, framework_key=framework_key))
+        groups = version_groups(handle, replace(f, framework_key=framework_key, all_states=True))
         # version_groups reads the same images, so every spelling here is in one group.
         rank = {text: n for n, group in enumerate(groups) for text in _texts(group)}
         framework = min(str(row["framework"]) for row in mine)
@@ -124,15 +124,26 @@ def _span(
     events: dict[int, list[dict[str, Any]]],
     last_listing: datetime | None,
 ) -> Span:
-    first = min(_moment(row["first"]) for row in rows)
-    live = [row for row in rows if row["removed_at"] is None]
-    removed_at = None if live else max(_moment(row["removed_at"]) for row in rows)
-    gaps = _gaps(rows, events)
+    """A version's span in a region from the states of its images there: an image relabelled
+    to another version (or accelerator) leaves this span when its state ends."""
+    periods = sorted(
+        (
+            (
+                _moment(row["valid_from"]),
+                None if row["valid_to"] is None else _moment(row["valid_to"]),
+            )
+            for row in rows
+        ),
+        key=lambda period: period[0],
+    )
+    first = periods[0][0]
+    live = {int(row["image_pk"]) for row in rows if row["valid_to"] is None}
+    removed_at = None if live else max(stop for _, stop in periods if stop is not None)
     marks = sorted(
         (
             (_moment(event["at"]), MARK_KINDS.index(event["kind"]), str(row["image_id"]), event)
             for row in rows
-            for event in events.get(int(row["image_pk"]), [])
+            for event in events.get(int(row["id"]), [])
             if event["kind"] in MARK_KINDS
             and (event["kind"] != "added" or _moment(event["at"]) > first)
         ),
@@ -148,10 +159,10 @@ def _span(
         first_seen=_iso(first),
         removed_at=None if removed_at is None else _iso(removed_at),
         end=_iso(end),
-        images=len(rows),
+        images=len({int(row["image_pk"]) for row in rows}),
         live_images=len(live),
         spellings=tuple(sorted({str(row["text"]) for row in rows})),
-        gaps=tuple((_iso(start), _iso(stop)) for start, stop in gaps),
+        gaps=tuple((_iso(start), _iso(stop)) for start, stop in _gaps(periods)),
         marks=tuple(
             Mark(
                 event["kind"],
@@ -164,24 +175,12 @@ def _span(
     )
 
 
-def _gaps(
-    rows: list[dict[str, Any]], events: dict[int, list[dict[str, Any]]]
-) -> list[tuple[datetime, datetime]]:
-    """When no image of a span was listed, between its first sighting and its last."""
-    listed: list[tuple[datetime, datetime | None]] = []  # (from, to), None: listed now
-    for row in rows:
-        since: datetime | None = _moment(row["first"])
-        for event in sorted(events.get(int(row["image_pk"]), []), key=lambda e: _moment(e["at"])):
-            if event["kind"] == "removed" and since is not None:
-                listed.append((since, _moment(event["at"])))
-                since = None
-            elif event["kind"] == "restored" and since is None:
-                since = _moment(event["at"])
-        if since is not None:
-            listed.append((since, None))
-    listed.sort(key=lambda period: period[0])
-    gaps, reach = [], listed[0][1]
-    for start, stop in listed[1:]:
+def _gaps(periods: list[tuple[datetime, datetime | None]]) -> list[tuple[datetime, datetime]]:
+    """When no state of a span was valid, between its first and its last: ``periods`` are
+    (from, to) sorted by from, to None while valid now."""
+    gaps: list[tuple[datetime, datetime]] = []
+    reach = periods[0][1]
+    for start, stop in periods[1:]:
         if reach is None:
             break
         if start > reach:
