@@ -35,8 +35,8 @@ class Mark:
 @dataclass(frozen=True)
 class Span:
     """One version of a framework in one region, from the catalog's first sighting of any of
-    its images there to the removal of the last of them (``removed_at``; None while one is
-    listed). ``end`` is where a bar ends: the removal, else the region's last successful
+    its images there to when the last of them left it, removed or relabelled (``removed_at``;
+    None while one is listed); each image counts under the version it had at the time. ``end`` is where a bar ends: the removal, else the region's last successful
     listing (or a later event of the span, from a digests run): never today, so the same
     catalog gives the same spans. ``spellings`` are the version's spellings in the region;
     ``images`` counts its images there ever, ``live_images`` those listed now; ``gaps`` are
