@@ -53,9 +53,10 @@ def timeline_command(
     db: str | None, /, framework: str | None, out: Path | None, fmt: str | None, **filters: Any
 ) -> None:
     """Each version of FRAMEWORK (default: every framework) in each region: a bar from the
-    catalog's first sighting to the removal of its last image, or to the region's last sync
-    while one is listed, marked where its images changed, went or came back. Without --out,
-    print the same facts (--format)."""
+    catalog's first sighting to when its last image left it (removed, or relabelled to another
+    version), or to the region's last sync while one is listed, marked where its images
+    changed, went or came back; each image counts under the version it had at the time.
+    Without --out, print the same facts (--format)."""
     if out is not None and fmt is not None:
         raise click.UsageError("--out writes a picture and --format prints data; give one.")
     if out is not None and out.suffix.lower() not in SUFFIXES:
