@@ -36,9 +36,10 @@ class Mark:
 class Span:
     """One version of a framework in one region, from the catalog's first sighting of any of
     its images there to when the last of them left it, removed or relabelled (``removed_at``;
-    None while one is listed); each image counts under the version it had at the time. ``end`` is where a bar ends: the removal, else the region's last successful
-    listing (or a later event of the span, from a digests run): never today, so the same
-    catalog gives the same spans. ``spellings`` are the version's spellings in the region;
+    None while one is listed); each image counts under the version it had at the time.
+    ``end`` is where a bar ends: the removal, else the region's last successful listing (or a
+    later event of the span, from a digests run): never today, so the same catalog gives the
+    same spans. ``spellings`` are the version's spellings in the region;
     ``images`` counts its images there ever, ``live_images`` those listed now; ``gaps`` are
     the times (from, to) between when none of them was listed, before one came back."""
 
