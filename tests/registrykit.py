@@ -155,20 +155,26 @@ class Gate(BaseHTTPRequestHandler):
 
 
 @contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> Iterator[str]:
+    """host:port of ``handler`` answering on a loopback address, in a thread of its own."""
+    server = ThreadingHTTPServer((host, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def running_gate(upstream: str, need_password: bool = False) -> Iterator[str]:
     """host:port of a Gate in front of ``upstream``."""
     Gate.upstream, Gate.need_password, Gate.throttle, Gate.tokens_given = (
         upstream, need_password, 0, 0,
     )  # fmt: skip
     Gate.seen_authorization = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Gate)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Gate) as host:
+        yield host
 
 
 def push_index(host: str, name: str, tag: str, platforms: dict[str, str]) -> str:

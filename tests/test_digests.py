@@ -9,9 +9,8 @@ import json
 import os
 import shutil
 import stat
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from tests.registrykit import (
     push_image,
     push_index,
     running_gate,
+    serving,
 )
 
 REGION = "cn-hangzhou"
@@ -529,17 +529,11 @@ class Busy(BaseHTTPRequestHandler):
 def test_a_registry_that_is_always_busy_is_given_up_on(
     catalog_db: CatalogDb, write_listing: Listing
 ) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        host = f"127.0.0.1:{server.server_address[1]}"
+    with serving(Busy) as host:
         images = [pytorch(n, f"{host}/pai/pytorch:2.{n}.0-gpu", f"2.{n}.0") for n in range(6)]
         imported(catalog_db, write_listing, images)
         Busy.asked = 0
         done = cli(catalog_db, "digests", "--retries", "0", "--workers", "1")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert done.exit_code == 1
     assert done.output.count("answered HTTP 429 for pai/pytorch/manifests/") == 3
     assert done.output.count(f"{host} did not answer 3 requests in a row; not asked.") == 3

@@ -7,10 +7,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +23,7 @@ from tests.registrykit import (
     Gate,
     push_image,
     push_manifest,
+    serving,
 )
 
 
@@ -200,34 +200,22 @@ class Hostile(BaseHTTPRequestHandler):
 def hostile() -> Iterator[str]:
     Hostile.realm, Hostile.body, Hostile.content_type, Hostile.seen = "", b"", OCI_MANIFEST, []
     Hostile.digest_header, Hostile.drip, Hostile.redirect = "", 0.0, ""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Hostile) as host:
+        yield host
 
 
 def test_credentials_never_travel_to_a_plain_http_token_endpoint_elsewhere(
     hostile: str,
 ) -> None:
     """127.0.0.2 stands for another host: it is not the registry's own machine name."""
-    elsewhere = ThreadingHTTPServer(("127.0.0.2", 0), Hostile)
-    thread = threading.Thread(target=elsewhere.serve_forever, daemon=True)
-    thread.start()
-    try:
-        Hostile.realm = f"http://127.0.0.2:{elsewhere.server_address[1]}/token"
+    with serving(Hostile, "127.0.0.2") as elsewhere:
+        Hostile.realm = f"http://{elsewhere}/token"
         Hostile.body = json.dumps({"schemaVersion": 2, "config": {}}).encode()
         client = RegistryClient({hostile: ("me", SECRET)}, retries=0)
         try:
             found = client.manifest(f"{hostile}/pai/pytorch:2.1")
         finally:
             client.close()
-    finally:
-        elsewhere.shutdown()
-        elsewhere.server_close()
     assert found.digest == "sha256:" + hashlib.sha256(Hostile.body).hexdigest()
     tokens = [seen for seen in Hostile.seen if seen.startswith("/token")]
     assert len(tokens) == 1 and tokens[0].endswith(" ")  # asked anonymously
@@ -348,15 +336,10 @@ def test_docker_config_names_the_folder_of_the_credentials(
     ],
 )
 def test_a_realm_that_hides_its_host_gets_no_credentials(hostile: str, realm: str) -> None:
-    elsewhere = ThreadingHTTPServer(("127.0.0.2", 0), Hostile)
-    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
-    try:
-        Hostile.realm = realm.format(port=elsewhere.server_address[1])
+    with serving(Hostile, "127.0.0.2") as elsewhere:
+        Hostile.realm = realm.format(port=elsewhere.rsplit(":", 1)[1])
         Hostile.body = INDEX_BODY
         message = _refused(hostile, credentials={hostile: ("me", SECRET)})
-    finally:
-        elsewhere.shutdown()
-        elsewhere.server_close()
     assert "answered HTTP 401" in message
     pair = base64.b64encode(f"me:{SECRET}".encode()).decode()
     assert all(pair not in seen for seen in Hostile.seen)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from catalog.cli.options import errors, filter_options, network_option
-from catalog.parse.uri import parse_uri, pinned
+from catalog.parse.uri import parse_uri
 
 if TYPE_CHECKING:
     from catalog.read.mirror import Copy
@@ -73,17 +73,9 @@ def plan_command(
     elif fmt == "skopeo":
         for c in copies:
             keep = " --preserve-digests" if c.digest else ""  # what --pin answers must exist
-            click.echo(
-                f"skopeo copy --all{keep} docker://{_pinned(c.source)} docker://{_tagged(c.target)}"
-            )
+            click.echo(f"skopeo copy --all{keep} docker://{c.source} docker://{_tagged(c.target)}")
     else:
         click.echo(_sync_yaml(copies, prefix.strip().rstrip("/")), nl=False)
-
-
-def _pinned(uri: str) -> str:
-    """A source skopeo accepts: name@digest when the URI has a digest (skopeo refuses a tag
-    and a digest together), else name:tag."""
-    return pinned(uri, uri.partition("@")[2]) if "@" in uri else uri
 
 
 def _tagged(uri: str) -> str:

@@ -361,18 +361,23 @@ def _digests_older(change: RegionChange) -> bool:
 
 
 def _older(changes: list[RegionChange]) -> str:
-    said = [
-        f"it does not hold {c.region}"
-        if c.last_sync_after is None
-        else f"{c.region} was last synced {times.iso(c.last_sync_after)} in it, "
-        f"{times.iso(c.last_sync_before)} in place"
-        if c.last_sync_after != c.last_sync_before
-        else f"{c.region}'s digests were last checked "
-        f"{times.iso(c.last_digests_after) if c.last_digests_after else 'never'} in it, "
-        f"{times.iso(c.last_digests_before)} in place"
-        for c in changes[:5]
-    ]
+    said = [_why_older(c) for c in changes[:5]]
     return "; ".join(said) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+
+
+def _why_older(c: RegionChange) -> str:
+    if c.last_sync_after is None:
+        return f"it does not hold {c.region}"
+    if c.last_sync_after != c.last_sync_before:
+        return (
+            f"{c.region} was last synced {times.iso(c.last_sync_after)} in it, "
+            f"{times.iso(c.last_sync_before)} in place"
+        )
+    checked = times.iso(c.last_digests_after) if c.last_digests_after else "never"
+    return (
+        f"{c.region}'s digests were last checked {checked} in it, "
+        f"{times.iso(c.last_digests_before)} in place"
+    )
 
 
 def _moved(change: RegionChange) -> bool:

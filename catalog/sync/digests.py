@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import exc as sa_exc
 
@@ -54,7 +53,6 @@ class DigestOptions:
     backoff: float = DIGEST_BACKOFF
     timeout: float = DIGEST_TIMEOUT
     network: str = "public"  # the registry host form asked: public, vpc, or as-listed
-    home: Path | None = field(default=None, compare=False)  # where ~/.docker/config.json is
 
     def __post_init__(self) -> None:
         if not isinstance(self.limit, int) or self.limit < 1:
@@ -166,7 +164,7 @@ def _ask(
     options: DigestOptions,
     progress: Callable[[int, int], None] | None,
 ) -> _Asked:
-    credentials = docker_credentials(options.home)
+    credentials = docker_credentials()
     local = threading.local()
     clients: list[RegistryClient] = []
     lock = threading.Lock()

@@ -33,8 +33,7 @@ MANIFESTS = (
 )
 _ACCEPT = ", ".join((*INDEXES, *MANIFESTS))
 MAX_BODY = 4 * 2**20  # a manifest, index, image config or token answer larger than this is refused
-_LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}  # plain HTTP, as docker allows for them
-_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}  # the same, as urlsplit names hosts
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}  # plain HTTP, as docker allows for them
 _FIELD = re.compile(r'(\w+)="([^"]*)"')
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _PLATFORM = re.compile(r"[a-z0-9_.-]{1,32}(/[a-z0-9_.-]{1,32}){1,2}")
@@ -128,7 +127,7 @@ class RegistryClient:
         if ref.error or not ref.host or not ref.repository:
             raise RegistryError(f"{uri} names no image in a registry ({ref.error or 'no host'}).")
         name = f"{ref.namespace}/{ref.repository}" if ref.namespace else ref.repository
-        scheme = "http" if ref.host.rsplit(":", 1)[0] in _LOOPBACK else "https"
+        scheme = "http" if urlsplit(f"//{ref.host}").hostname in _LOOPBACK else "https"
         base = f"{scheme}://{ref.host}/v2/{name}"
         url = f"{base}/manifests/{ref.digest or ref.tag or 'latest'}"
         scope = f"repository:{name}:pull"
@@ -160,7 +159,8 @@ class RegistryClient:
         if "sha256:" + hashlib.sha256(config_bytes).hexdigest() != blob:
             raise RegistryError(f"{ref.host} answered a config for {uri} of another digest.")
         image = _json(config_bytes, uri)
-        return Manifest(found, media_type, _platforms({"manifests": [{"platform": image}]}))
+        platform = _platform(image)
+        return Manifest(found, media_type, (platform,) if platform else ())
 
     def _request(
         self, method: str, url: str, host: str, scope: str, redirects: bool = False
@@ -243,7 +243,7 @@ class RegistryClient:
             return False
         params = {"service": fields.get("service", ""), "scope": fields.get("scope", scope)}
         # Credentials travel to a token endpoint over HTTPS only (or to one on this machine).
-        safe = where.scheme == "https" or where.hostname in _LOOPBACK_NAMES
+        safe = where.scheme == "https" or where.hostname in _LOOPBACK
         try:
             found = self._session.get(
                 realm, params=params, auth=self._credentials.get(host) if safe else None,
@@ -315,17 +315,20 @@ def _json(content: bytes, uri: str) -> dict[str, Any]:
 def _platforms(document: dict[str, Any]) -> tuple[str, ...]:
     """os/architecture[/variant] of an index's entries (attestations left out)."""
     listed = document.get("manifests", [])
-    found: list[str] = []
-    for entry in listed if isinstance(listed, list) else ():
-        platform = entry.get("platform") if isinstance(entry, dict) else None
-        if not isinstance(platform, dict):
-            continue
-        parts = [platform.get(key) for key in ("os", "architecture", "variant")]
-        text = "/".join(str(part) for part in parts if isinstance(part, str) and part)
-        known = "unknown" not in text.split("/") and _PLATFORM.fullmatch(text)
-        if known and text not in found:
-            found.append(text)
-    return tuple(found)
+    entries = listed if isinstance(listed, list) else []
+    found = (_platform(entry.get("platform")) for entry in entries if isinstance(entry, dict))
+    return tuple(dict.fromkeys(text for text in found if text))
+
+
+def _platform(described: Any) -> str | None:
+    """os/architecture[/variant] of an index entry's platform or an image's config; None for
+    an attestation (unknown/unknown) or anything else that names no platform."""
+    if not isinstance(described, dict):
+        return None
+    parts = [described.get(key) for key in ("os", "architecture", "variant")]
+    text = "/".join(part for part in parts if isinstance(part, str) and part)
+    known = "unknown" not in text.split("/") and _PLATFORM.fullmatch(text)
+    return text if known else None
 
 
 def _retry_after(answer: requests.Response) -> float | None:
